@@ -1,0 +1,27 @@
+# Two entry points for a new machine: `make dashboard` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: dashboard test browser-deps
+
+$(STAMP): requirements.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The CPU wheel first, so nothing below pulls a CUDA build (see README for GPU users).
+	$(BIN)/pip install -q $${TORCH_SPEC:-torch==2.13.0}
+	$(BIN)/pip install -q -r requirements.txt
+	touch $(STAMP)
+
+dashboard: $(STAMP)
+	$(BIN)/streamlit run dashboard/app.py
+
+# Debian's Chromium for the real-browser test; installed when we are root and it is missing.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else echo "chromium missing: run 'sudo apt-get install -y chromium' for the browser test"; fi; fi
+
+test: $(STAMP) browser-deps
+	$(BIN)/python -m pytest -q

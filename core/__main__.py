@@ -1,0 +1,47 @@
+"""python -m core <command> ...: everything the dashboard does is scriptable from here."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from core import UserError
+
+# Each module adds its own sub-command; imported lazily so `activations list` never loads transformers.
+COMMANDS = {
+    "activations": "core.activations",
+    "bench": "core.bench",
+    "train": "core.train",
+    "runs": "core.runs",
+    "ablate": "core.ablation",
+    "logs": "core.logs",
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="ActLab command line")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    wanted = argv[0] if argv and argv[0] in COMMANDS else None
+    for name, module in COMMANDS.items():
+        if wanted in (None, name):
+            importlib.import_module(module).add_cli(sub)
+        else:
+            sub.add_parser(name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""The one activation registry: name -> module factory, parameters, properties.
+
+Explorer, models and probes all go through `create_act_layer`, in the spirit of timm's
+`create_act_layer`: configs carry strings, and nothing else imports a particular activation.
+Curves and derivatives come from autograd on the very module a model would use, so what the
+explorer draws is what training sees.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core import UserError
+
+
+class ActivationError(UserError):
+    """Unknown activation name or a bad parameter; the CLI prints it as one line."""
+
+
+@dataclass(frozen=True)
+class Param:
+    default: float
+    low: float
+    high: float
+    step: float = 0.01
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    name: str
+    factory: Callable[..., nn.Module]
+    params: dict[str, Param] = field(default_factory=dict)
+    description: str = ""
+    vector: bool = False  # softmax-like: maps a vector to a vector, shown in its own view
+
+
+class Swish(nn.Module):
+    """x * sigmoid(beta * x); beta = 1 is SiLU, beta -> inf approaches ReLU."""
+
+    def __init__(self, beta: float = 1.0):
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.beta * x)
+
+    def extra_repr(self):
+        return f"beta={self.beta}"
+
+
+class Softmax(nn.Module):
+    def __init__(self, tau: float = 1.0):
+        super().__init__()
+        self.tau = tau
+
+    def forward(self, logits):
+        return torch.softmax(logits / self.tau, dim=-1)
+
+
+class GumbelSoftmax(nn.Module):
+    """A differentiable sample from Categorical(softmax(logits)); hard=1 is straight-through."""
+
+    def __init__(self, tau: float = 1.0, hard: float = 0.0):
+        super().__init__()
+        self.tau = tau
+        self.hard = bool(hard)
+
+    def forward(self, logits):
+        return F.gumbel_softmax(logits, tau=self.tau, hard=self.hard, dim=-1)
+
+
+_ALPHA = Param(1.0, 0.05, 3.0, help="scale of the negative branch")
+_SLOPE = Param(0.01, 0.0, 0.5, 0.005, "slope for x < 0")
+_BETA = Param(1.0, 0.1, 10.0, 0.1, "sharpness")
+_TAU = Param(1.0, 0.05, 5.0, 0.05, "temperature")
+
+REGISTRY: dict[str, ActivationSpec] = {
+    s.name: s
+    for s in [
+        ActivationSpec("relu", lambda: nn.ReLU(), description="max(0, x)"),
+        ActivationSpec("relu6", lambda: nn.ReLU6(), description="min(max(0, x), 6)"),
+        ActivationSpec("leaky_relu", lambda alpha: nn.LeakyReLU(alpha), {"alpha": _SLOPE},
+                       "x for x > 0, alpha * x otherwise"),
+        ActivationSpec("prelu", lambda alpha: nn.PReLU(init=alpha), {"alpha": Param(0.25, 0.0, 1.0, 0.01, "initial learnable slope")},
+                       "leaky ReLU with a learned slope"),
+        ActivationSpec("elu", lambda alpha: nn.ELU(alpha), {"alpha": _ALPHA}, "alpha * (exp(x) - 1) for x < 0"),
+        ActivationSpec("celu", lambda alpha: nn.CELU(alpha), {"alpha": _ALPHA}, "continuously differentiable ELU"),
+        ActivationSpec("selu", lambda: nn.SELU(), description="scaled ELU, self-normalising"),
+        ActivationSpec("gelu", lambda: nn.GELU(approximate="none"), description="x * Phi(x), exact (erf)"),
+        ActivationSpec("gelu_tanh", lambda: nn.GELU(approximate="tanh"), description="GELU, tanh approximation"),
+        ActivationSpec("silu", lambda: nn.SiLU(), description="x * sigmoid(x)"),
+        ActivationSpec("swish", lambda beta: Swish(beta), {"beta": _BETA}, "x * sigmoid(beta * x)"),
+        ActivationSpec("mish", lambda: nn.Mish(), description="x * tanh(softplus(x))"),
+        ActivationSpec("sigmoid", lambda: nn.Sigmoid(), description="1 / (1 + exp(-x))"),
+        ActivationSpec("tanh", lambda: nn.Tanh(), description="hyperbolic tangent"),
+        ActivationSpec("softplus", lambda beta: nn.Softplus(beta), {"beta": _BETA}, "log(1 + exp(beta x)) / beta"),
+        ActivationSpec("hardswish", lambda: nn.Hardswish(), description="x * relu6(x + 3) / 6"),
+        ActivationSpec("softsign", lambda: nn.Softsign(), description="x / (1 + |x|)"),
+        ActivationSpec("softmax", lambda tau: Softmax(tau), {"tau": _TAU}, vector=True,
+                       description="exp(z / tau) / sum exp(z / tau)"),
+        ActivationSpec("gumbel_softmax", lambda tau, hard: GumbelSoftmax(tau, hard),
+                       {"tau": _TAU, "hard": Param(0.0, 0.0, 1.0, 1.0, "1 = straight-through one-hot")},
+                       vector=True, description="softmax((z + Gumbel noise) / tau)"),
+    ]
+}
+
+
+def names(vector: bool | None = None) -> list[str]:
+    return [n for n, s in REGISTRY.items() if vector is None or s.vector == vector]
+
+
+def get_spec(name: str) -> ActivationSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ActivationError(f"unknown activation {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+def resolve_params(name: str, **params) -> dict[str, float]:
+    """Fill defaults, refuse unknown keys and values outside a parameter's range."""
+    spec = get_spec(name)
+    unknown = set(params) - set(spec.params)
+    if unknown:
+        known = ", ".join(spec.params) or "none"
+        raise ActivationError(f"{name} has no parameter {sorted(unknown)[0]!r} (parameters: {known})")
+    out = {}
+    for key, p in spec.params.items():
+        value = float(params.get(key, p.default))
+        if not math.isfinite(value) or not p.low <= value <= p.high:
+            raise ActivationError(f"{name}.{key}={value} is outside [{p.low}, {p.high}]")
+        out[key] = value
+    return out
+
+
+def create_act_layer(name: str, **params) -> nn.Module:
+    """The only way to build an activation module."""
+    return get_spec(name).factory(**resolve_params(name, **params))
+
+
+def derivatives(name: str, x: torch.Tensor, **params) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """f, f' and f'' of a scalar activation at x, by autograd through the real module."""
+    spec = get_spec(name)
+    if spec.vector:
+        raise ActivationError(f"{name} is vector-valued; it has no scalar curve")
+    module = create_act_layer(name, **params).to(x.dtype)
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        y = module(x)
+        (dy,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+        # Piecewise-linear functions give a d2y with no graph: it is zero everywhere.
+        if dy.requires_grad:
+            (d2y,) = torch.autograd.grad(dy.sum(), x)
+        else:
+            d2y = torch.zeros_like(x)
+    return y.detach(), dy.detach(), d2y.detach()
+
+
+def zones(x: torch.Tensor, dy: torch.Tensor, eps: float = 0.0, sat_frac: float = 0.05) -> dict[str, list[tuple[float, float]]]:
+    """Intervals of x where no gradient flows (dead: |f'| <= eps) and where it nearly stops in a
+    tail (saturated: not dead, |f'| <= sat_frac * max|f'|, reaching the end of the range).
+    An isolated zero of f' (the minimum of GELU or hardswish) is neither: gradient flows around it."""
+    g = dy.abs()
+    dead = g <= eps
+    saturated = ~dead & (g <= sat_frac * g.max())
+    lo, hi = float(x[0]), float(x[-1])
+    tails = [iv for iv in _intervals(x, saturated) if iv[0] == lo or iv[1] == hi]
+    return {"dead": [iv for iv in _intervals(x, dead) if iv[1] > iv[0]], "saturated": tails}
+
+
+def _intervals(x: torch.Tensor, mask: torch.Tensor) -> list[tuple[float, float]]:
+    out, start = [], None
+    xs, ms = x.tolist(), mask.tolist()
+    for i, m in enumerate(ms):
+        if m and start is None:
+            start = xs[i]
+        if start is not None and (not m or i == len(ms) - 1):
+            out.append((start, xs[i] if m else xs[i - 1]))
+            start = None
+    return out
+
+
+def properties(name: str, eps: float = 0.0, x_range: tuple[float, float] = (-6.0, 6.0), **params) -> dict:
+    """Numerical properties read off autograd curves; nothing here is typed in by hand."""
+    x = torch.linspace(*x_range, 12001, dtype=torch.float64)
+    y, dy, _ = derivatives(name, x, **params)
+    far = torch.tensor([-1e4, -1e2, 1e2, 1e4], dtype=torch.float64)
+    y_far, _, _ = derivatives(name, far, **params)
+    # Unbounded if the value still moves between 1e2 and 1e4; else the extreme seen on a wide grid.
+    wide = derivatives(name, torch.linspace(-60, 60, 4001, dtype=torch.float64), **params)[0]
+    low = -math.inf if y_far[0] < y_far[1] - 1 else float(min(wide.min(), y_far.min()))
+    high = math.inf if y_far[3] > y_far[2] + 1 else float(max(wide.max(), y_far.max()))
+    # Zero-centred: the mean output under a unit Gaussian input is near zero.
+    z = torch.linspace(-8, 8, 8001, dtype=torch.float64)
+    w = torch.exp(-z**2 / 2)
+    mean_out = float((derivatives(name, z, **params)[0] * w).sum() / w.sum())
+    # A kink shows as a jump in f' that does not shrink with the grid step.
+    smooth = bool((dy[1:] - dy[:-1]).abs().max() < 0.05)
+    z_ = zones(x, dy, eps)
+    return {
+        "output_range": [low, high],
+        "monotonic": bool((dy >= -1e-9).all()),
+        "zero_centred": abs(mean_out) < 0.1,
+        "mean_output_std_normal_input": mean_out,
+        "smooth": smooth,
+        "derivative_range": [float(dy.min()), float(dy.max())],
+        "dead_zone": z_["dead"],
+        "saturation_zones": z_["saturated"],
+    }
+
+
+def describe(name: str) -> dict:
+    spec = get_spec(name)
+    out = {
+        "name": name,
+        "description": spec.description,
+        "vector": spec.vector,
+        "parameters": {k: {"default": p.default, "low": p.low, "high": p.high, "help": p.help} for k, p in spec.params.items()},
+    }
+    if not spec.vector:
+        out["properties"] = properties(name)
+    return out
+
+
+def parse_param_args(items: list[str] | None) -> dict[str, float]:
+    """`KEY=VALUE` strings from the command line."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ActivationError(f"--param expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise ActivationError(f"--param {key} needs a number, got {value!r}") from None
+    return out
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("activations", help="list and evaluate activations")
+    s = p.add_subparsers(dest="action", required=True)
+    lp = s.add_parser("list", help="name, parameters and properties of each")
+    lp.add_argument("--json", action="store_true")
+    lp.set_defaults(func=_cli_list)
+    ep = s.add_parser("eval", help="f, f' and f'' at given points")
+    ep.add_argument("name")
+    ep.add_argument("--x", type=float, nargs="+", required=True)
+    ep.add_argument("--param", action="append", metavar="KEY=VALUE")
+    ep.add_argument("--json", action="store_true")
+    ep.set_defaults(func=_cli_eval)
+
+
+def _cli_list(args) -> int:
+    import json
+
+    rows = [describe(n) for n in REGISTRY]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            params = ", ".join(f"{k}={v['default']}" for k, v in r["parameters"].items())
+            print(f"{r['name']:<15} {params:<20} {r['description']}")
+    return 0
+
+
+def _cli_eval(args) -> int:
+    import json
+
+    params = parse_param_args(args.param)
+    y, dy, d2y = derivatives(args.name, torch.tensor(args.x, dtype=torch.float64), **params)
+    out = {"x": args.x, "y": y.tolist(), "dy": dy.tolist(), "d2y": d2y.tolist()}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for row in zip(*out.values()):
+            print("\t".join(f"{v:.6g}" for v in row))
+    return 0

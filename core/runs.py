@@ -1,0 +1,313 @@
+"""Run store: a directory per run holding run.json (config) and metrics.db (SQLite, WAL mode).
+
+One writer (the trainer process) and any number of readers (dashboard, CLI). WAL lets readers
+poll while the writer commits, and a reader only ever sees whole transactions, so a killed trainer
+leaves every committed row readable. Readers fetch incrementally: rows after the last id they saw.
+
+Scalar schema everywhere: (run, step, epoch, key, value, wall_time).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core import UserError
+
+DEFAULT_RUNS_DIR = Path(os.environ.get("ACTLAB_RUNS_DIR", "runs"))
+# A running trainer beats at every log interval; silence this long means it is gone.
+STALE_AFTER_S = 120.0
+SCALAR_COLUMNS = ["run", "step", "epoch", "key", "value", "wall_time"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scalars (
+    id INTEGER PRIMARY KEY, run TEXT NOT NULL, step INTEGER NOT NULL, epoch REAL,
+    key TEXT NOT NULL, value REAL, wall_time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS scalars_key ON scalars(key, step);
+CREATE TABLE IF NOT EXISTS histograms (
+    id INTEGER PRIMARY KEY, run TEXT NOT NULL, step INTEGER NOT NULL, epoch REAL,
+    key TEXT NOT NULL, edges TEXT NOT NULL, counts TEXT NOT NULL, wall_time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS unit_activity (
+    id INTEGER PRIMARY KEY, run TEXT NOT NULL, step INTEGER NOT NULL, epoch REAL,
+    key TEXT NOT NULL, values_json TEXT NOT NULL, wall_time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS status (
+    id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL, reason TEXT,
+    pid INTEGER, heartbeat REAL NOT NULL, started REAL NOT NULL);
+"""
+
+STATES = ("running", "finished", "stopped", "failed")
+
+
+def validate_run_name(name: str) -> str:
+    if not isinstance(name, str) or not name or name in (".", ".."):
+        raise UserError(f"invalid run name {name!r}")
+    if "/" in name or "\\" in name or ".." in name or "\x00" in name:
+        raise UserError(f"run name {name!r} may not contain '/', '\\\\', '..' or a NUL byte")
+    if name.startswith("."):
+        raise UserError(f"run name {name!r} may not start with '.'")
+    return name
+
+
+def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+    else:
+        con = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a committed row survives a killed process (not a power cut).
+        con.execute("PRAGMA synchronous=NORMAL")
+    return con
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed, not yet reaped by its parent) is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class RunWriter:
+    """Used by the one trainer process of a run. Every call is one transaction."""
+
+    def __init__(self, run_dir: Path, name: str):
+        self.dir, self.name = run_dir, name
+        self.con = _connect(run_dir / "metrics.db")
+
+    def log_scalars(self, step: int, values: dict[str, float], epoch: float | None = None, wall_time: float | None = None):
+        t = time.time() if wall_time is None else wall_time
+        rows = [(self.name, int(step), epoch, k, _finite_or_none(v), t) for k, v in values.items()]
+        with self.con:
+            self.con.executemany(
+                "INSERT INTO scalars(run, step, epoch, key, value, wall_time) VALUES (?,?,?,?,?,?)", rows)
+            self._beat(t)
+
+    def log_histogram(self, step: int, key: str, edges, counts, epoch: float | None = None):
+        t = time.time()
+        with self.con:
+            self.con.execute(
+                "INSERT INTO histograms(run, step, epoch, key, edges, counts, wall_time) VALUES (?,?,?,?,?,?,?)",
+                (self.name, int(step), epoch, key, json.dumps(np.asarray(edges, float).tolist()),
+                 json.dumps(np.asarray(counts, float).tolist()), t))
+
+    def log_unit_activity(self, step: int, key: str, values, epoch: float | None = None):
+        t = time.time()
+        with self.con:
+            self.con.execute(
+                "INSERT INTO unit_activity(run, step, epoch, key, values_json, wall_time) VALUES (?,?,?,?,?,?)",
+                (self.name, int(step), epoch, key, json.dumps(np.round(np.asarray(values, float), 4).tolist()), t))
+
+    def heartbeat(self):
+        with self.con:
+            self._beat(time.time())
+
+    def _beat(self, t: float):
+        self.con.execute("UPDATE status SET heartbeat = ? WHERE id = 1", (t,))
+
+    def set_status(self, state: str, reason: str | None = None):
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        with self.con:
+            self.con.execute("UPDATE status SET state = ?, reason = ?, heartbeat = ?, pid = ? WHERE id = 1",
+                             (state, reason, time.time(), os.getpid()))
+
+    def close(self):
+        self.con.close()
+
+
+def _finite_or_none(v) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+@dataclass
+class RunStatus:
+    state: str  # running | finished | stopped | failed | stale
+    reason: str | None
+    heartbeat_age_s: float
+    pid: int | None
+
+
+class RunReader:
+    def __init__(self, run_dir: Path, name: str):
+        self.dir, self.name = run_dir, name
+        self._con: sqlite3.Connection | None = None
+
+    @property
+    def con(self) -> sqlite3.Connection:
+        if self._con is None:
+            self._con = _connect(self.dir / "metrics.db", readonly=True)
+        return self._con
+
+    def close(self):
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    @property
+    def meta(self) -> dict:
+        return json.loads((self.dir / "run.json").read_text())
+
+    @property
+    def config(self) -> dict:
+        return self.meta.get("config", {})
+
+    def status(self, stale_after_s: float = STALE_AFTER_S) -> RunStatus:
+        row = self.con.execute("SELECT state, reason, pid, heartbeat FROM status WHERE id = 1").fetchone()
+        if row is None:
+            return RunStatus("stale", "no status row", math.inf, None)
+        state, reason, pid, beat = row
+        age = time.time() - beat
+        if state == "running":
+            if not _pid_alive(pid) and _same_host(self.meta):
+                return RunStatus("stale", f"trainer process {pid} is gone (crashed or killed)", age, pid)
+            if age > stale_after_s:
+                return RunStatus("stale", f"no heartbeat for {age:.0f}s", age, pid)
+        return RunStatus(state, reason, age, pid)
+
+    def scalars(self, after_id: int = 0, keys: list[str] | None = None) -> tuple[pd.DataFrame, int]:
+        """Rows with id > after_id, and the new cursor. Pass the cursor back next time."""
+        q = "SELECT id, run, step, epoch, key, value, wall_time FROM scalars WHERE id > ?"
+        args: list = [after_id]
+        if keys:
+            q += f" AND key IN ({','.join('?' * len(keys))})"
+            args += keys
+        df = pd.read_sql_query(q + " ORDER BY id", self.con, params=args)
+        cursor = int(df["id"].max()) if len(df) else after_id
+        df["value"] = df["value"].astype(float)
+        return df[SCALAR_COLUMNS], cursor
+
+    def keys(self) -> list[str]:
+        return [r[0] for r in self.con.execute("SELECT DISTINCT key FROM scalars ORDER BY key")]
+
+    def last(self) -> dict[str, float | None]:
+        rows = self.con.execute(
+            "SELECT key, value FROM scalars WHERE id IN (SELECT MAX(id) FROM scalars GROUP BY key)").fetchall()
+        return dict(sorted(rows))
+
+    def histograms(self, key: str | None = None, after_id: int = 0) -> list[dict]:
+        q, args = "SELECT id, step, epoch, key, edges, counts FROM histograms WHERE id > ?", [after_id]
+        if key:
+            q, args = q + " AND key = ?", args + [key]
+        return [{"id": i, "step": s, "epoch": e, "key": k, "edges": json.loads(ed), "counts": json.loads(c)}
+                for i, s, e, k, ed, c in self.con.execute(q + " ORDER BY id", args)]
+
+    def unit_activity(self, key: str | None = None, after_id: int = 0) -> list[dict]:
+        q, args = "SELECT id, step, epoch, key, values_json FROM unit_activity WHERE id > ?", [after_id]
+        if key:
+            q, args = q + " AND key = ?", args + [key]
+        return [{"id": i, "step": s, "epoch": e, "key": k, "values": json.loads(v)}
+                for i, s, e, k, v in self.con.execute(q + " ORDER BY id", args)]
+
+
+def _same_host(meta: dict) -> bool:
+    return meta.get("host") == os.uname().nodename
+
+
+class RunStore:
+    """A folder of runs. Names are validated before they touch the file system."""
+
+    def __init__(self, root: str | os.PathLike = DEFAULT_RUNS_DIR):
+        self.root = Path(root)
+
+    def path(self, name: str) -> Path:
+        return self.root / validate_run_name(name)
+
+    def exists(self, name: str) -> bool:
+        return (self.path(name) / "metrics.db").exists()
+
+    def create(self, name: str, config: dict, kind: str = "", resume: bool = False) -> RunWriter:
+        run_dir = self.path(name)
+        if run_dir.exists() and not resume:
+            raise UserError(f"run {name!r} already exists in {self.root}; pick another --name or --resume it")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        meta = {"name": name, "kind": kind, "config": config, "created": now, "host": os.uname().nodename}
+        if resume and (run_dir / "run.json").exists():
+            meta["created"] = json.loads((run_dir / "run.json").read_text()).get("created", now)
+        tmp = run_dir / "run.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2, default=str))
+        tmp.replace(run_dir / "run.json")
+        writer = RunWriter(run_dir, name)
+        with writer.con:
+            writer.con.executescript(_SCHEMA)
+            writer.con.execute(
+                "INSERT OR REPLACE INTO status(id, state, reason, pid, heartbeat, started) VALUES (1, 'running', NULL, ?, ?, ?)",
+                (os.getpid(), now, now))
+        return writer
+
+    def open(self, name: str) -> RunReader:
+        if not self.exists(name):
+            raise UserError(f"no run {name!r} in {self.root}")
+        return RunReader(self.path(name), name)
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        runs = [p for p in self.root.iterdir() if (p / "metrics.db").exists() and (p / "run.json").exists()]
+        return [p.name for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+    def summary(self, name: str) -> dict:
+        r = self.open(name)
+        try:
+            meta, st = r.meta, r.status()
+            return {"name": name, "kind": meta.get("kind", ""), "created": meta.get("created"),
+                    "status": st.state, "reason": st.reason, "heartbeat_age_s": round(st.heartbeat_age_s, 1),
+                    "config": meta.get("config", {}), "last": r.last()}
+        finally:
+            r.close()
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("runs", help="list and show runs in the store")
+    s = p.add_subparsers(dest="action", required=True)
+    lp = s.add_parser("list")
+    lp.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
+    lp.add_argument("--json", action="store_true")
+    lp.set_defaults(func=_cli_list)
+    sp = s.add_parser("show")
+    sp.add_argument("run")
+    sp.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=_cli_show)
+
+
+def _cli_list(args) -> int:
+    store = RunStore(args.runs_dir)
+    rows = []
+    for n in store.names():
+        s = store.summary(n)
+        rows.append({k: s[k] for k in ("name", "kind", "status", "reason", "created")})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['name']:<32} {r['kind']:<10} {r['status']:<9} {r['reason'] or ''}")
+    return 0
+
+
+def _cli_show(args) -> int:
+    s = RunStore(args.runs_dir).summary(args.run)
+    if args.json:
+        print(json.dumps(s, indent=2, default=str))
+    else:
+        print(f"{s['name']}: {s['status']}" + (f" ({s['reason']})" if s["reason"] else ""))
+        for k, v in s["last"].items():
+            print(f"  {k:<32} {v}")
+    return 0

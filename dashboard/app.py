@@ -1,0 +1,21 @@
+"""ActLab dashboard: `streamlit run dashboard/app.py`. Pages are thin views over core/."""
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# `streamlit run` puts dashboard/ on sys.path, not the repo root that holds core/.
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+st.set_page_config(page_title="ActLab", page_icon=":material/ssid_chart:", layout="wide")
+
+PAGES = Path(__file__).parent / "pages"
+nav = st.navigation([
+    st.Page(PAGES / "explorer.py", title="Activation explorer", icon=":material/show_chart:", url_path="explorer", default=True),
+    st.Page(PAGES / "monitor.py", title="Training monitor", icon=":material/monitor_heart:", url_path="monitor"),
+    st.Page(PAGES / "compare.py", title="Compare runs", icon=":material/compare_arrows:", url_path="compare"),
+    st.Page(PAGES / "benchmark.py", title="Benchmark", icon=":material/speed:", url_path="benchmark"),
+])
+nav.run()

@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("monitor")
+st.info("Under construction.")
