@@ -139,8 +139,12 @@ def resolve_params(name: str, **params) -> dict[str, float]:
 
 
 def create_act_layer(name: str, **params) -> nn.Module:
-    """The only way to build an activation module."""
-    return get_spec(name).factory(**resolve_params(name, **params))
+    """The only way to build an activation module. The module is tagged with its registry name
+    and parameters so probes can find it and evaluate the same f' the explorer draws."""
+    resolved = resolve_params(name, **params)
+    module = get_spec(name).factory(**resolved)
+    module.actlab_name, module.actlab_params = name, resolved
+    return module
 
 
 def derivatives(name: str, x: torch.Tensor, **params) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
