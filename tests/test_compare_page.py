@@ -1,0 +1,115 @@
+"""Compare page under AppTest: uploads go through st.file_uploader; assertions on the data shown."""
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.runs import RunStore
+
+PAGE = str(Path(__file__).resolve().parents[1] / "dashboard" / "pages" / "compare.py")
+FIX = Path(__file__).parent / "fixtures" / "logs"
+
+
+def kv_log(top1_final: float) -> bytes:
+    text = (FIX / "with_relu_seed1.log").read_text()
+    return text.replace("acc/top1=0.4000", f"acc/top1={top1_final:.4f}").encode()
+
+
+def table(at, column):
+    """st.dataframe keeps no key without selections, so tables are found by a column only they have."""
+    return next(d.value for d in at.dataframe if d.editing_mode == "read_only" and column in d.value.columns)
+
+
+def arr(v):
+    """Plotly sends numpy arrays as typed arrays ({dtype, bdata}); decode to a list."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).tolist()
+    return list(v)
+
+
+def spec(at, key):
+    return json.loads(next(e for e in at.get("plotly_chart") if e.proto.id.endswith(key) or key in e.proto.id).proto.spec)
+
+
+@pytest.fixture
+def at(runs_dir):
+    a = AppTest.from_file(PAGE, default_timeout=60)
+    a.run()
+    assert not a.exception
+    return a
+
+
+def test_empty_page_asks_for_logs(at):
+    assert "Upload two or more logs" in at.info[0].value
+    assert len(at.file_uploader) == 1 and at.file_uploader[0].accept_multiple_files
+
+
+def test_upload_shows_tables_traces_and_verdict(at):
+    files = [(f"relu_seed{i}.log", kv_log(v), "text/plain") for i, v in enumerate((0.40, 0.41, 0.42), 1)]
+    files += [(f"gelu_seed{i}.log", kv_log(v), "text/plain") for i, v in enumerate((0.60, 0.61, 0.62), 1)]
+    files += [("empty.log", b"", "text/plain")]
+    at.file_uploader[0].set_value(files)
+    at.run()
+    assert not at.exception
+    # The bad file is named with its problem; the others still load.
+    assert any("empty.log" in e.value and "empty file" in e.value for e in at.error)
+    runs = at.data_editor[0].value
+    assert runs["run"].tolist() == [f"relu_seed{i}" for i in (1, 2, 3)] + [f"gelu_seed{i}" for i in (1, 2, 3)]
+    assert runs["variant"].tolist() == ["relu"] * 3 + ["gelu"] * 3
+    assert runs["seed"].tolist() == [1, 2, 3, 1, 2, 3]
+    assert at.selectbox(key="metric").value == "acc/top1"
+
+    per_run = table(at, "final")
+    assert per_run.set_index("run")["final"].round(4).to_dict() == {
+        "relu_seed1": 0.40, "relu_seed2": 0.41, "relu_seed3": 0.42,
+        "gelu_seed1": 0.60, "gelu_seed2": 0.61, "gelu_seed3": 0.62}
+    variants = table(at, "ci95").set_index("variant")
+    assert variants.loc["relu", "mean"] == pytest.approx(0.41) and variants.loc["gelu", "n"] == 3
+    assert variants.loc["gelu", "std"] == pytest.approx(0.01)
+
+    curves = spec(at, "curves")["data"]
+    assert [t["name"] for t in curves if not t["name"].endswith("(raw)")][:2] == ["relu_seed1", "relu_seed2"]
+    raw = next(t for t in curves if t["name"] == "relu_seed1 (raw)")
+    assert arr(raw["x"]) == [40, 80, 120] and arr(raw["y"]) == [0.3, 0.5, 0.4]
+    smoothed = next(t for t in curves if t["name"] == "relu_seed1")
+    assert arr(smoothed["y"])[0] == pytest.approx(0.3)  # debiased EMA starts at the first value
+    bars = spec(at, "bars")["data"][0]
+    assert arr(bars["x"]) == ["relu", "gelu"] and arr(bars["y"]) == pytest.approx([0.41, 0.61])
+    assert arr(bars["error_y"]["array"]) == pytest.approx([0.01 * 4.302652729911275 / 3 ** 0.5] * 2)
+
+    verdict = at.success[0].value
+    assert "relu" in verdict and "gelu" in verdict and "**gelu** is better" in verdict
+
+
+def test_editing_variant_changes_the_groups(at):
+    at.file_uploader[0].set_value([("a_seed1.log", kv_log(0.4), "text/plain"),
+                                   ("b_seed1.log", kv_log(0.5), "text/plain")])
+    at.run()
+    key = at.data_editor[0].key
+    at.session_state[key] = {"edited_rows": {1: {"variant": "a"}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    variants = table(at, "ci95")
+    assert variants["variant"].tolist() == ["a"] and variants["n"].tolist() == [2]
+    assert variants["mean"].tolist() == [pytest.approx(0.45)]
+
+
+def test_store_runs_and_percent_note(at, runs_dir):
+    store = RunStore(runs_dir)
+    for name, vals in {"relu_seed1": (0.5, 0.7), "relu_seed2": (0.6, 0.8)}.items():
+        w = store.create(name, {"variant": "relu"})
+        for step, v in enumerate(vals, 1):
+            w.log_scalars(step, {"acc/test": v})
+        w.close()
+    at.run()
+    at.multiselect(key="store_runs").set_value(["relu_seed1", "relu_seed2"])
+    at.file_uploader[0].set_value([("pct_seed1.log", b"epoch 1 acc/test 55%\nepoch 2 acc/test 75%\n", "text/plain")])
+    at.run()
+    assert not at.exception
+    assert any("divided by 100: acc/test" in i.value for i in at.info)
+    per_run = table(at, "final").set_index("run")
+    assert per_run.loc["pct_seed1", "final"] == pytest.approx(0.75)
+    assert per_run.loc["relu_seed2", "final"] == pytest.approx(0.8)
+    assert per_run.loc["relu_seed1", "variant"] == "relu"
