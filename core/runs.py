@@ -234,7 +234,8 @@ class RunStore:
 
     def create(self, name: str, config: dict, kind: str = "", resume: bool = False) -> RunWriter:
         run_dir = self.path(name)
-        if run_dir.exists() and not resume:
+        # A folder without metrics.db (e.g. the launcher's train.log arrived first) is not a run yet.
+        if (run_dir / "metrics.db").exists() and not resume:
             raise UserError(f"run {name!r} already exists in {self.root}; pick another --name or --resume it")
         run_dir.mkdir(parents=True, exist_ok=True)
         now = time.time()
@@ -311,3 +312,38 @@ def _cli_show(args) -> int:
         for k, v in s["last"].items():
             print(f"  {k:<32} {v}")
     return 0
+
+
+class RunFollower:
+    """What a live view has seen of one run. `poll()` reads only rows after the last ids seen
+    (scalars, histograms, unit activity), so a refresh costs the new rows, not the whole run."""
+
+    MAX_BLOBS = 2000  # histogram / activity rows kept per follower; older ones are dropped first
+
+    def __init__(self, store: RunStore, name: str):
+        self.store, self.name = store, name
+        self.scalar_cursor = self.hist_cursor = self.unit_cursor = 0
+        self.scalars = pd.DataFrame(columns=SCALAR_COLUMNS)
+        self.histograms: list[dict] = []
+        self.units: list[dict] = []
+        self.status: RunStatus | None = None
+        self.config: dict = {}
+
+    def poll(self) -> int:
+        reader = self.store.open(self.name)
+        try:
+            new, self.scalar_cursor = reader.scalars(after_id=self.scalar_cursor)
+            hists = reader.histograms(after_id=self.hist_cursor)
+            units = reader.unit_activity(after_id=self.unit_cursor)
+            self.status, self.config = reader.status(), reader.config
+        finally:
+            reader.close()
+        if len(new):
+            self.scalars = new if self.scalars.empty else pd.concat([self.scalars, new], ignore_index=True)
+        if hists:
+            self.hist_cursor = hists[-1]["id"]
+            self.histograms = (self.histograms + hists)[-self.MAX_BLOBS:]
+        if units:
+            self.unit_cursor = units[-1]["id"]
+            self.units = (self.units + units)[-self.MAX_BLOBS:]
+        return len(new) + len(hists) + len(units)

@@ -1,7 +1,7 @@
 """`python -m core train <task>`: one module per task, sharing the pieces in loop.py."""
 import importlib
 
-TASKS = ["mnist"]
+TASKS = ["mnist", "biencoder"]
 
 
 def add_cli(sub) -> None:

@@ -1,4 +1,152 @@
+"""Training monitor: start/stop MNIST runs and watch loss, accuracy and dead units live.
+
+A thin view: core.launcher starts and stops trainers, core.runs.RunFollower reads only the rows
+after the last ones seen (kept per run in st.session_state), dashboard.charts.training draws.
+"""
+import os
+import sys
+from pathlib import Path
+
 import streamlit as st
 
-st.title("monitor")
-st.info("Under construction.")
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from core import UserError, launcher  # noqa: E402
+from core.activations import names as activation_names  # noqa: E402
+from core.runs import RunFollower, RunStore  # noqa: E402
+from dashboard.charts import training as charts  # noqa: E402
+
+BADGE = {"running": ("green", "running"), "finished": ("blue", "finished"), "stopped": ("orange", "stopped"),
+         "failed": ("red", "failed"), "stale": ("gray", "stale / crashed")}
+
+st.title("Training monitor")
+
+with st.sidebar:
+    # Read at run time (not at import) so tests and the e2e server can point it at a temp folder.
+    runs_dir = st.text_input("Runs folder", os.environ.get("ACTLAB_RUNS_DIR", "runs"), key="mon_runs_dir")
+    auto = st.toggle("Auto-refresh", value=True, key="mon_auto")
+    interval = st.select_slider("Refresh every (s)", [1, 2, 5, 10, 30], value=2, key="mon_interval")
+    smoothing = st.slider("EMA smoothing", 0.0, 0.99, 0.0, 0.01, key="mon_smoothing")
+    x_axis = st.radio("x-axis", list(charts.X_AXES), format_func=charts.X_AXES.get, horizontal=True, key="mon_x")
+store = RunStore(runs_dir)
+
+with st.expander("Start a run", expanded=not store.names()):
+    with st.form("start_form"):
+        c1, c2, c3, c4 = st.columns(4)
+        acts = activation_names(vector=False)
+        activation = c1.selectbox("Activation", acts, index=acts.index("relu"), key="f_activation")
+        alpha = c1.text_input("Activation params (K=V, comma separated)", "", key="f_params",
+                              help="e.g. alpha=0.05 for leaky_relu")
+        hidden = c2.text_input("Hidden sizes", "512", key="f_hidden")
+        preset = c2.selectbox("Preset", ["", "stress"], key="f_preset",
+                              format_func=lambda p: p or "none", help="stress: large lr + negative bias kills ReLU units")
+        lr = c3.text_input("Learning rate", "0.001", key="f_lr")
+        batch_size = c3.number_input("Batch size", 1, 65536, 64, key="f_batch")
+        epochs = c4.number_input("Epochs", 1, 1000, 1, key="f_epochs")
+        max_steps = c4.number_input("Max steps (0 = no limit)", 0, 10**9, 0, key="f_max_steps")
+        c5, c6, c7 = st.columns(3)
+        log_every = c5.number_input("Log every (steps)", 1, 100000, 20, key="f_log_every")
+        optimizer = c6.selectbox("Optimizer", ["adam", "adamw", "sgd"], key="f_optimizer")
+        name = c7.text_input("Run name (optional)", "", key="f_name")
+        submitted = st.form_submit_button("Start training")
+    if submitted:
+        try:
+            params = {}
+            for item in filter(None, (s.strip() for s in alpha.split(","))):
+                k, sep, v = item.partition("=")
+                if not sep:
+                    raise UserError(f"activation params: expected K=V, got {item!r}")
+                params[k.strip()] = v.strip()
+            fields = {"activation": activation, "act_params": params or None, "hidden": hidden, "preset": preset,
+                      "lr": lr, "batch_size": int(batch_size), "epochs": int(epochs),
+                      "max_steps": int(max_steps) or None, "log_every": int(log_every), "optimizer": optimizer}
+            run, pid = launcher.start("mnist", fields, runs_dir, name=name.strip() or None)
+            # Selected once its metrics.db exists (the trainer takes a few seconds to start).
+            st.session_state["mon_pending"] = run
+            st.success(f"started {run} (pid {pid}); log: {store.path(run) / 'train.log'}")
+        except UserError as e:
+            st.error(str(e))
+
+def follower(name: str) -> RunFollower:
+    cache = st.session_state.setdefault("mon_followers", {})
+    key = (str(Path(runs_dir).resolve()), name)
+    if key not in cache:
+        cache[key] = RunFollower(store, name)
+    return cache[key]
+
+
+def live_panel():
+    import pandas as pd
+
+    # Inside the fragment, so a run started from the form shows up without a full rerun.
+    all_runs = store.names()
+    if not all_runs:
+        st.info(f"No runs in {runs_dir} yet. Start one above or with `python -m core train mnist`.")
+        return
+    pending = st.session_state.get("mon_pending")
+    chosen = [r for r in st.session_state.get("mon_runs", []) if r in all_runs]
+    if pending in all_runs:
+        chosen = [pending] + [r for r in chosen if r != pending]
+        del st.session_state["mon_pending"]
+    if "mon_runs" not in st.session_state and not chosen:
+        chosen = all_runs[:1]
+    st.session_state["mon_runs"] = chosen
+    selected = st.multiselect("Runs", all_runs, key="mon_runs")
+    followers = []
+    for run in selected:
+        f = follower(run)
+        try:
+            f.poll()
+        except UserError as e:
+            st.error(str(e))
+            continue
+        followers.append(f)
+    if not followers:
+        st.info("Pick one or more runs.")
+        return
+    for f in followers:
+        color, label = BADGE.get(f.status.state, ("gray", f.status.state))
+        c1, c2, c3 = st.columns([3, 5, 1])
+        c1.markdown(f"**{f.name}** :{color}-badge[{label}]")
+        last = f.scalars.dropna(subset=["value"]).groupby("key")["value"].last() if len(f.scalars) else {}
+        c2.caption(" · ".join(f"{k} {last[k]:.4g}" for k in ("loss/train", "acc/test", "samples_per_s") if k in last)
+                   + (f" — {f.status.reason}" if f.status.reason else ""))
+        if f.status.state == "running" and c3.button("Stop", key=f"stop_{f.name}"):
+            try:
+                launcher.stop(f.name, runs_dir)
+                st.toast(f"sent SIGTERM to {f.name}: it checkpoints, then stops")
+            except UserError as e:
+                st.error(str(e))
+    df = pd.concat([f.scalars for f in followers], ignore_index=True)
+    st.caption("dead/<layer>: fraction of units with f' ≤ eps on every training sample of the current epoch "
+               "(train mode); dashed dead_exact/<layer>: eval mode on a fixed probe set, at epoch ends.")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(charts.loss_figure(df, x_axis, smoothing), key="chart_loss")
+    c2.plotly_chart(charts.accuracy_figure(df, x_axis, smoothing), key="chart_acc")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(charts.dead_figure(df, x_axis, smoothing), key="chart_dead")
+    c2.plotly_chart(charts.grad_norm_figure(df, x_axis, smoothing), key="chart_grad")
+
+    f = followers[0] if len(followers) == 1 else next((x for x in followers if x.name == st.session_state.get("mon_detail_run")), followers[0])
+    if len(followers) > 1:
+        st.selectbox("Run for the layer views", [x.name for x in followers], key="mon_detail_run")
+    layers = sorted({h["key"].removeprefix("pre/") for h in f.histograms})
+    if not layers:
+        return
+    c1, c2 = st.columns(2)
+    layer = c1.selectbox("Layer", layers, key="mon_layer")
+    hists = [h for h in f.histograms if h["key"] == f"pre/{layer}"]
+    steps = [h["step"] for h in hists]
+    # Follow the newest step unless the user picked an older one.
+    step = c2.select_slider("Step", steps, value=steps[-1], key=f"mon_step_{f.name}_{layer}_{len(steps)}") if len(steps) > 1 else steps[0]
+    hist = next(h for h in hists if h["step"] == step)
+    c1, c2 = st.columns(2)
+    cfg = f.config
+    c1.plotly_chart(charts.histogram_figure(hist, cfg.get("activation", "relu"), cfg.get("act_params") or {},
+                                            cfg.get("eps", 0.0)), key="chart_hist")
+    c2.plotly_chart(charts.activity_heatmap([u for u in f.units if u["key"] == layer]), key="chart_activity")
+
+
+st.fragment(run_every=interval if auto else None)(live_panel)()

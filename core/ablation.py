@@ -1,0 +1,209 @@
+"""Ablation grids: every variant x seed as its own run, one text log per run, and a summary.
+
+`python -m core ablate biencoder --variants all --seeds 3 [train options]`
+`python -m core ablate mnist --activations relu,gelu --norms none,layernorm --seeds 3 [...]`
+
+Runs go to the run store as `<grid>-<variant>-seed<N>`; the text logs go to
+`<runs-dir>/ablations/<grid>/<variant>_seed<N>.log`, one `key=value` line per epoch, which
+core.logs reads back on the compare page. The summary is mean ± std of each run's final value,
+computed by core.compare from the run store.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from core import UserError
+from core.runs import DEFAULT_RUNS_DIR, RunStore
+
+SUMMARY_KEYS = {"biencoder": ["acc/top1", "acc/top5", "acc/top10", "mrr", "loss/train"],
+                "mnist": ["acc/test", "loss/test", "loss/train"]}
+
+
+def parse_list(value: str, known: list[str], what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if value.strip() == "all":
+        return list(known)
+    if not items:
+        raise UserError(f"--{what} is empty; choose from {', '.join(known)} or all")
+    bad = [v for v in items if v not in known]
+    if bad:
+        raise UserError(f"unknown {what[:-1] if what.endswith('s') else what} {bad[0]!r}; known: {', '.join(known)}")
+    return list(dict.fromkeys(items))
+
+
+def grid_dir(runs_dir: str | Path, grid: str) -> Path:
+    return Path(runs_dir) / "ablations" / grid
+
+
+def summarize_runs(runs_dir: str | Path, assignments: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per variant: n and, per key, mean and std of each run's final value."""
+    from core import compare
+
+    store = RunStore(runs_dir)
+    frames = []
+    for name in assignments["run"]:
+        if store.exists(name):
+            r = store.open(name)
+            try:
+                frames.append(r.scalars()[0])
+            finally:
+                r.close()
+    if not frames:
+        return pd.DataFrame(columns=["variant", "n"])
+    df = pd.concat(frames, ignore_index=True)
+    out = None
+    for key in keys:
+        if key not in set(df["key"]):
+            continue
+        t = compare.variant_table(df, key, "final", assignments)[["variant", "n", "mean", "std"]]
+        t = t.rename(columns={"mean": f"{key} mean", "std": f"{key} std"})
+        out = t if out is None else out.merge(t.drop(columns="n"), on="variant", how="outer")
+    return out if out is not None else pd.DataFrame(columns=["variant", "n"])
+
+
+def format_summary(table: pd.DataFrame, keys: list[str]) -> str:
+    """Markdown table: variant | n | key mean ± std ... (std is blank for a single seed)."""
+    keys = [k for k in keys if f"{k} mean" in table.columns]
+    lines = ["| variant | n | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for row in table.to_dict("records"):
+        cells = []
+        for k in keys:
+            m, s = row[f"{k} mean"], row[f"{k} std"]
+            cells.append(f"{m:.4f} ± {s:.4f}" if pd.notna(s) else f"{m:.4f}")
+        lines.append(f"| {row['variant']} | {int(row['n'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_grid(task: str, runs: list[dict], runs_dir: str, grid: str, train_fn) -> pd.DataFrame:
+    """`runs`: dicts with variant, seed and the full config for `train_fn(config) -> run name`."""
+    out_dir = grid_dir(runs_dir, grid)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, r in enumerate(runs, 1):
+        print(f"[{i}/{len(runs)}] {task} {r['variant']} seed {r['seed']}", flush=True)
+        name = train_fn(r["config"])
+        rows.append({"run": name, "variant": r["variant"], "seed": r["seed"]})
+        # A SIGTERM/Ctrl-C stops the trainer gracefully (status "stopped"): stop the grid too,
+        # and summarise what finished rather than start the next run.
+        if RunStore(runs_dir).summary(name)["status"] == "stopped":
+            print(f"run {name} was stopped; not starting the remaining {len(runs) - i} run(s)", flush=True)
+            break
+    return pd.DataFrame(rows, columns=["run", "variant", "seed"])
+
+
+def _grid_name(task: str, given: str | None) -> str:
+    from core.runs import validate_run_name
+
+    return validate_run_name(given) if given else f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _finish(task: str, args, assignments: pd.DataFrame) -> int:
+    keys = SUMMARY_KEYS[task]
+    table = summarize_runs(args.runs_dir, assignments, keys)
+    text = format_summary(table, keys)
+    out_dir = grid_dir(args.runs_dir, args.grid)
+    (out_dir / "summary.md").write_text(text + "\n")
+    # Hidden, so core.logs reading this folder does not take it for a run's log.
+    assignments.to_csv(out_dir / ".runs.csv", index=False)
+    print(f"\nsummary over seeds (final values), logs in {out_dir}:\n{text}")
+    return 0
+
+
+# -- bi-encoder ------------------------------------------------------------------------------
+def _cli_biencoder(args) -> int:
+    from core.biencoder import PRESETS
+    from core.train.biencoder import config_from_args, train_biencoder
+
+    variants = parse_list(args.variants, list(PRESETS), "variants")
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+    args.grid = _grid_name("biencoder", args.grid)
+    base = config_from_args(args)
+    out_dir = grid_dir(args.runs_dir, args.grid)
+    runs = []
+    for v in variants:
+        for seed in range(1, args.seeds + 1):
+            runs.append({"variant": v, "seed": seed, "config": {
+                **base, "head": v, "seed": seed, "variant": v, "name": f"{args.grid}-{v}-seed{seed}",
+                "text_log": str(out_dir / f"{v}_seed{seed}.log")}})
+    return _finish("biencoder", args, run_grid("biencoder", runs, args.runs_dir, args.grid, train_biencoder))
+
+
+# -- MNIST MLP -------------------------------------------------------------------------------
+def _cli_mnist(args) -> int:
+    from core.activations import names
+    from core.models import NORMS
+
+    acts = parse_list(args.activations, names(vector=False), "activations")
+    norms = parse_list(args.norms, list(NORMS), "norms")
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+    args.grid = _grid_name("mnist", args.grid)
+    out_dir = grid_dir(args.runs_dir, args.grid)
+    runs = []
+    for act in acts:
+        for norm in norms:
+            v = act if norm == "none" else f"{act}+{norm}"
+            for seed in range(1, args.seeds + 1):
+                cfg = {"activation": act, "norm": norm, "seed": seed, "epochs": args.epochs, "max_steps": args.max_steps,
+                       "runs_dir": args.runs_dir, "name": f"{args.grid}-{v}-seed{seed}", "device": args.device}
+                runs.append({"variant": v, "seed": seed, "config": cfg, "log": out_dir / f"{v}_seed{seed}.log"})
+    from core.train.mnist import train_mnist
+
+    assignments = run_grid("mnist", runs, args.runs_dir, args.grid, train_mnist)
+    for r, name in zip(runs, assignments["run"]):
+        write_epoch_log(args.runs_dir, name, r["log"])
+    return _finish("mnist", args, assignments)
+
+
+def write_epoch_log(runs_dir, name: str, path: Path, eval_key: str = "acc/test") -> None:
+    """The text log from the store, for trainers that do not write one: a line at each evaluation
+    (once per epoch, or where --max-steps cut it short) with the latest value of every summary and
+    dead-unit key up to that step."""
+    import math
+
+    r = RunStore(runs_dir).open(name)
+    try:
+        df = r.scalars()[0]
+    finally:
+        r.close()
+    df = df[df["value"].notna()]
+    wanted = df["key"].isin(sum(SUMMARY_KEYS.values(), [])) | df["key"].str.startswith("dead/")
+    df = df[wanted]
+    lines = []
+    for row in df[df["key"] == eval_key].itertuples(index=False):
+        upto = df[df["step"] <= row.step].drop_duplicates("key", keep="last")
+        pairs = " ".join(f"{k}={v:.4f}" for k, v in zip(upto["key"], upto["value"]))
+        epoch = math.ceil(row.epoch - 1e-9) if row.epoch is not None and math.isfinite(row.epoch) else 0
+        lines.append(f"epoch={epoch} step={int(row.step)} {pairs}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines) + ("\n" if lines else ""))
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("ablate", help="run a variant x seed grid and summarise it")
+    s = p.add_subparsers(dest="task", required=True)
+
+    b = s.add_parser("biencoder", help="bi-encoder head variants x seeds")
+    b.add_argument("--variants", default="all", help="all or a comma list of head presets")
+    b.add_argument("--seeds", type=int, default=3, help="seeds 1..N per variant")
+    b.add_argument("--grid", default=None, help="grid name (default: biencoder-<time>)")
+    from core.train.biencoder import add_train_args
+
+    add_train_args(b, ablation=True)
+    b.set_defaults(func=_cli_biencoder)
+
+    m = s.add_parser("mnist", help="MNIST MLP activations x norms x seeds")
+    m.add_argument("--activations", default="relu,leaky_relu,gelu")
+    m.add_argument("--norms", default="none")
+    m.add_argument("--seeds", type=int, default=3)
+    m.add_argument("--grid", default=None)
+    m.add_argument("--epochs", type=int, default=3)
+    m.add_argument("--max-steps", type=int, default=None)
+    m.add_argument("--device", default="auto")
+    m.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
+    m.set_defaults(func=_cli_mnist)
+

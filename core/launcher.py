@@ -1,0 +1,206 @@
+"""Start and stop background training runs from validated form fields (the monitor page uses this).
+
+Never a shell string: `build_argv` turns {field: value} into an argv list, refusing any field that
+is not a known option of the task and any value that does not parse. A task is one entry of TASKS,
+so adding one (e.g. "biencoder") is a small edit:
+
+    TASKS["biencoder"] = {"epochs": Opt("--epochs", int, low=1), "head": Opt("--head", str, choices=[...]), ...}
+
+`start` runs `python -m core train <task> ...` in a new session with its output in
+<runs_dir>/<name>/train.log. `stop` sends SIGTERM: the trainer checkpoints and marks the run "stopped".
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core import UserError
+from core.runs import RunStore, validate_run_name
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Opt:
+    flag: str
+    kind: type | str  # int, float, str, "flag" (on/off), "ints" (list), "params" (K=V dict)
+    choices: list | None = None
+    low: float | None = None
+    high: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _activation_names() -> list[str]:
+    from core.activations import names
+
+    return names(vector=False)
+
+
+def _head_presets() -> list[str]:
+    from core.biencoder import PRESETS
+
+    return list(PRESETS)
+
+
+TASKS: dict[str, dict[str, Opt]] = {
+    "mnist": {
+        "epochs": Opt("--epochs", int, low=1, high=1000),
+        "max_steps": Opt("--max-steps", int, low=1),
+        "lr": Opt("--lr", float, low=1e-8, high=10.0),
+        "batch_size": Opt("--batch-size", int, low=1, high=65536),
+        "activation": Opt("--activation", str, choices=None, extra={"choices_fn": _activation_names}),
+        "act_params": Opt("--param", "params"),
+        "hidden": Opt("--hidden", "ints", low=1, high=65536),
+        "norm": Opt("--norm", str, choices=["none", "layernorm", "batchnorm"]),
+        "init": Opt("--init", str, choices=["default", "he", "xavier"]),
+        "optimizer": Opt("--optimizer", str, choices=["adam", "adamw", "sgd"]),
+        "dropout": Opt("--dropout", float, low=0.0, high=0.99),
+        "data": Opt("--data", str, choices=["bundled", "full"]),
+        "preset": Opt("--preset", str, choices=["", "stress"]),
+        "seed": Opt("--seed", int, low=0, high=2**31 - 1),
+        "device": Opt("--device", str, choices=["auto", "cpu", "cuda"]),
+        "log_every": Opt("--log-every", int, low=1, high=100000),
+        "bf16": Opt("--bf16", "flag"),
+        "compile": Opt("--compile", "flag"),
+    },
+    # Backbone and data are picked from fixed lists: the dashboard never passes a free path or hub name.
+    "biencoder": {
+        "backbone": Opt("--backbone", str, choices=["minilm", "tiny"]),
+        "head": Opt("--head", str, choices=None, extra={"choices_fn": _head_presets}),
+        "pooling": Opt("--pooling", str, choices=["cls", "mean"]),
+        "data": Opt("--data", str, choices=["demo"]),
+        "epochs": Opt("--epochs", int, low=1, high=1000),
+        "max_steps": Opt("--max-steps", int, low=1),
+        "batch_size": Opt("--batch-size", int, low=2, high=4096),
+        "lr": Opt("--lr", float, low=1e-8, high=1.0),
+        "triplet_margin": Opt("--triplet-margin", float, low=0.0, high=10.0),
+        "ce_weight": Opt("--ce-weight", float, low=0.0, high=100.0),
+        "max_length": Opt("--max-length", int, low=8, high=512),
+        "freeze_backbone": Opt("--freeze-backbone", "flag"),
+        "probe_backbone": Opt("--probe-backbone", "flag"),
+        "seed": Opt("--seed", int, low=0, high=2**31 - 1),
+        "device": Opt("--device", str, choices=["auto", "cpu", "cuda"]),
+        "log_every": Opt("--log-every", int, low=1, high=100000),
+    },
+}
+
+
+def _number(name: str, opt: Opt, value):
+    integer = opt.kind in (int, "ints")
+    try:
+        if isinstance(value, bool) or (integer and isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        v = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name}: expected {'an integer' if integer else 'a number'}, got {value!r}") from None
+    if isinstance(v, float) and not math.isfinite(v):
+        raise UserError(f"{name}: expected a finite number, got {value!r}")
+    if (opt.low is not None and v < opt.low) or (opt.high is not None and v > opt.high):
+        raise UserError(f"{name}={v} is outside [{opt.low}, {opt.high}]")
+    return v
+
+
+def build_argv(task: str, fields: dict, name: str | None = None, runs_dir: str | None = None,
+               checkpoints_dir: str | None = None, python: str = sys.executable) -> list[str]:
+    if task not in TASKS:
+        raise UserError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    spec = TASKS[task]
+    argv = [python, "-m", "core", "train", task]
+    for key, value in fields.items():
+        if key not in spec:
+            raise UserError(f"{task} has no option {key!r}; allowed: {', '.join(spec)}")
+        opt = spec[key]
+        if value is None or value == "":
+            continue
+        if opt.kind == "flag":
+            if not isinstance(value, bool):
+                raise UserError(f"{key}: expected true/false, got {value!r}")
+            if value:
+                argv.append(opt.flag)
+        elif opt.kind == "ints":
+            values = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
+            if not values:
+                raise UserError(f"{key}: expected one or more integers")
+            argv += [opt.flag] + [str(_number(key, opt, v)) for v in values]
+        elif opt.kind == "params":
+            if not isinstance(value, dict):
+                raise UserError(f"{key}: expected a mapping of parameter -> number")
+            for k, v in value.items():
+                if not str(k).isidentifier():
+                    raise UserError(f"{key}: bad parameter name {k!r}")
+                argv += [opt.flag, f"{k}={_number(f'{key}.{k}', Opt('', float), v)}"]
+        elif opt.kind in (int, float):
+            argv += [opt.flag, str(_number(key, opt, value))]
+        else:
+            choices = opt.choices if opt.choices is not None else opt.extra.get("choices_fn", lambda: None)()
+            value = str(value)
+            if choices is not None and value not in choices:
+                raise UserError(f"{key}={value!r} is not one of {', '.join(c for c in choices if c)}")
+            if value.startswith("-"):
+                raise UserError(f"{key}={value!r} may not start with '-'")
+            if value:
+                argv += [opt.flag, value]
+    if name is not None:
+        argv += ["--name", validate_run_name(name)]
+    if runs_dir is not None:
+        argv += ["--runs-dir", str(runs_dir)]
+    if checkpoints_dir is not None:
+        argv += ["--checkpoints-dir", str(checkpoints_dir)]
+    return argv
+
+
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def start(task: str, fields: dict, runs_dir: str | os.PathLike, name: str | None = None,
+          checkpoints_dir: str | None = None) -> tuple[str, int]:
+    """Launch a background run; returns (run name, pid). Output goes to <runs_dir>/<name>/train.log."""
+    store = RunStore(runs_dir)
+    name = name or time.strftime(f"{task}-%Y%m%d-%H%M%S")
+    validate_run_name(name)
+    if store.exists(name):
+        raise UserError(f"run {name!r} already exists; pick another name")
+    if checkpoints_dir is None:
+        # Next to the runs folder (runs/ -> checkpoints/), so a temp runs folder keeps its checkpoints with it.
+        checkpoints_dir = os.environ.get("ACTLAB_CHECKPOINTS_DIR") or str(Path(runs_dir).resolve().parent / "checkpoints")
+    argv = build_argv(task, fields, name=name, runs_dir=str(Path(runs_dir).resolve()),
+                      checkpoints_dir=checkpoints_dir) + ["--no-progress"]
+    run_dir = store.path(name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    with open(run_dir / "train.log", "ab") as log:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    _CHILDREN[proc.pid] = proc
+    _reap()
+    return name, proc.pid
+
+
+def _reap():
+    """Collect finished children so they do not linger as zombies in a long-lived dashboard."""
+    for pid, p in list(_CHILDREN.items()):
+        if p.poll() is not None:
+            del _CHILDREN[pid]
+
+
+def stop(name: str, runs_dir: str | os.PathLike) -> int:
+    """SIGTERM the run's trainer (it checkpoints, then sets status "stopped"). Returns the pid."""
+    reader = RunStore(runs_dir).open(name)
+    try:
+        st = reader.status()
+    finally:
+        reader.close()
+    if st.state != "running" or not st.pid:
+        raise UserError(f"run {name!r} is not running (status: {st.state})")
+    try:
+        os.kill(st.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        raise UserError(f"run {name!r}: trainer process {st.pid} is already gone") from None
+    _reap()
+    return st.pid

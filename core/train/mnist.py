@@ -1,0 +1,268 @@
+"""`python -m core train mnist`: an MLP on MNIST with live dead-unit probes, nanoGPT style.
+
+The loop reads top to bottom in `train_mnist`. The config is plain values; a checkpoint is a plain
+dict (model, optimizer, config, step, epoch). Statistics accumulate on the device and are fetched
+once every `log_every` steps: nothing in the step forces a GPU->CPU sync.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from core import UserError
+from core.activations import parse_param_args, resolve_params
+from core.data import load_mnist
+from core.models import MLP
+from core.probes import ActivationProbes
+from core.runs import RunStore, validate_run_name
+from core.train.loop import (GracefulStop, NonFiniteLoss, add_common_args, autocast,
+                             check_finite, load_checkpoint, maybe_compile, pick_device, progress,
+                             save_checkpoint, seed_everything)
+
+DEFAULTS = dict(
+    epochs=1, lr=1e-3, batch_size=64, optimizer="adam", weight_decay=0.0, momentum=0.9,
+    activation="relu", act_params={}, hidden=[512], norm="none", init="default", init_bias=0.0, dropout=0.0,
+    data="bundled", data_dir=None, seed=0, device="auto", bf16=False, compile=False,
+    log_every=50, max_steps=None, eps=0.0, hist_bins=64, hist_range=[-6.0, 6.0], probes=True, probe_size=1000,
+    runs_dir=None, checkpoints_dir=None, name=None, resume=None,
+    fault_nan_at_step=None, progress=True,
+)
+# Large Adam steps on a negatively biased first layer push most ReLU pre-activations below zero
+# for every digit within a few hundred steps; LeakyReLU under the same preset keeps them alive.
+PRESETS = {"stress": dict(lr=2e-2, init_bias=-1.0, optimizer="adam")}
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+def validate(cfg: dict) -> dict:
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise UserError(f"unknown mnist config key {sorted(unknown)[0]!r}")
+    cfg["act_params"] = resolve_params(cfg["activation"], **(cfg["act_params"] or {}))
+    if cfg["optimizer"] not in OPTIMIZERS:
+        raise UserError(f"--optimizer {cfg['optimizer']!r}: expected one of {', '.join(OPTIMIZERS)}")
+    for key in ("epochs", "batch_size", "log_every"):
+        if int(cfg[key]) < 1:
+            raise UserError(f"--{key.replace('_', '-')} must be >= 1, got {cfg[key]}")
+    if cfg["max_steps"] is not None and int(cfg["max_steps"]) < 1:
+        raise UserError(f"--max-steps must be >= 1, got {cfg['max_steps']}")
+    if not (math.isfinite(float(cfg["lr"])) and float(cfg["lr"]) > 0):
+        raise UserError(f"--lr must be a positive number, got {cfg['lr']}")
+    if cfg["name"] is not None:
+        validate_run_name(cfg["name"])
+    cfg["hidden"] = [int(h) for h in cfg["hidden"]]
+    cfg["hist_range"] = [float(v) for v in cfg["hist_range"]]
+    return cfg
+
+
+def make_optimizer(cfg: dict, params):
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    if cfg["optimizer"] == "adamw":
+        return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"] or 0.01)
+    return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+
+@torch.no_grad()
+def evaluate(model, x, y, batch_size: int = 2048) -> tuple[float, float]:
+    was = model.training
+    model.eval()
+    loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i:i + batch_size]).float()
+        loss += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum")
+        correct += (logits.argmax(1) == y[i:i + batch_size]).sum()
+    model.train(was)
+    loss, correct = torch.stack([loss, correct]).cpu().tolist()
+    return loss / len(x), correct / len(x)
+
+
+def train_mnist(config: dict) -> str:
+    """Train one run into the run store; returns its name. Also what the ablation runner calls."""
+    cfg = {**DEFAULTS, **config}
+    # Read at call time, so a test or the dashboard can point ACTLAB_RUNS_DIR elsewhere after import.
+    for key, env, fallback in (("runs_dir", "ACTLAB_RUNS_DIR", "runs"), ("checkpoints_dir", "ACTLAB_CHECKPOINTS_DIR", "checkpoints")):
+        if cfg[key] is None:
+            cfg[key] = os.environ.get(env, fallback)
+    ckpt = None
+    if cfg["resume"]:
+        name = validate_run_name(cfg["resume"])
+        ckpt = load_checkpoint(Path(cfg["checkpoints_dir"]) / name / "last.pt")
+        # The saved config wins, except for what the caller set explicitly now (e.g. more --epochs).
+        cfg = {**DEFAULTS, **ckpt["config"], **{k: v for k, v in config.items() if k != "name"}}
+        cfg["name"] = name
+    cfg = validate(cfg)
+    name = cfg["name"] or time.strftime("mnist-%Y%m%d-%H%M%S")
+    cfg["name"] = name
+    device = pick_device(cfg["device"])
+    seed_everything(cfg["seed"])
+
+    data = load_mnist(cfg["data"], device=device, data_dir=cfg["data_dir"], split_seed=0)
+    x_train, y_train = data["x_train"], data["y_train"]
+    model = MLP(784, cfg["hidden"], 10, cfg["activation"], cfg["act_params"], cfg["norm"], cfg["init"],
+                cfg["dropout"], cfg["init_bias"]).to(device)
+    optimizer = make_optimizer(cfg, model.parameters())
+    step, start_epoch = 0, 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, start_epoch = int(ckpt["step"]), int(ckpt["epoch"])
+
+    store = RunStore(cfg["runs_dir"])
+    writer = store.create(name, cfg, kind="mnist", resume=ckpt is not None)
+    ckpt_path = Path(cfg["checkpoints_dir"]) / name / "last.pt"
+    probes = ActivationProbes(model, eps=cfg["eps"], bins=cfg["hist_bins"], hist_range=cfg["hist_range"])
+    probes.enabled = bool(cfg["probes"])
+    fmodel = maybe_compile(model, device, cfg["compile"])
+
+    n = len(x_train)
+    steps_per_epoch = math.ceil(n / cfg["batch_size"])
+    total = cfg["epochs"] * steps_per_epoch
+    if cfg["max_steps"]:
+        total = min(total, int(cfg["max_steps"]))
+    log_every = int(cfg["log_every"])
+
+    def checkpoint(epoch_mark: int):
+        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "config": cfg, "step": step, "epoch": epoch_mark})
+
+    # Running sums live on the device; the host reads them once per log interval.
+    loss_sum = torch.zeros((), device=device)
+    correct_sum = torch.zeros((), device=device)
+    seen, batches, t_last = 0, 0, time.perf_counter()
+    state, reason = "finished", None
+    stop = GracefulStop()
+    bar = progress(total, initial=min(step, total), desc=name, disable=not cfg["progress"] or None)
+    fault = torch.tensor(float("nan"), device=device)
+    epoch = start_epoch
+    try:
+        model.train()
+        for epoch in range(start_epoch, cfg["epochs"]):
+            if step >= total or stop.requested:
+                break
+            # One seeded permutation per epoch, so a resumed run replays the same batch order.
+            g = torch.Generator(device=device).manual_seed(cfg["seed"] * 1000 + epoch)
+            perm = torch.randperm(n, device=device, generator=g)
+            first = max(0, step - epoch * steps_per_epoch)
+            b = first - 1
+            for b in range(first, steps_per_epoch):
+                idx = perm[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]]
+                x, y = x_train[idx], y_train[idx]
+                with autocast(device, cfg["bf16"]):
+                    logits = fmodel(x)
+                loss = F.cross_entropy(logits.float(), y)
+                if cfg["fault_nan_at_step"] is not None and step + 1 >= int(cfg["fault_nan_at_step"]):
+                    loss = loss * fault  # fault injection for the reliability tests
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                last = step + 1 >= total or b == steps_per_epoch - 1
+                flush_now = (step + 1) % log_every == 0 or last
+                if flush_now:  # gradient norms are reported at the flush step only: skip the work otherwise
+                    probes.after_backward(model)
+                optimizer.step()
+                step += 1
+                loss_sum += loss.detach()
+                correct_sum += (logits.detach().argmax(1) == y).sum()
+                seen += len(y)
+                batches += 1
+                bar.update(1)
+
+                if flush_now:
+                    loss_v, correct_v = torch.stack([loss_sum, correct_sum]).cpu().tolist()
+                    check_finite(loss_v, step)
+                    now = time.perf_counter()
+                    ep = step / steps_per_epoch
+                    writer.log_scalars(step, {"loss/train": loss_v / batches, "acc/train": correct_v / seen,
+                                              "lr": optimizer.param_groups[0]["lr"],
+                                              "samples_per_s": seen / max(now - t_last, 1e-9)}, epoch=ep)
+                    probes.flush(writer, step, ep)
+                    bar.set_postfix(loss=f"{loss_v / batches:.3f}", acc=f"{correct_v / seen:.3f}")
+                    loss_sum.zero_()
+                    correct_sum.zero_()
+                    seen, batches, t_last = 0, 0, time.perf_counter()
+                if stop.requested or step >= total:
+                    break
+            epoch_done = not stop.requested and b == steps_per_epoch - 1
+            with probes.paused():
+                test_loss, test_acc = evaluate(fmodel, data["x_test"], data["y_test"])
+                check_finite(test_loss, step, "test loss")
+                exact = probes.exact_dead_count(model, data["x_test"][:cfg["probe_size"]]) if cfg["probes"] else {}
+            writer.log_scalars(step, {"loss/test": test_loss, "acc/test": test_acc, **exact},
+                               epoch=step / steps_per_epoch)
+            if epoch_done:
+                probes.end_window()
+            checkpoint(epoch + 1 if epoch_done else epoch)
+            t_last = time.perf_counter()
+        if stop.requested:
+            state, reason = "stopped", "stop requested (SIGTERM/SIGINT); checkpoint saved"
+    except NonFiniteLoss as e:
+        # The last good checkpoint (previous epoch) stays as it is: nothing non-finite is saved.
+        state, reason = "failed", str(e)
+    except BaseException as e:
+        writer.set_status("failed", f"{e.__class__.__name__}: {e}"[:500])
+        writer.close()
+        bar.close()
+        stop.restore()
+        raise
+    bar.close()
+    stop.restore()
+    writer.set_status(state, reason)
+    writer.close()
+    if state == "failed" and cfg["progress"]:
+        print(f"run {name} failed: {reason}")
+    return name
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("mnist", help="MLP on MNIST with live dead-unit probes")
+    add_common_args(p, DEFAULTS)
+    p.add_argument("--activation", default=None, help="registry name (python -m core activations list)")
+    p.add_argument("--param", action="append", metavar="K=V", help="activation parameter, repeatable")
+    p.add_argument("--hidden", type=int, nargs="+", default=None)
+    p.add_argument("--norm", default=None, choices=["none", "layernorm", "batchnorm"])
+    p.add_argument("--init", default=None, choices=["default", "he", "xavier"])
+    p.add_argument("--init-bias", type=float, default=None)
+    p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--data", default=None, choices=["bundled", "full"])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--checkpoints-dir", default=None)
+    p.add_argument("--preset", default=None, choices=list(PRESETS))
+    p.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (CUDA only)")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile (CUDA only)")
+    p.add_argument("--no-probes", dest="probes", action="store_false", default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.add_argument("--fault-nan-at-step", type=int, default=None, help=argparse_suppress())
+    # None = not given, so a preset or a resumed run's saved config is not overwritten by defaults.
+    p.set_defaults(func=_cli, epochs=None, lr=None, batch_size=None, seed=None, device=None, log_every=None,
+                   runs_dir=None)
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def config_from_args(args) -> dict:
+    cfg = dict(PRESETS[args.preset]) if args.preset else {}
+    for key in DEFAULTS:
+        v = getattr(args, key, None)
+        if v is not None:
+            cfg[key] = v
+    if args.param:
+        cfg["act_params"] = parse_param_args(args.param)
+    return cfg
+
+
+def _cli(args) -> int:
+    name = train_mnist(config_from_args(args))
+    st = RunStore(args.runs_dir or os.environ.get("ACTLAB_RUNS_DIR", "runs")).summary(name)
+    print(f"run {name}: {st['status']}" + (f" ({st['reason']})" if st["reason"] else ""))
+    return 0 if st["status"] in ("finished", "stopped") else 1

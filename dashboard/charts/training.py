@@ -1,0 +1,120 @@
+"""Monitor-page figures: pure functions from run-store data to plotly Figures (tested without a browser)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import torch
+
+from core.activations import derivatives, get_spec, zones
+from core.compare import ema
+
+PALETTE = px.colors.qualitative.Plotly
+X_AXES = {"step": "step", "epoch": "epoch", "wall_time": "wall time (s since run start)"}
+
+
+def downsample(n: int, max_points: int) -> np.ndarray:
+    """Indices of at most max_points evenly spaced rows, always keeping the first and the last."""
+    if n <= max_points:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, max_points).round().astype(int))
+
+
+def _x(g: pd.DataFrame, x: str) -> pd.Series:
+    if x == "wall_time":
+        return g["wall_time"] - g["wall_time"].min()
+    return g[x]
+
+
+def scalar_figure(df: pd.DataFrame, keys: list[str], x: str = "step", smoothing: float = 0.0,
+                  title: str = "", max_points: int = 2000, log_y: bool = False, y_title: str = "") -> go.Figure:
+    """One line per (run, key). The EMA runs over every point; only then is the series thinned, so
+    smoothing does not change with the zoom level. Trace names are "<run> <key>"."""
+    fig = go.Figure()
+    d = df[df["key"].isin(keys)] if len(df) else df
+    i = 0
+    for run in dict.fromkeys(d["run"]) if len(d) else []:
+        for key in keys:
+            g = d[(d["run"] == run) & (d["key"] == key)].sort_values("step", kind="stable")
+            g = g[g["value"].notna()]
+            if g.empty:
+                continue
+            xs, ys = _x(g, x).to_numpy(), ema(g["value"].to_numpy(), smoothing)
+            keep = downsample(len(g), max_points)
+            # Plain lists, not numpy: the browser-side figure then carries countable arrays, not base64 blobs.
+            fig.add_trace(go.Scatter(x=xs[keep].tolist(), y=ys[keep].tolist(), mode="lines+markers" if len(keep) < 30 else "lines",
+                                     name=f"{run} {key}", line=dict(color=PALETTE[i % len(PALETTE)],
+                                                                    dash="dash" if "test" in key or "exact" in key else None)))
+            i += 1
+    fig.update_layout(title=title + (f" (EMA {smoothing:.2f})" if smoothing > 0 else ""), xaxis_title=X_AXES.get(x, x),
+                      yaxis_title=y_title, height=360, margin=dict(t=50, b=40), legend=dict(orientation="h", y=-0.25))
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def keys_with(df: pd.DataFrame, prefix: str) -> list[str]:
+    return sorted(k for k in df["key"].unique() if k.startswith(prefix)) if len(df) else []
+
+
+def loss_figure(df, x="step", smoothing=0.0, max_points=2000):
+    return scalar_figure(df, ["loss/train", "loss/test"], x, smoothing, "Loss", max_points, y_title="cross-entropy")
+
+
+def accuracy_figure(df, x="step", smoothing=0.0, max_points=2000):
+    return scalar_figure(df, ["acc/train", "acc/test"], x, smoothing, "Accuracy", max_points, y_title="accuracy")
+
+
+def dead_figure(df, x="step", smoothing=0.0, max_points=2000):
+    """dead/<layer>: train-mode window (the epoch so far); dead_exact/<layer> (dashed): eval mode on the probe set."""
+    fig = scalar_figure(df, keys_with(df, "dead/") + keys_with(df, "dead_exact/"), x, smoothing,
+                        "Dead fraction per layer", max_points, y_title="fraction of units dead")
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+def grad_norm_figure(df, x="step", smoothing=0.0, max_points=2000):
+    return scalar_figure(df, keys_with(df, "grad_norm/"), x, smoothing, "Gradient norm per parameter",
+                         max_points, log_y=True, y_title="L2 norm")
+
+
+def activity_heatmap(rows: list[dict], max_rows: int = 200) -> go.Figure:
+    """Per-unit activity (fraction of samples with f' > eps) over time: units on x, log step on y.
+    A column that stays at 0 is a dead unit."""
+    fig = go.Figure()
+    if rows:
+        keep = downsample(len(rows), max_rows)
+        rows = [rows[i] for i in keep]
+        z = np.array([r["values"] for r in rows], float)
+        fig.add_trace(go.Heatmap(z=z, x=np.arange(z.shape[1]), y=[r["step"] for r in rows], zmin=0, zmax=1,
+                                 colorscale="Viridis", colorbar=dict(title="active")))
+        fig.update_layout(title=f"Per-unit activity: {rows[0]['key']}")
+    fig.update_layout(xaxis_title="unit", yaxis_title="step", height=360, margin=dict(t=50, b=40))
+    return fig
+
+
+def histogram_figure(hist: dict, activation: str, params: dict | None = None, eps: float = 0.0) -> go.Figure:
+    """Pre-activation histogram (density, bars) under the activation's f' curve (line, right axis),
+    with the dead zone (|f'| <= eps) shaded: mass inside the shaded band gets no gradient."""
+    edges = np.asarray(hist["edges"], float)
+    counts = np.asarray(hist["counts"], float)
+    widths = np.diff(edges)
+    density = counts / max(counts.sum(), 1.0) / widths
+    centers = (edges[:-1] + edges[1:]) / 2
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=centers, y=density, width=widths, name=f"pre-activation {hist['key']} @ step {hist['step']}",
+                         marker_color="rgba(99,110,250,0.6)"))
+    if not get_spec(activation).vector:
+        x = torch.linspace(float(edges[0]), float(edges[-1]), 1201, dtype=torch.float64)
+        _, dy, _ = derivatives(activation, x, **(params or {}))
+        fig.add_trace(go.Scatter(x=x.numpy(), y=dy.numpy(), mode="lines", name=f"{activation} f'(x)",
+                                 line=dict(color="crimson"), yaxis="y2"))
+        for lo, hi in zones(x, dy, eps)["dead"]:
+            fig.add_vrect(x0=lo, x1=hi, fillcolor="grey", opacity=0.2, line_width=0,
+                          annotation_text="dead zone", annotation_position="top left")
+    fig.update_layout(title=f"Pre-activations of {hist['key']} at step {hist['step']} under f'",
+                      xaxis_title="pre-activation", yaxis=dict(title="density"),
+                      yaxis2=dict(title="f'(x)", overlaying="y", side="right"), height=380,
+                      margin=dict(t=50, b=40), bargap=0, legend=dict(orientation="h", y=-0.25))
+    return fig

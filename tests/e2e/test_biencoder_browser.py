@@ -1,0 +1,41 @@
+"""Real browser: a tiny bi-encoder run made by the CLI shows up live on the monitor page."""
+import os
+import subprocess
+import sys
+
+from tests.e2e.conftest import ROOT, open_page, screenshot, wait_idle
+from tests.test_train_biencoder import write_pairs
+
+RUN = "e2e-biencoder"
+
+
+def test_biencoder_run_on_monitor_page(page, app_url, e2e_runs_dir, tmp_path):
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ACTLAB_CHECKPOINTS_DIR=str(tmp_path / "ckpt"))
+    done = subprocess.run(
+        [sys.executable, "-m", "core", "train", "biencoder", "--backbone", "tiny", "--data", str(pairs),
+         "--epochs", "2", "--batch-size", "8", "--lr", "1e-3", "--log-every", "2", "--head", "with_layernorm_relu",
+         "--runs-dir", str(e2e_runs_dir), "--name", RUN, "--no-progress"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    open_page(page, app_url, "monitor")
+    page.get_by_text("Training monitor").first.wait_for()
+    # Other e2e tests may have made runs too: make sure ours is the selected one.
+    if page.get_by_text(RUN, exact=True).count() == 0 or page.locator("strong", has_text=RUN).count() == 0:
+        box = page.locator("[data-testid='stMultiSelect']").first
+        box.click()
+        page.keyboard.type(RUN)
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        wait_idle(page)
+    page.locator("strong", has_text=RUN).first.wait_for()
+    page.get_by_text("finished").first.wait_for()
+    # Its metrics: the loss in the run line and charts, and the head's ReLU probe as a layer view
+    # (layers come from the pre/<layer> histograms the trainer wrote).
+    page.locator("[data-testid='stCaptionContainer']", has_text="loss/train").first.wait_for()
+    page.get_by_text("Dead fraction per layer").first.wait_for()
+    layer = page.get_by_role("combobox", name="Layer")
+    layer.wait_for()
+    assert layer.input_value() == "head.2"
+    screenshot(page, "monitor-biencoder")

@@ -1,0 +1,72 @@
+"""Real browser: start a small run from the monitor form and watch the dead-fraction chart grow."""
+import time
+
+from tests.e2e.conftest import open_page, screenshot, wait_idle
+
+DEAD_POINTS_JS = """() => {
+  const el = [...document.querySelectorAll('.js-plotly-plot')]
+    .find(e => e.layout && e.layout.title && String(e.layout.title.text || '').includes('Dead fraction'));
+  if (!el) return -1;
+  const t = el.data.find(d => String(d.name).endsWith('dead/act1'));
+  return t ? t.x.length : 0;
+}"""
+
+
+def _fill(page, label, value):
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def test_start_run_and_watch_dead_fraction_grow(page, app_url, e2e_runs_dir):
+    open_page(page, app_url, "monitor")
+    _fill(page, "Run name (optional)", "browser-run")
+    _fill(page, "Hidden sizes", "256")
+    _fill(page, "Epochs", 500)  # long enough to still be running; stopped below
+    _fill(page, "Log every (steps)", 5)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("started browser-run").wait_for(timeout=30_000)
+    try:
+        _watch_and_stop(page, e2e_runs_dir)
+    finally:
+        _kill_trainer(e2e_runs_dir)  # never leave a 500-epoch trainer behind, even on failure
+
+
+def _kill_trainer(runs_dir):
+    import os
+    import signal
+
+    from core.runs import RunStore
+
+    store = RunStore(runs_dir)
+    if store.exists("browser-run"):
+        st = store.open("browser-run").status()
+        if st.state == "running" and st.pid:
+            try:
+                os.kill(st.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _watch_and_stop(page, e2e_runs_dir):
+
+    counts, deadline = [], time.time() + 120
+    while time.time() < deadline:
+        n = page.evaluate(DEAD_POINTS_JS)
+        if n > 0 and (not counts or n != counts[-1]):
+            counts.append(n)
+        if len(counts) >= 3:
+            break
+        time.sleep(1)
+    if not (len(counts) >= 2 and counts[-1] > counts[0]):
+        screenshot(page, "monitor-failed")
+        titles = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(e => JSON.stringify(e.layout && e.layout.title))")
+        log = (e2e_runs_dir / "browser-run" / "train.log")
+        raise AssertionError(f"dead-fraction points over refreshes: {counts}; charts: {titles}; "
+                             f"train.log: {log.read_text()[-1500:] if log.exists() else 'missing'}")
+    assert (e2e_runs_dir / "browser-run" / "metrics.db").exists()
+    screenshot(page, "monitor")
+
+    page.get_by_role("button", name="Stop").first.click()
+    page.get_by_text("stopped").first.wait_for(timeout=60_000)
+    wait_idle(page)

@@ -1,0 +1,76 @@
+"""Two CPU processes with gloo, as torchrun would start them (RANK / WORLD_SIZE / LOCAL_RANK)."""
+import json
+import os
+import socket
+import sys
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from core.runs import RunStore
+from tests.test_train_biencoder import write_pairs
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank, world, port, cfg, out_dir):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import core.train.biencoder as tb
+
+    seen = []
+
+    class RecordingProbes(tb.ActivationProbes):
+        # Each rank's own "ever alive" masks before the all-reduce, and what it holds after.
+        def all_reduce(self):
+            before = {k: v.tolist() for k, v in self.masks().items()}
+            super().all_reduce()
+            seen.append((before, {k: v.tolist() for k, v in self.masks().items()}))
+
+    tb.ActivationProbes = RecordingProbes
+    captured = {}
+    real_ddp = torch.nn.parallel.DistributedDataParallel
+
+    def capture(module, *a, **kw):
+        captured["model"] = module
+        return real_ddp(module, *a, **kw)
+
+    torch.nn.parallel.DistributedDataParallel = capture
+    tb.train_biencoder(cfg)
+    params = {k: v.detach().sum().item() for k, v in captured["model"].state_dict().items()}
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({"masks": seen, "params": params}, f)
+
+
+@pytest.mark.timeout(240)
+def test_two_gloo_ranks_agree(tmp_path):
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    cfg = {"backbone": "tiny", "data": str(pairs), "epochs": 3, "batch_size": 4, "lr": 1e-3,
+           "runs_dir": str(tmp_path / "runs"), "name": "ddp", "device": "cpu", "probe_backbone": True,
+           # 5 steps an epoch: interval logs at 3, 6, 9, 12; epoch ends at 5, 10, 15.
+           "log_every": 3,
+           "checkpoint": False}
+    mp.start_processes(_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    r0, r1 = (json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2))
+    assert len(r0["masks"]) == len(r1["masks"]) == 7  # 4 interval logs + 3 epoch ends
+    for (before0, after0), (before1, after1) in zip(r0["masks"], r1["masks"]):
+        assert any(k.startswith("head.") for k in after0) and any(k.startswith("backbone.") for k in after0)
+        # After the all-reduce both ranks hold the same mask: alive on either rank = alive.
+        assert after0 == after1
+        for k in after0:
+            assert after0[k] == [a or b for a, b in zip(before0[k], before1[k])]
+    # DDP kept the replicas identical.
+    assert r0["params"].keys() == r1["params"].keys()
+    assert all(abs(r0["params"][k] - r1["params"][k]) < 1e-4 for k in r0["params"])
+    # Only rank 0 wrote the store: one run, finished, with the retrieval metrics.
+    store = RunStore(tmp_path / "runs")
+    assert store.names() == ["ddp"]
+    r = store.open("ddp")
+    assert r.status().state == "finished" and r.config["world_size"] == 2
+    assert {"acc/top1", "mrr", "loss/train"} <= set(r.keys())
