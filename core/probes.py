@@ -15,8 +15,15 @@ Written keys: dead/<layer> (fraction, current window so far), zero_frac/<layer> 
 fraction of outputs exactly 0: sparsity, not deadness), revived/<layer> (units dead over the
 previous window that are alive in this one), grad_norm/<param> (at the last step before the
 flush), histogram pre/<layer> (pre-activations since the last flush; values outside hist_range
-are clamped into the end bins so counts sum to the number of values), unit activity <layer>
+are clamped into the end bins so counts sum to the number of SAMPLED values), unit activity <layer>
 (per-unit fraction of samples with |f'| > eps since the last flush).
+
+Cost vs exactness: the ever-alive mask (dead/, revived/) is updated EXACTLY on every training
+forward (for ReLU a single fused `amax(0) > 0`). The histogram, zero fraction and unit activity are
+STATISTICS computed on a sub-sample of batches: the 1st, (k+1)-th, (2k+1)-th, ... batch of each
+flush interval, k = `stats_every` (default 16; 1 = every batch, exact counts). `stats()` reports
+`stats_every` and `sampled_batches` / `sampled_samples` per layer; histogram counts are those of
+the sampled batches (not rescaled), activity and zero fraction are means over the sampled batches.
 
 DDP: call `all_reduce()` (or reduce `masks()` yourself) before `flush` so every rank's samples count.
 """
@@ -31,24 +38,25 @@ from core.activations import create_act_layer
 
 # Piecewise-linear activations get an exact elementwise test instead of autograd: cheaper, same answer.
 _FAST_ALIVE = {
-    "relu": lambda x, p, eps: x > 0,
+    "relu": lambda x, p, eps: x > 0,  # (per-unit "any" is done as amax(0) > 0 in _alive_any)
     "relu6": lambda x, p, eps: (x > 0) & (x < 6),
 }
 
 
 class _Layer:
     __slots__ = ("module", "act", "params", "fn", "alive", "prev_dead", "zero_sum", "batches",
-                 "hist", "active", "samples", "window_samples")
+                 "hist", "active", "samples", "window_samples", "calls", "sampled")
 
     def __init__(self, module: nn.Module, act: str, params: dict, fn):
         self.module, self.act, self.params, self.fn = module, act, params, fn
         self.alive = self.prev_dead = self.zero_sum = self.hist = self.active = None
-        self.batches = self.samples = self.window_samples = 0
+        self.batches = self.samples = self.window_samples = self.calls = self.sampled = 0
 
 
 class ActivationProbes:
     def __init__(self, model: nn.Module, eps: float = 0.0, bins: int = 64, hist_range=(-6.0, 6.0),
-                 extra: dict[str, tuple[nn.Module, str]] | None = None):
+                 extra: dict[str, tuple[nn.Module, str]] | None = None, stats_every: int = 16):
+        self.stats_every = max(1, int(stats_every))
         self.eps, self.bins, self.hist_range = float(eps), int(bins), (float(hist_range[0]), float(hist_range[1]))
         self.enabled = True
         self._exact: dict[str, torch.Tensor] | None = None
@@ -81,11 +89,18 @@ class ActivationProbes:
             (g,) = torch.autograd.grad(layer.fn(xx).sum(), xx)
         return g.abs() > self.eps
 
+    def _alive_any(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
+        """Per-unit "alive on some sample of x" (x is 2-D: samples x units). Exact."""
+        if layer.act == "relu" and self.eps < 1 and x.shape[0] > 0:
+            # any(x > 0) == (max x > 0); one fused reduction, ~10x cheaper on CPU than bool any(0).
+            return x.amax(0) > 0
+        return self._alive(layer, x).any(0)
+
     def _hook(self, name: str):
         def hook(module, inputs, output):
             if self._exact is not None:
                 x = inputs[0].detach().reshape(-1, inputs[0].shape[-1])
-                a = self._alive(self.layers[name], x).any(0)
+                a = self._alive_any(self.layers[name], x)
                 self._exact[name] = a if name not in self._exact else self._exact[name] | a
                 return
             if not self.enabled or not module.training:
@@ -96,20 +111,34 @@ class ActivationProbes:
     def _record(self, L: _Layer, x: torch.Tensor, y: torch.Tensor):
         units = x.shape[-1]
         x = x.reshape(-1, units)
+        n = x.shape[0]
+        L.batches += 1
+        L.samples += n
+        L.window_samples += n
+        sample = L.calls % self.stats_every == 0
+        L.calls += 1
+        if not sample:
+            # Hot path on most steps: only the exact ever-alive mask, in place, no host sync.
+            a = self._alive_any(L, x)
+            if L.alive is None:
+                L.alive = a
+            else:
+                L.alive |= a
+            return
         alive = self._alive(L, x)
-        # float sums, bucketize and bincount: on CPU each is an order of magnitude faster than a
-        # bool reduction over dim 0 or torch.histc, which matters when the step itself is ~1 ms.
+        # Sampled batch: float sums and bincount (on CPU much faster than a bool reduction over dim 0
+        # or torch.histc), which matters when the step itself is ~1 ms.
         per_unit = alive.float().sum(0)
         any_alive = per_unit > 0
         if L.act == "relu":
             zero = 1.0 - per_unit.sum() / alive.numel()  # ReLU's output is 0 exactly where f' = 0
         else:
             zero = (y == 0).float().mean()
-        if self._inner_edges is None or self._inner_edges.device != x.device:
-            self._inner_edges = torch.linspace(*self.hist_range, self.bins + 1, device=x.device)[1:-1].contiguous()
-        # Interior edges only: values beyond the range land in the end bins (clamped, not dropped).
-        idx = torch.bucketize(x.float(), self._inner_edges, right=True)
-        h = torch.bincount(idx.flatten(), minlength=self.bins).float()
+        # Bin index by arithmetic (about 6x cheaper than torch.bucketize on CPU); values beyond the
+        # range are clamped into the end bins (not dropped), NaN goes to the last bin as before.
+        lo, hi = self.hist_range
+        idx = x.float().sub(lo).mul_(self.bins / (hi - lo)).floor_().clamp_(0, self.bins - 1).nan_to_num_(self.bins - 1)
+        h = torch.bincount(idx.to(torch.int64).flatten(), minlength=self.bins).float()
         if L.alive is None:
             L.alive = any_alive
         else:
@@ -120,9 +149,7 @@ class ActivationProbes:
             L.hist += h
             L.active += per_unit
             L.zero_sum += zero
-        L.batches += 1
-        L.samples += x.shape[0]
-        L.window_samples += x.shape[0]
+        L.sampled += n
 
     def after_backward(self, model: nn.Module):
         """Per-parameter gradient norms of this step, kept on the device. Only the last call before
@@ -163,6 +190,8 @@ class ActivationProbes:
             L.alive = a.bool()
             for attr in ("hist", "active"):
                 t = getattr(L, attr)
+                if t is None:  # e.g. right after flush(), before any sampled batch
+                    continue
                 dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
     # ---------------------------------------------------------------- host side, every log_every steps
@@ -173,10 +202,10 @@ class ActivationProbes:
             if L.alive is None or L.hist is None:
                 continue
             revived = (L.prev_dead & L.alive).sum().float() if L.prev_dead is not None else torch.zeros((), device=L.alive.device)
-            vec = [L.alive.float(), L.hist, L.active / max(L.samples, 1), (L.zero_sum / max(L.batches, 1)).reshape(1),
+            vec = [L.alive.float(), L.hist, L.active / max(L.sampled, 1), (L.zero_sum / max(-(-L.calls // self.stats_every), 1)).reshape(1),
                    revived.reshape(1)]
             parts += [v.reshape(-1).float() for v in vec]
-            layout.append((name, L.alive.numel()))
+            layout.append((name, L.alive.numel(), L.calls, L.sampled))
         grads = self.grad_norms is not None
         if grads:
             parts.append(self.grad_norms.float())
@@ -185,13 +214,15 @@ class ActivationProbes:
         device = parts[0].device
         flat = torch.cat([p.to(device) for p in parts]).cpu().numpy()
         out, i = {"layers": {}, "grad_norm": {}}, 0
-        for name, units in layout:
+        for name, units, calls, sampled in layout:
             alive = flat[i:i + units] > 0.5; i += units
             hist = flat[i:i + self.bins]; i += self.bins
             activity = flat[i:i + units]; i += units
             zero, revived = float(flat[i]), int(flat[i + 1]); i += 2
             out["layers"][name] = {"dead": float(1.0 - alive.mean()), "alive": alive, "hist": hist,
-                                   "activity": activity, "zero_frac": zero, "revived": revived}
+                                   "activity": activity, "zero_frac": zero, "revived": revived,
+                                   "stats_every": self.stats_every,
+                                   "sampled_batches": -(-calls // self.stats_every), "sampled_samples": sampled}
         if grads:
             out["grad_norm"] = dict(zip(self.grad_names, flat[i:i + len(self.grad_names)].tolist()))
         return out
@@ -218,7 +249,7 @@ class ActivationProbes:
         # Histograms and activity are per interval; the alive mask lives for the whole window.
         for L in self.layers.values():
             L.hist = L.active = L.zero_sum = None
-            L.batches = L.samples = 0
+            L.batches = L.samples = L.calls = L.sampled = 0
         self.grad_norms = None
         return scalars
 

@@ -232,19 +232,35 @@ class RunStore:
     def exists(self, name: str) -> bool:
         return (self.path(name) / "metrics.db").exists()
 
-    def create(self, name: str, config: dict, kind: str = "", resume: bool = False) -> RunWriter:
+    def create(self, name: str, config: dict, kind: str = "", resume: bool = False,
+               layers: dict | None = None) -> RunWriter:
         run_dir = self.path(name)
         # A folder without metrics.db (e.g. the launcher's train.log arrived first) is not a run yet.
         if (run_dir / "metrics.db").exists() and not resume:
             raise UserError(f"run {name!r} already exists in {self.root}; pick another --name or --resume it")
         run_dir.mkdir(parents=True, exist_ok=True)
         now = time.time()
-        meta = {"name": name, "kind": kind, "config": config, "created": now, "host": os.uname().nodename}
+        # layers: probed layer -> {"activation", "params"}, so readers draw the f' each layer really uses.
+        meta = {"name": name, "kind": kind, "config": config, "created": now, "host": os.uname().nodename,
+                "layers": layers or {}}
         if resume and (run_dir / "run.json").exists():
             meta["created"] = json.loads((run_dir / "run.json").read_text()).get("created", now)
         tmp = run_dir / "run.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2, default=str))
         tmp.replace(run_dir / "run.json")
+        db = run_dir / "metrics.db"
+        if not db.exists():
+            # Build the schema under a temporary name and rename it into place, so a reader that
+            # polls for metrics.db never opens a database without its tables.
+            tmp_db = run_dir / f".metrics.db.{os.getpid()}.tmp"
+            con = _connect(tmp_db)
+            con.executescript(_SCHEMA)
+            con.execute("INSERT INTO status(id, state, reason, pid, heartbeat, started) VALUES (1, 'running', NULL, ?, ?, ?)",
+                        (os.getpid(), now, now))
+            con.commit()
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            con.close()
+            tmp_db.replace(db)
         writer = RunWriter(run_dir, name)
         with writer.con:
             writer.con.executescript(_SCHEMA)
@@ -328,6 +344,7 @@ class RunFollower:
         self.units: list[dict] = []
         self.status: RunStatus | None = None
         self.config: dict = {}
+        self.layers: dict = {}
 
     def poll(self) -> int:
         reader = self.store.open(self.name)
@@ -336,6 +353,7 @@ class RunFollower:
             hists = reader.histograms(after_id=self.hist_cursor)
             units = reader.unit_activity(after_id=self.unit_cursor)
             self.status, self.config = reader.status(), reader.config
+            self.layers = reader.meta.get("layers", {})
         finally:
             reader.close()
         if len(new):

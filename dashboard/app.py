@@ -11,7 +11,9 @@ if str(ROOT) not in sys.path:
 
 st.set_page_config(page_title="ActLab", page_icon=":material/ssid_chart:", layout="wide")
 
-PAGES = Path(__file__).parent / "pages"
+# Views live in views/, not pages/: Streamlit treats a pages/ folder beside the entry script as
+# the legacy multipage app and lists file names in the sidebar instead of these titles.
+PAGES = Path(__file__).parent / "views"
 nav = st.navigation([
     st.Page(PAGES / "explorer.py", title="Activation explorer", icon=":material/show_chart:", url_path="explorer", default=True),
     st.Page(PAGES / "monitor.py", title="Training monitor", icon=":material/monitor_heart:", url_path="monitor"),

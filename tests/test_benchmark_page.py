@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 from core import activations as A
 from core import bench
 
-PAGE = str(Path(__file__).resolve().parent.parent / "dashboard" / "pages" / "benchmark.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "dashboard" / "views" / "benchmark.py")
 
 
 def charts(at):

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.runs import RunStore
 
-PAGE = str(Path(__file__).resolve().parents[1] / "dashboard" / "pages" / "compare.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "dashboard" / "views" / "compare.py")
 FIX = Path(__file__).parent / "fixtures" / "logs"
 
 

@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 
-PAGE = str(Path(__file__).resolve().parent.parent / "dashboard" / "pages" / "explorer.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "dashboard" / "views" / "explorer.py")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core.runs import RunStore
 from dashboard.charts import training as charts
 
-PAGE = str(Path(__file__).resolve().parent.parent / "dashboard" / "pages" / "monitor.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "dashboard" / "views" / "monitor.py")
 
 
 def arr(v):

@@ -28,7 +28,7 @@ from core.negatives import hard_negatives, retrieval_metrics, retrieval_ranks
 from core.probes import ActivationProbes
 from core.runs import DEFAULT_RUNS_DIR, RunStore, validate_run_name
 from core.text_data import load_pairs, split_by_topic
-from core.train.loop import (GracefulStop, add_common_args, check_finite, load_checkpoint, pick_device, progress,
+from core.train.loop import (layer_activations, GracefulStop, add_common_args, check_finite, load_checkpoint, pick_device, progress,
                              save_checkpoint, seed_everything)
 
 DEFAULTS = dict(
@@ -139,7 +139,7 @@ def train_biencoder(config: dict) -> str:
     if master:
         store = RunStore(cfg["runs_dir"])
         writer = store.create(name, {**cfg, "world_size": world, "n_train": len(train_df), "n_test": len(test_df)},
-                              kind="biencoder", resume=ckpt is not None)
+                              kind="biencoder", resume=ckpt is not None, layers=layer_activations(probes))
         if cfg["text_log"] and ckpt is None:
             Path(cfg["text_log"]).parent.mkdir(parents=True, exist_ok=True)
             Path(cfg["text_log"]).write_text("")

@@ -20,7 +20,7 @@ from core.data import load_mnist
 from core.models import MLP
 from core.probes import ActivationProbes
 from core.runs import RunStore, validate_run_name
-from core.train.loop import (GracefulStop, NonFiniteLoss, add_common_args, autocast,
+from core.train.loop import (layer_activations, GracefulStop, NonFiniteLoss, add_common_args, autocast,
                              check_finite, load_checkpoint, maybe_compile, pick_device, progress,
                              save_checkpoint, seed_everything)
 
@@ -113,10 +113,10 @@ def train_mnist(config: dict) -> str:
         optimizer.load_state_dict(ckpt["optimizer"])
         step, start_epoch = int(ckpt["step"]), int(ckpt["epoch"])
 
-    store = RunStore(cfg["runs_dir"])
-    writer = store.create(name, cfg, kind="mnist", resume=ckpt is not None)
-    ckpt_path = Path(cfg["checkpoints_dir"]) / name / "last.pt"
     probes = ActivationProbes(model, eps=cfg["eps"], bins=cfg["hist_bins"], hist_range=cfg["hist_range"])
+    store = RunStore(cfg["runs_dir"])
+    writer = store.create(name, cfg, kind="mnist", resume=ckpt is not None, layers=layer_activations(probes))
+    ckpt_path = Path(cfg["checkpoints_dir"]) / name / "last.pt"
     probes.enabled = bool(cfg["probes"])
     fmodel = maybe_compile(model, device, cfg["compile"])
 

@@ -63,7 +63,9 @@ def loss_figure(df, x="step", smoothing=0.0, max_points=2000):
 
 
 def accuracy_figure(df, x="step", smoothing=0.0, max_points=2000):
-    return scalar_figure(df, ["acc/train", "acc/test"], x, smoothing, "Accuracy", max_points, y_title="accuracy")
+    # Every accuracy-like key: acc/train and acc/test for MNIST, acc/top1..10 and mrr for retrieval.
+    keys = keys_with(df, "acc/") + (["mrr"] if len(df) and (df["key"] == "mrr").any() else [])
+    return scalar_figure(df, keys, x, smoothing, "Accuracy", max_points, y_title="accuracy")
 
 
 def dead_figure(df, x="step", smoothing=0.0, max_points=2000):

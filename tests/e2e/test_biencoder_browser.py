@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
 from tests.e2e.conftest import ROOT, open_page, screenshot, wait_idle
 from tests.test_train_biencoder import write_pairs
 
@@ -21,13 +23,15 @@ def test_biencoder_run_on_monitor_page(page, app_url, e2e_runs_dir, tmp_path):
 
     open_page(page, app_url, "monitor")
     page.get_by_text("Training monitor").first.wait_for()
-    # Other e2e tests may have made runs too: make sure ours is the selected one.
-    if page.get_by_text(RUN, exact=True).count() == 0 or page.locator("strong", has_text=RUN).count() == 0:
+    # The newest run is preselected; other e2e tests may have made newer ones, so pick ours if needed.
+    try:
+        page.locator("strong", has_text=RUN).first.wait_for(timeout=15_000)
+    except PlaywrightTimeout:
         box = page.locator("[data-testid='stMultiSelect']").first
         box.click()
         page.keyboard.type(RUN)
         page.keyboard.press("Enter")
-        page.keyboard.press("Escape")
+        page.get_by_role("heading", name="Training monitor").click()  # closes the dropdown
         wait_idle(page)
     page.locator("strong", has_text=RUN).first.wait_for()
     page.get_by_text("finished").first.wait_for()
@@ -35,7 +39,7 @@ def test_biencoder_run_on_monitor_page(page, app_url, e2e_runs_dir, tmp_path):
     # (layers come from the pre/<layer> histograms the trainer wrote).
     page.locator("[data-testid='stCaptionContainer']", has_text="loss/train").first.wait_for()
     page.get_by_text("Dead fraction per layer").first.wait_for()
-    layer = page.get_by_role("combobox", name="Layer")
+    layer = page.locator("[data-testid='stSelectbox']", has_text="Layer").first
     layer.wait_for()
-    assert layer.input_value() == "head.2"
+    assert layer.locator("input").first.input_value() == "head.2"
     screenshot(page, "monitor-biencoder")

@@ -3,7 +3,7 @@ from tests.e2e.conftest import open_page, screenshot, wait_idle
 
 
 def test_explorer_and_benchmark_pages(page, app_url):
-    open_page(page, app_url, "explorer")
+    open_page(page, app_url, "")  # the default page is served at the root
     page.get_by_role("heading", name="Activation explorer").wait_for()
     # Plotly drew the curves: one legend entry per default activation, rendered as SVG text.
     page.locator(".js-plotly-plot").first.wait_for()

@@ -111,7 +111,7 @@ def live_panel():
         c1, c2, c3 = st.columns([3, 5, 1])
         c1.markdown(f"**{f.name}** :{color}-badge[{label}]")
         last = f.scalars.dropna(subset=["value"]).groupby("key")["value"].last() if len(f.scalars) else {}
-        c2.caption(" · ".join(f"{k} {last[k]:.4g}" for k in ("loss/train", "acc/test", "samples_per_s") if k in last)
+        c2.caption(" · ".join(f"{k} {last[k]:.4g}" for k in ("loss/train", "acc/test", "acc/top1", "mrr", "samples_per_s") if k in last)
                    + (f" — {f.status.reason}" if f.status.reason else ""))
         if f.status.state == "running" and c3.button("Stop", key=f"stop_{f.name}"):
             try:
@@ -144,8 +144,9 @@ def live_panel():
     hist = next(h for h in hists if h["step"] == step)
     c1, c2 = st.columns(2)
     cfg = f.config
-    c1.plotly_chart(charts.histogram_figure(hist, cfg.get("activation", "relu"), cfg.get("act_params") or {},
-                                            cfg.get("eps", 0.0)), key="chart_hist")
+    # Older runs lack the per-layer map; their config's activation is the best guess.
+    act = f.layers.get(layer, {"activation": cfg.get("activation", "relu"), "params": cfg.get("act_params") or {}})
+    c1.plotly_chart(charts.histogram_figure(hist, act["activation"], act["params"], cfg.get("eps", 0.0)), key="chart_hist")
     c2.plotly_chart(charts.activity_heatmap([u for u in f.units if u["key"] == layer]), key="chart_activity")
 
 

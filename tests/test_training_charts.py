@@ -1,0 +1,31 @@
+"""Monitor figures for retrieval runs, and the per-layer activation map the histogram overlay uses."""
+import json
+
+import pandas as pd
+
+from core.runs import RunStore
+from core.train.mnist import train_mnist
+from dashboard.charts import training as charts
+
+
+def _df(rows):
+    return pd.DataFrame(rows, columns=["run", "step", "epoch", "key", "value", "wall_time"])
+
+
+def test_accuracy_figure_shows_retrieval_keys_and_mrr():
+    df = _df([("r", s, 0, k, v + s / 10, float(s)) for s in (1, 2) for k, v in
+              [("acc/top1", 0.1), ("acc/top5", 0.5), ("mrr", 0.3), ("loss/train", 2.0)]])
+    fig = charts.accuracy_figure(df)
+    traces = {t.name: list(t.y) for t in fig.data}
+    assert set(traces) == {"r acc/top1", "r acc/top5", "r mrr"}
+    assert traces["r mrr"] == [0.4, 0.5]
+
+
+def test_run_json_records_each_layers_activation(tmp_path):
+    name = train_mnist({"runs_dir": str(tmp_path / "runs"), "checkpoints_dir": str(tmp_path / "ck"), "name": "lk",
+                        "activation": "leaky_relu", "act_params": {"alpha": 0.2}, "hidden": [16, 8],
+                        "max_steps": 3, "epochs": 1, "progress": False, "log_every": 2})
+    meta = json.loads((RunStore(tmp_path / "runs").path(name) / "run.json").read_text())
+    assert meta["layers"] and all(v == {"activation": "leaky_relu", "params": {"alpha": 0.2}}
+                                  for v in meta["layers"].values())
+    assert len(meta["layers"]) == 2
