@@ -3,6 +3,7 @@ import json
 import os
 import socket
 import sys
+import types
 
 import pytest
 import torch
@@ -49,7 +50,10 @@ def _worker(rank, world, port, cfg, out_dir):
 
 
 @pytest.mark.timeout(240)
-def test_two_gloo_ranks_agree(tmp_path):
+def test_two_gloo_ranks_agree(tmp_path, monkeypatch):
+    # AppTest tests earlier in the session leave a page script as __main__; spawned workers would
+    # re-run it on start-up. A bare __main__ makes them import only what _worker needs.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     pairs = write_pairs(tmp_path / "pairs.jsonl")
     cfg = {"backbone": "tiny", "data": str(pairs), "epochs": 3, "batch_size": 4, "lr": 1e-3,
            "runs_dir": str(tmp_path / "runs"), "name": "ddp", "device": "cpu", "probe_backbone": True,
