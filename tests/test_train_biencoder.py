@@ -152,3 +152,19 @@ def test_resume_without_checkpoint_is_a_user_error(tmp_path, pairs):
 
     with pytest.raises(UserError, match="no checkpoint at .*ghost"):
         train_biencoder({"backbone": "tiny", "data": str(pairs), "runs_dir": str(tmp_path), "resume": "ghost"})
+
+
+def test_grad_norms_are_logged_at_every_flush_only(tmp_path, pairs):
+    # after_backward runs only on steps that end in a flush; each flush must still carry fresh norms.
+    from core.train.biencoder import train_biencoder
+
+    name = train_biencoder({"backbone": "tiny", "data": str(pairs), "epochs": 1, "batch_size": 8, "log_every": 2,
+                            "runs_dir": str(tmp_path), "name": "gn", "checkpoint": False})
+    df, _ = RunStore(tmp_path).open(name).scalars()
+    grad = df[df["key"].str.startswith("grad_norm/")]
+    flush_steps = sorted(df[df["key"].str.startswith("dead/")]["step"].unique())
+    assert sorted(grad["step"].unique()) == flush_steps and len(flush_steps) >= 2
+    assert grad["value"].notna().all() and (grad["value"] > 0).any()
+    # Norms differ between flushes: each is this interval's, not a stale copy of the first.
+    per_step = grad.pivot_table(index="key", columns="step", values="value")
+    assert not per_step[flush_steps[0]].equals(per_step[flush_steps[-1]])

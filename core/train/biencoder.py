@@ -184,7 +184,10 @@ def train_biencoder(config: dict) -> str:
                 loss = triplet(a, p, n) + cfg["ce_weight"] * F.cross_entropy(logits, labels[: 2 * len(idx)])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                probes.after_backward(encoder)
+                # Only the last gradient norms before a flush are reported: skip the work on other steps.
+                if ((step + 1) % cfg["log_every"] == 0 or b == steps_per_epoch - 1 or step + 1 >= total_steps
+                        or stop.requested):
+                    probes.after_backward(encoder)
                 optimizer.step()
                 # Accumulate on the device; the host reads it only at log intervals.
                 loss_sum += loss.detach()
