@@ -15,6 +15,7 @@ COMMANDS = {
     "runs": "core.runs",
     "ablate": "core.ablation",
     "logs": "core.logs",
+    "eval": "core.retrieval",
 }
 
 

@@ -7,9 +7,18 @@ topic would make retrieval look better than it is.
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import os
+import shutil
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
 
 import numpy as np
 import pandas as pd
@@ -26,12 +35,13 @@ class DataError(UserError):
 
 
 def load_pairs(source: str | os.PathLike = "demo") -> pd.DataFrame:
-    """`demo`, a .jsonl/.json file, a .csv/.tsv file, or a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)."""
+    """`demo`, a .jsonl/.json file, a .csv/.tsv file, a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)
+    or `arguana` (the public BEIR archive, fetched once into the user cache)."""
     if str(source) == "demo":
         if not DEMO_PATH.exists():
             raise DataError(DEMO_PATH, "the bundled demo pairs are missing; pass --data PATH")
         return _finish(_read_jsonl_rows(DEMO_PATH), DEMO_PATH)
-    path = Path(source)
+    path = beir_folder(source)
     if not path.exists():
         raise DataError(path, "no such file or folder")
     if path.is_dir():
@@ -89,20 +99,72 @@ def _finish(rows: list[dict], path: Path) -> pd.DataFrame:
 
 def load_beir(folder: str | os.PathLike, split: str | None = None) -> pd.DataFrame:
     """BEIR ArguAna: queries are arguments, the relevant corpus document is the counter.
-    The topic is the id without its last `-pro01a` / `-con02b` part (ArguAna ids name the debate)."""
+    The topic is the id without its last `-pro01a` / `-con02b` part (ArguAna ids name the debate).
+    A `query_id` column keeps the BEIR id, so the trainer can score its test topics on the full corpus."""
+    data = read_beir(folder, split)
+    data.warn()
+    rows, ids = [], []
+    for qid, rels in data.qrels.items():
+        for cid, score in rels.items():
+            if score > 0:
+                rows.append({"topic": qid.rsplit("-", 1)[0], "argument": data.queries[qid], "counter": data.docs[cid][1]})
+                ids.append(qid)
+    out = _finish(rows, data.qrel_files[0])
+    out["query_id"] = ids  # _finish keeps every row in order or raises, so the ids line up
+    return out
+
+
+@dataclass
+class BeirData:
+    """One BEIR folder read with the protocol's rules. `qrels` holds only lines whose query and
+    document exist, and only queries with at least one relevant (score > 0) document; what was
+    dropped is counted in `skipped_qrels` / `skipped_queries` instead of refusing the dataset."""
+    folder: Path
+    docs: dict[str, tuple[str, str]]          # id -> (title, text)
+    queries: dict[str, str]                   # every query in queries.jsonl
+    qrels: dict[str, dict[str, int]]          # query id -> {doc id: score}
+    qrel_files: list[Path]
+    skipped_qrels: list[str] = field(default_factory=list)    # "test.tsv:12 document 'x' is not in corpus.jsonl"
+    skipped_queries: list[str] = field(default_factory=list)  # query ids left with no relevant document
+
+    def doc_text(self, doc_id: str) -> str:
+        # BEIR and MTEB encode a document as title + " " + text; the published figures assume it.
+        title, text = self.docs[doc_id]
+        return f"{title} {text}".strip()
+
+    def warn(self, file=None, first: int = 3) -> None:
+        file = file or sys.stderr
+        if self.skipped_qrels:
+            more = f" (and {len(self.skipped_qrels) - first} more)" if len(self.skipped_qrels) > first else ""
+            print(f"warning: skipped {len(self.skipped_qrels)} qrels line(s): {'; '.join(self.skipped_qrels[:first])}{more}",
+                  file=file)
+        if self.skipped_queries:
+            more = f" (and {len(self.skipped_queries) - first} more)" if len(self.skipped_queries) > first else ""
+            print(f"warning: skipped {len(self.skipped_queries)} query(ies) with no relevant document in the corpus: "
+                  f"{', '.join(map(repr, self.skipped_queries[:first]))}{more}", file=file)
+
+
+def read_beir(folder: str | os.PathLike, split: str | None = None) -> BeirData:
+    """corpus.jsonl, queries.jsonl and qrels/<split>.tsv (every qrels/*.tsv when split is None)."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, "no such folder (a BEIR folder holds corpus.jsonl, queries.jsonl, qrels/*.tsv)")
     corpus_p, queries_p, qrels_d = folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels"
     for p in (corpus_p, queries_p):
         if not p.is_file():
             raise DataError(folder, f"not a BEIR folder: {p.name} is missing (expected corpus.jsonl, queries.jsonl, qrels/*.tsv)")
     qrel_files = sorted(qrels_d.glob("*.tsv")) if qrels_d.is_dir() else []
-    if split:
-        qrel_files = [p for p in qrel_files if p.stem == split]
     if not qrel_files:
-        raise DataError(folder, "not a BEIR folder: no qrels/*.tsv" + (f" for split {split!r}" if split else ""))
-    corpus = _beir_texts(corpus_p)
-    queries = _beir_texts(queries_p)
-    rows = []
+        raise DataError(folder, "not a BEIR folder: no qrels/*.tsv")
+    if split:
+        known = [p.stem for p in qrel_files]
+        if split not in known:
+            raise DataError(folder, f"unknown split {split!r}: no qrels/{split}.tsv (splits here: {', '.join(known)})")
+        qrel_files = [qrels_d / f"{split}.tsv"]
+    docs = {k: (v.get("title") or "", v["text"]) for k, v in _beir_records(corpus_p).items()}
+    queries = {k: v["text"] for k, v in _beir_records(queries_p).items()}
+    qrels: dict[str, dict[str, int]] = {}
+    skipped, judged = [], []
     for qf in qrel_files:
         with open(qf, encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
@@ -115,27 +177,93 @@ def load_beir(folder: str | os.PathLike, split: str | None = None) -> pd.DataFra
                     raise DataError(qf, f"line {lineno}: expected query-id<TAB>corpus-id<TAB>score")
                 qid, cid, score = parts[:3]
                 try:
-                    if float(score) <= 0:
-                        continue
+                    score = int(float(score))
                 except ValueError:
                     raise DataError(qf, f"line {lineno}: score {score!r} is not a number") from None
+                judged.append(qid)
                 if qid not in queries:
-                    raise DataError(qf, f"line {lineno}: query {qid!r} is not in queries.jsonl")
-                if cid not in corpus:
-                    raise DataError(qf, f"line {lineno}: document {cid!r} is not in corpus.jsonl")
-                rows.append({"topic": qid.rsplit("-", 1)[0], "argument": queries[qid], "counter": corpus[cid]})
-    return _finish(rows, qrel_files[0])
+                    skipped.append(f"{qf.name}:{lineno} query {qid!r} is not in queries.jsonl")
+                elif cid not in docs:
+                    skipped.append(f"{qf.name}:{lineno} document {cid!r} is not in corpus.jsonl")
+                else:
+                    qrels.setdefault(qid, {})[cid] = score
+    # A query with nothing relevant left has no defined nDCG; BEIR would score it 0 and drag the mean.
+    empty = [q for q in dict.fromkeys(judged) if q in queries and not any(s > 0 for s in qrels.get(q, {}).values())]
+    for q in empty:
+        qrels.pop(q, None)
+    if not qrels:
+        raise DataError(qrel_files[0], f"no usable judgements: {len(skipped)} line(s) name a missing query or document"
+                        + (f" (first: {skipped[0]})" if skipped else "") + ", and no query has a relevant document")
+    return BeirData(folder, docs, queries, qrels, qrel_files, skipped, empty)
 
 
-def _beir_texts(path: Path) -> dict[str, str]:
+def _beir_records(path: Path) -> dict[str, dict]:
     out = {}
     for i, obj in enumerate(_read_jsonl_rows(path), 1):
         if "_id" not in obj or "text" not in obj:
             raise DataError(path, f"line {i}: a BEIR record needs '_id' and 'text'")
-        out[str(obj["_id"])] = str(obj["text"])
+        out[str(obj["_id"])] = {"title": str(obj.get("title") or ""), "text": str(obj["text"])}
     if not out:
         raise DataError(path, "no records (the file is empty)")
     return out
+
+
+# -- public BEIR archives --------------------------------------------------------------------
+# The URL and MD5 are the ones listed in the BEIR README (beir-cellar/beir).
+BEIR_ARCHIVES = {
+    "arguana": ("https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/arguana.zip",
+                "8ad3e3c2a5867cdced806d6503f29b99"),
+}
+
+
+def user_cache_dir() -> Path:
+    """ACTLAB_CACHE_DIR, else $XDG_CACHE_HOME/actlab, else ~/.cache/actlab."""
+    if os.environ.get("ACTLAB_CACHE_DIR"):
+        return Path(os.environ["ACTLAB_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "actlab"
+
+
+def beir_folder(source: str | os.PathLike) -> Path:
+    """A BEIR folder path, or a public dataset name (`arguana`) fetched once into the user cache.
+    An existing local path wins over a dataset name."""
+    path = Path(source)
+    if path.exists() or str(source) not in BEIR_ARCHIVES:
+        return path
+    name = str(source)
+    folder = user_cache_dir() / "beir" / name
+    if (folder / "corpus.jsonl").is_file():
+        return folder
+    url, md5 = BEIR_ARCHIVES[name]
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urlopen(url, timeout=60) as r:
+            blob = r.read()
+    except (URLError, OSError, TimeoutError) as e:
+        reason = getattr(e, "reason", e)
+        raise DataError(name, f"cannot download {url} ({reason}). Offline? Fetch arguana.zip on a machine with "
+                        f"internet, unzip it so that {folder}/corpus.jsonl exists (or set ACTLAB_CACHE_DIR), "
+                        f"or pass --data /path/to/{name}") from None
+    got = hashlib.md5(blob).hexdigest()
+    if got != md5:
+        raise DataError(name, f"downloaded archive has MD5 {got}, expected {md5}; nothing was kept")
+    _unzip_beir(blob, name, folder)
+    return folder
+
+
+def _unzip_beir(blob: bytes, name: str, folder: Path) -> None:
+    # Extract next to the target and rename at the end, so a failed unzip never looks like a dataset.
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+        with zipfile.ZipFile(io.BytesIO(blob)) as z:
+            for m in z.namelist():
+                if m.startswith(("/", "\\")) or ".." in Path(m).parts:
+                    raise DataError(name, f"archive member {m!r} is unsafe; nothing was kept")
+            z.extractall(tmp)
+        inner = Path(tmp) / name if (Path(tmp) / name / "corpus.jsonl").is_file() else Path(tmp)
+        if not (inner / "corpus.jsonl").is_file():
+            raise DataError(name, "archive holds no corpus.jsonl; nothing was kept")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(inner, folder)
 
 
 def split_by_topic(pairs: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
