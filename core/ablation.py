@@ -18,7 +18,7 @@ import pandas as pd
 from core import UserError
 from core.runs import DEFAULT_RUNS_DIR, RunStore
 
-SUMMARY_KEYS = {"biencoder": ["acc/top1", "acc/top5", "acc/top10", "mrr", "loss/train"],
+SUMMARY_KEYS = {"biencoder": ["ndcg@10/test", "acc/top1", "acc/top5", "acc/top10", "mrr", "loss/train"],
                 "mnist": ["acc/test", "loss/test", "loss/train"]}
 
 

@@ -32,12 +32,15 @@ def test_biencoder_grid_two_variants_two_seeds(tmp_path, capsys):
     assert not parsed.errors
     df = parsed.scalars()
     assert set(df["run"]) == {p[:-4] for p in logs}
-    assert set(df[df["run"] == "with_relu_seed1"]["key"]) == {"loss/train", "acc/top1", "acc/top5", "acc/top10", "mrr"}
+    assert set(df[df["run"] == "with_relu_seed1"]["key"]) == {"loss/train", "acc/top1", "acc/top5", "acc/top10", "mrr",
+                                                              "ndcg@10/test"}
     # The summary: one row per variant, n = 2, mean ± std; the same final values as the store.
     summary = [line for line in out.splitlines() if line.startswith("| with_relu |") or line.startswith("| without_relu |")]
     assert len(summary) == 2 and all(" | 2 | " in line and "±" in line for line in summary)
     finals = [store.open(f"g-with_relu-seed{s}").last()["acc/top1"] for s in (1, 2)]
     assert f"{sum(finals) / 2:.4f} ±" in summary[0]
+    ndcg = [store.open(f"g-with_relu-seed{s}").last()["ndcg@10/test"] for s in (1, 2)]
+    assert "ndcg@10/test" in out and f"{sum(ndcg) / 2:.4f} ±" in summary[0]
     assert (grid / "summary.md").read_text().strip() in out
 
 

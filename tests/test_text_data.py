@@ -99,9 +99,41 @@ def make_beir(folder, with_qrels=True):
 def test_beir_arguana_layout(tmp_path):
     df = load_pairs(make_beir(tmp_path / "arguana"))
     assert df.to_dict("records") == [
-        {"topic": "test-env-abc", "argument": "argument one", "counter": "counter one"},
-        {"topic": "test-edu-xyz", "argument": "argument two", "counter": "counter two"},
+        {"topic": "test-env-abc", "argument": "argument one", "counter": "counter one", "query_id": "test-env-abc-pro01a"},
+        {"topic": "test-edu-xyz", "argument": "argument two", "counter": "counter two", "query_id": "test-edu-xyz-pro01b"},
     ]
+
+
+def test_beir_lines_naming_missing_records_are_skipped_and_counted(tmp_path, capsys):
+    from core.text_data import read_beir
+
+    c = make_beir(tmp_path / "c")
+    (c / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\ntest-env-abc-pro01a\ttest-env-abc-con01a\t1\n"
+        "test-edu-xyz-pro01b\tghost\t1\n"            # the query's only judgement: the query goes too
+        "test-env-abc-pro01a\tphantom\t1\n"
+        "nobody\ttest-env-abc-con01a\t1\n"
+        "test-env-abc-pro01a\ttest-env-abc-pro01a\t0\n")  # judged non-relevant: kept as a judgement, not a pair
+    data = read_beir(c, "test")
+    assert data.qrels == {"test-env-abc-pro01a": {"test-env-abc-con01a": 1, "test-env-abc-pro01a": 0}}
+    assert data.skipped_qrels == ["test.tsv:3 document 'ghost' is not in corpus.jsonl",
+                                  "test.tsv:4 document 'phantom' is not in corpus.jsonl",
+                                  "test.tsv:5 query 'nobody' is not in queries.jsonl"]
+    assert data.skipped_queries == ["test-edu-xyz-pro01b"]
+    df = load_pairs(c)  # training follows the same rule and says what it dropped
+    assert df["argument"].tolist() == ["argument one"]
+    err = capsys.readouterr().err
+    assert "warning: skipped 3 qrels line(s): test.tsv:3 document 'ghost'" in err
+    assert "warning: skipped 1 query(ies) with no relevant document in the corpus: 'test-edu-xyz-pro01b'" in err
+    # Four skipped lines: the warning names the first three and counts the rest.
+    with open(c / "qrels" / "test.tsv", "a") as f:
+        f.write("test-env-abc-pro01a\tspectre\t1\n")
+    read_beir(c).warn()
+    assert "(and 1 more)" in capsys.readouterr().err
+    # A corpus as BEIR encodes it: title + " " + text.
+    assert data.doc_text("test-env-abc-con01a") == "counter one"
+    write_jsonl(c / "corpus.jsonl", [{"_id": "test-env-abc-con01a", "title": "Title", "text": "counter one"}])
+    assert read_beir(c).doc_text("test-env-abc-con01a") == "Title counter one"
 
 
 def test_bad_beir_layouts(tmp_path):
@@ -113,12 +145,15 @@ def test_bad_beir_layouts(tmp_path):
         load_pairs(b)
     c = make_beir(tmp_path / "c")
     (c / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\ntest-env-abc-pro01a\tghost\t1\n")
-    with pytest.raises(UserError, match="test.tsv: line 2: document 'ghost'"):
+    with pytest.raises(UserError, match="test.tsv: no usable judgements: 1 line\\(s\\) name a missing query or document "
+                                        "\\(first: test.tsv:2 document 'ghost'"):
         load_pairs(c)
     d = make_beir(tmp_path / "d")
     write_jsonl(d / "corpus.jsonl", [{"id": "x", "text": "y"}])
     with pytest.raises(UserError, match="corpus.jsonl: line 1: a BEIR record needs '_id'"):
         load_pairs(d)
+    with pytest.raises(UserError, match="unknown split 'train': no qrels/train.tsv \\(splits here: test\\)"):
+        load_beir(make_beir(tmp_path / "e"), split="train")
 
 
 def test_demo_default_reads_the_bundled_file_or_says_it_is_missing(tmp_path, monkeypatch):

@@ -45,7 +45,7 @@ def test_train_tiny_end_to_end(tmp_path, pairs, capsys, checkpoints_dir):
     assert r.meta["kind"] == "biencoder" and r.config["head"] == "with_layernorm_relu"
     # 48 pairs over 12 topics: 10 train topics (40 pairs) -> 5 steps of 8 per epoch.
     per_epoch = df[df["epoch"].isin([1.0, 2.0])]
-    for key in ("acc/top1", "acc/top5", "acc/top10", "mrr", "loss/train"):
+    for key in ("acc/top1", "acc/top5", "acc/top10", "mrr", "loss/train", "ndcg@10/test"):
         rows = per_epoch[per_epoch["key"] == key]
         assert rows["epoch"].tolist() == [1.0, 2.0], key
         assert rows["step"].tolist() == [5, 10]

@@ -26,6 +26,7 @@ from core import UserError
 from core.biencoder import PRESETS, BiEncoder, TokenCache, backbone_activations, load_backbone
 from core.negatives import hard_negatives, retrieval_metrics, retrieval_ranks
 from core.probes import ActivationProbes
+from core.retrieval import ndcg_during_training, training_eval_set
 from core.runs import DEFAULT_RUNS_DIR, RunStore, validate_run_name
 from core.text_data import load_pairs, split_by_topic
 from core.train.loop import (layer_activations, GracefulStop, add_common_args, check_finite, load_checkpoint, pick_device, progress,
@@ -101,6 +102,8 @@ def train_biencoder(config: dict) -> str:
     if len(train_df) < 2 or len(test_df) < 2:
         raise UserError(f"{cfg['data']}: need at least 2 train and 2 test pairs after the topic split "
                         f"(got {len(train_df)} / {len(test_df)})")
+    # ndcg@10/test: held-out queries against the full corpus (a BEIR view of plain pairs), as BEIR scores it.
+    ndcg_set = training_eval_set(cfg["data"], pairs, test_df) if master else None
 
     # -- model -------------------------------------------------------------------------------
     backbone, tokenizer = load_backbone(cfg["backbone"], seed=cfg["seed"])
@@ -224,6 +227,9 @@ def train_biencoder(config: dict) -> str:
                 c = encode_texts(encoder, cache, te_cand, device, 64)
             metrics = retrieval_metrics(retrieval_ranks(q, c, te_target.to(q.device)))
             if master:
+                with probes.paused():
+                    metrics["ndcg@10/test"] = ndcg_during_training(ndcg_set, encoder, tokenizer, device, cfg["max_length"])
+            if master:
                 values = {"loss/train": epoch_loss, **metrics}
                 writer.log_scalars(step, values, epoch=epoch + 1)
                 if cfg["text_log"]:
@@ -231,7 +237,7 @@ def train_biencoder(config: dict) -> str:
                         f.write(f"epoch={epoch + 1} step={step} loss/train={epoch_loss:.4f} "
                                 + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()) + "\n")
                 tqdm.write(f"{name} epoch {epoch + 1}: loss {epoch_loss:.4f} top1 {metrics['acc/top1']:.3f} "
-                           f"top10 {metrics['acc/top10']:.3f} mrr {metrics['mrr']:.3f}")
+                           f"top10 {metrics['acc/top10']:.3f} mrr {metrics['mrr']:.3f} ndcg@10 {metrics['ndcg@10/test']:.3f}")
                 if cfg["checkpoint"]:
                     save_checkpoint(Path(cfg["checkpoints_dir"]) / name / "last.pt", {
                         "model": encoder.state_dict(), "optimizer": optimizer.state_dict(),
