@@ -186,6 +186,22 @@ def test_paraphrased_counters_separate_a_trained_encoder_from_random_weights(tmp
     assert minilm["ndcg@10"] >= 0.45 and tiny["ndcg@10"] <= 0.2
 
 
+def test_zero_shot_minilm_embeds_exactly_as_sentence_transformers():
+    """MTEB's 0.5017 was measured through sentence-transformers (mean pooling, 256 tokens,
+    normalised); our encoder must give the same vectors, long texts (truncated) included."""
+    from sentence_transformers import SentenceTransformer
+
+    from core.biencoder import minilm_path
+    from core.retrieval import encode_texts
+
+    texts = ["Governments should support zoos.", "ok", "An argument that runs on and on. " * 80]
+    ref = SentenceTransformer(str(minilm_path()), device="cpu").encode(texts, convert_to_tensor=True, normalize_embeddings=True)
+    enc = load_encoder("minilm")
+    ours = torch.nn.functional.normalize(encode_texts(enc.module, enc.tokenizer, texts, torch.device("cpu"),
+                                                      batch_size=2, max_length=enc.max_length, progress=False))
+    assert enc.max_length == 256 and torch.allclose(ours, ref.cpu(), atol=1e-5)
+
+
 def test_embedding_cache_is_keyed_by_weights_corpus_and_length(tmp_path, cache_dir):
     data = read_beir(near_copy_beir(tmp_path / "beir"), "test")
     es = EvalSet.from_beir(data)
