@@ -360,6 +360,10 @@ def test_arguana_offline_says_where_to_put_the_folder(tmp_path, capsys, monkeypa
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and calls[0].endswith("/BEIR/datasets/arguana.zip")
     assert "cannot download" in err and f"{cache_dir / 'beir' / 'arguana'}/corpus.jsonl" in err and "--data /path/to/arguana" in err
+    # Training reads the same data option and stops the same way, before any model loads.
+    rc = main(["train", "biencoder", "--backbone", "tiny", "--data", "arguana", "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: arguana: cannot download") and len(calls) == 2
 
 
 def test_arguana_archive_is_checked_then_unpacked_once(tmp_path, monkeypatch, cache_dir):

@@ -225,10 +225,9 @@ def train_biencoder(config: dict) -> str:
             with probes.paused():
                 q = encode_texts(encoder, cache, te_arg, device, 64)
                 c = encode_texts(encoder, cache, te_cand, device, 64)
+                ndcg = ndcg_during_training(ndcg_set, encoder, tokenizer, device, cfg["max_length"]) if master else None
             metrics = retrieval_metrics(retrieval_ranks(q, c, te_target.to(q.device)))
-            if master:
-                with probes.paused():
-                    metrics["ndcg@10/test"] = ndcg_during_training(ndcg_set, encoder, tokenizer, device, cfg["max_length"])
+            metrics["ndcg@10/test"] = ndcg
             if master:
                 values = {"loss/train": epoch_loss, **metrics}
                 writer.log_scalars(step, values, epoch=epoch + 1)
@@ -282,7 +281,7 @@ def add_train_args(p: argparse.ArgumentParser, ablation: bool = False) -> None:
     p.add_argument("--pooling", choices=["cls", "mean"], default=DEFAULTS["pooling"])
     p.add_argument("--freeze-backbone", action="store_true")
     p.add_argument("--max-length", type=int, default=DEFAULTS["max_length"])
-    p.add_argument("--data", default=DEFAULTS["data"], help="demo, pairs .jsonl/.csv, or a BEIR folder")
+    p.add_argument("--data", default=DEFAULTS["data"], help="demo, pairs .jsonl/.csv, a BEIR folder, or arguana (downloaded once)")
     p.add_argument("--test-fraction", type=float, default=DEFAULTS["test_fraction"])
     p.add_argument("--weight-decay", type=float, default=DEFAULTS["weight_decay"])
     p.add_argument("--triplet-margin", type=float, default=DEFAULTS["triplet_margin"])
