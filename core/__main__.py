@@ -14,7 +14,7 @@ COMMANDS = {
     "train": "core.train",
     "runs": "core.runs",
     "ablate": "core.ablation",
-    "logs": "core.logs",
+    "logs": "core.logs.cli",
     "eval": "core.retrieval",
 }
 

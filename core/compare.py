@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from core import UserError
+from core.logs.names import infer_variant_seed
 
 WITHIN_NOISE = "within noise"
 _LOWER_IS_BETTER = re.compile(r"loss|err|perplex|ppl|mse|mae|rmse|nll|dead|time|latency|wer|cer|regret", re.I)
@@ -120,8 +121,6 @@ def compare_pair(a_name: str, a, b_name: str, b, higher_better: bool = True, alp
 def _assignments(df: pd.DataFrame, runs: pd.DataFrame | dict | None) -> pd.DataFrame:
     """run -> variant, seed. `runs` is a table with run/variant/seed, a {run: variant} dict, or None
     (then the names are read: with_relu_seed2 -> with_relu, 2)."""
-    from core.logs import infer_variant_seed
-
     names = list(dict.fromkeys(df["run"].tolist()))
     if isinstance(runs, pd.DataFrame):
         t = runs.drop_duplicates("run").set_index("run")
@@ -200,19 +199,3 @@ def _num(v):
     v = float(v)
     return v if math.isfinite(v) else None
 
-
-def ema(values, weight: float) -> np.ndarray:
-    """TensorBoard's smoothing: an EMA debiased at the start so the curve does not begin at zero."""
-    x = np.asarray(values, float)
-    if weight <= 0 or len(x) == 0:
-        return x.copy()
-    out = np.empty_like(x)
-    last, num = 0.0, 0
-    for i, v in enumerate(x):
-        if not math.isfinite(v):
-            out[i] = v
-            continue
-        num += 1
-        last = last * weight + (1 - weight) * v
-        out[i] = last / (1 - weight ** num)
-    return out

@@ -10,8 +10,9 @@ import pytest
 
 from core import UserError
 from core.__main__ import main
-from core.compare import (compare_pair, ema, higher_is_better, permutation_p, run_metrics, summarize,
+from core.compare import (compare_pair, higher_is_better, permutation_p, run_metrics, summarize,
                           variant_table)
+from dashboard.charts.smoothing import ema
 
 FIX = Path(__file__).parent / "fixtures" / "logs"
 T_975_DF2 = 4.302652729911275  # Student t 97.5% quantile, 2 degrees of freedom (from a t table)

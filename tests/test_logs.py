@@ -8,6 +8,7 @@ import pytest
 
 from core import UserError
 from core import logs
+from core.logs import loader
 from core.logs import LogParseError, infer_variant_seed, load_bytes, load_paths, load_uploads, parse_bytes, parse_text
 from core.runs import SCALAR_COLUMNS, RunStore
 
@@ -220,7 +221,7 @@ def test_zip_bomb_is_refused_before_extracting():
 
 
 def test_zip_total_size_limit(monkeypatch):
-    monkeypatch.setattr(logs, "MAX_ZIP_TOTAL_BYTES", 1000)
+    monkeypatch.setattr(loader, "MAX_ZIP_TOTAL_BYTES", 1000)
     res = load_bytes("big.zip", _zip({"a.log": b"epoch=1 acc=0.5\n" * 100}))
     assert res.logs == [] and "expands to" in res.errors[0][1]
 
@@ -250,7 +251,7 @@ def test_bad_files_do_not_stop_good_ones():
 
 
 def test_file_over_upload_limit(monkeypatch):
-    monkeypatch.setattr(logs, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(loader, "MAX_FILE_BYTES", 100)
     res = load_uploads([("huge.log", b"epoch=1 acc=0.5\n" * 20), ("small.log", b"epoch=1 acc=0.5\n")])
     assert [l.name for l in res.logs] == ["small.log"]
     assert res.errors[0][0] == "huge.log" and "over the" in res.errors[0][1] and "limit" in res.errors[0][1]
@@ -259,9 +260,9 @@ def test_file_over_upload_limit(monkeypatch):
 def test_cache_serves_unchanged_content():
     data = b"epoch=1 acc=0.25\nepoch=2 acc=0.5\n"
     first = parse_bytes("cache_me.log", data)
-    before = dict(logs.cache_stats)
+    before = dict(loader.cache_stats)
     again = parse_bytes("cache_me.log", data)
-    assert again is first and logs.cache_stats["hits"] == before["hits"] + 1
+    assert again is first and loader.cache_stats["hits"] == before["hits"] + 1
     changed = parse_bytes("cache_me.log", data + b"epoch=3 acc=0.75\n")
     assert changed is not first and series(changed, "acc")[1] == [0.25, 0.5, 0.75]
 

@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.express as px
 
-from core.compare import ema
+from dashboard.charts.smoothing import ema
 
 PALETTE = px.colors.qualitative.Plotly
 

@@ -1,0 +1,303 @@
+"""Bytes, files, folders, zips and store runs -> ParsedLogs: format detection, size limits,
+a content-hash cache, and archives expanded in memory. Errors are collected per file."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import zipfile
+from collections import OrderedDict
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from core import UserError
+from core.logs.documents import parse_json
+from core.logs.names import _stem
+from core.logs.parsed import LoadResult, LogParseError, ParsedLog
+from core.logs.tabular import _looks_like_csv, parse_csv
+from core.logs.tensorboard import looks_like_tfevents, parse_tensorboard
+from core.logs.text import parse_text
+from core.runs import RunStore
+
+# Matches .streamlit/config.toml's maxUploadSize so the CLI and the page refuse the same files.
+MAX_FILE_BYTES = 200 * 1024 * 1024
+# A zip is expanded in memory, so its claimed and actual expanded size are both bounded.
+MAX_ZIP_TOTAL_BYTES = 512 * 1024 * 1024
+MAX_ZIP_RATIO = 200  # deflate tops out near 1000:1; real logs compress 5-20:1
+MAX_ZIP_MEMBERS = 5000
+
+
+_CACHE: "OrderedDict[tuple, ParsedLog]" = OrderedDict()
+_CACHE_MAX = 64
+cache_stats = {"hits": 0, "misses": 0}
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def decode_text(data: bytes, name: str) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise LogParseError(name, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                                  "save the log as UTF-8") from None
+
+
+def _is_binary(data: bytes) -> bool:
+    head = data[:8192]
+    if b"\x00" in head:
+        return True
+    ctrl = sum(1 for b in head if b < 9 or 13 < b < 32)
+    return len(head) > 0 and ctrl / len(head) > 0.1
+
+
+def parse_bytes(name: str, data: bytes, regex: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> ParsedLog:
+    """One file's bytes -> ParsedLog, served from cache when the same content was parsed before."""
+    if len(data) > max_bytes:
+        raise LogParseError(name, f"{len(data) / 2**20:.1f} MB is over the {max_bytes / 2**20:.0f} MB upload limit")
+    h = content_hash(data)
+    key = (h, PurePosixPath(name).name, regex or "")
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        cache_stats["hits"] += 1
+        return _renamed(hit, name)
+    cache_stats["misses"] += 1
+    log = _parse_uncached(name, data, regex)
+    log.sha256 = h
+    _CACHE[key] = log
+    while len(_CACHE) > _CACHE_MAX:
+        _CACHE.popitem(last=False)
+    return log
+
+
+def _renamed(log: ParsedLog, name: str) -> ParsedLog:
+    if log.name == name:
+        return log
+    df = log.df
+    if log.format not in ("csv:wandb-chart", "csv:mlflow-runs", "csv:mlflow-history"):
+        df = df.assign(run=_stem(name))
+    return ParsedLog(name, log.format, df, log.unparsed, log.n_unparsed, log.percent_keys,
+                     [w.replace(log.name, name) for w in log.warnings], log.sha256)
+
+
+def _parse_uncached(name: str, data: bytes, regex: str | None) -> ParsedLog:
+    if not data.strip():
+        raise LogParseError(name, "empty file")
+    if data[:4] == b"PK\x03\x04":
+        raise LogParseError(name, "is a zip archive; load it with load_bytes/load_paths to expand it")
+    if looks_like_tfevents(name, data):
+        return parse_tensorboard(data, name)
+    if data[:2] == b"\x1f\x8b":
+        raise LogParseError(name, "gzip-compressed file: unpack it or upload it as a .zip")
+    if _is_binary(data) and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise LogParseError(name, f"binary file, not a recognised log format (starts with {data[:8]!r})")
+    text = decode_text(data, name)
+    if regex:
+        return parse_text(text, name, regex=regex)
+    head = text.lstrip("\ufeff \t\r\n")[:1]
+    lname = name.lower()
+    if head in "{[" and head:
+        try:
+            return parse_json(text, name)
+        except LogParseError:
+            if head == "{":
+                raise
+            # "[12:01:02] INFO step ..." also starts with a bracket.
+    if head == "[" and not text.lstrip().startswith("[{"):
+        return parse_text(text, name)
+    if lname.endswith((".csv", ".tsv")) or _looks_like_csv(text):
+        return parse_csv(text, name)
+    return parse_text(text, name)
+
+
+# ----------------------------------------------------------------------------------------------
+# zips, folders, the run store
+def _unsafe_member(name: str) -> str | None:
+    n = name.replace("\\", "/")
+    if n.startswith("/") or re.match(r"^[A-Za-z]:", n):
+        return "absolute path"
+    if ".." in PurePosixPath(n).parts:
+        return "path traversal ('..')"
+    if "\x00" in n:
+        return "NUL byte in name"
+    return None
+
+
+def load_zip(name: str, data: bytes, regex: str | None = None) -> LoadResult:
+    """Expand in memory after checking the declared sizes; the actual bytes read are capped too,
+    since a crafted header can understate them."""
+    res = LoadResult()
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        res.errors.append((name, f"not a readable zip archive: {e}"))
+        return res
+    files = [i for i in infos if not i.is_dir()]
+    total = sum(i.file_size for i in files)
+    if len(files) > MAX_ZIP_MEMBERS:
+        res.errors.append((name, f"zip has {len(files)} files; the limit is {MAX_ZIP_MEMBERS}"))
+        return res
+    if total > MAX_ZIP_TOTAL_BYTES:
+        res.errors.append((name, f"zip expands to {total / 2**20:.0f} MB, over the {MAX_ZIP_TOTAL_BYTES / 2**20:.0f} MB "
+                                 "limit (possible zip bomb); nothing was extracted"))
+        return res
+    if total > 1 << 20 and total / max(1, len(data)) > MAX_ZIP_RATIO:
+        res.errors.append((name, f"zip compression ratio {total / max(1, len(data)):.0f}:1 is over "
+                                 f"{MAX_ZIP_RATIO}:1 (possible zip bomb); nothing was extracted"))
+        return res
+    budget = MAX_ZIP_TOTAL_BYTES
+    for info in files:
+        member = f"{name}/{info.filename}"
+        base = PurePosixPath(info.filename).name
+        if info.filename.startswith("__MACOSX/") or base.startswith("._") or base in (".DS_Store",):
+            continue
+        why = _unsafe_member(info.filename)
+        if why:
+            res.errors.append((member, f"skipped: unsafe name inside the zip ({why})"))
+            continue
+        if info.file_size > MAX_FILE_BYTES:
+            res.errors.append((member, f"{info.file_size / 2**20:.0f} MB is over the {MAX_FILE_BYTES / 2**20:.0f} MB limit"))
+            continue
+        try:
+            with zf.open(info) as f:
+                blob = f.read(min(info.file_size, budget) + 1)
+        except (zipfile.BadZipFile, RuntimeError, OSError, NotImplementedError, EOFError, ValueError) as e:
+            res.errors.append((member, f"cannot extract: {e}"))
+            continue
+        if len(blob) > info.file_size or len(blob) > budget:
+            res.errors.append((member, "expands beyond the size its header declares (possible zip bomb); stopped"))
+            break
+        budget -= len(blob)
+        if blob[:4] == b"PK\x03\x04":
+            res.errors.append((member, "nested zip archives are not expanded"))
+            continue
+        res.extend(load_bytes(info.filename, blob, regex, _prefix=name))
+    return res
+
+
+def load_bytes(name: str, data: bytes, regex: str | None = None, _prefix: str = "") -> LoadResult:
+    """One upload (a log or a zip of logs). Errors are collected, never raised."""
+    res = LoadResult()
+    shown = f"{_prefix}/{name}" if _prefix else name
+    if len(data) > MAX_FILE_BYTES:
+        res.errors.append((shown, f"{len(data) / 2**20:.1f} MB is over the {MAX_FILE_BYTES / 2**20:.0f} MB upload limit"))
+        return res
+    if data[:4] == b"PK\x03\x04" and not _prefix:
+        return load_zip(name, data, regex)
+    try:
+        log = parse_bytes(name, data, regex)
+        res.logs.append(log)
+    except LogParseError as e:
+        res.errors.append((shown, e.problem))
+    except UserError as e:
+        res.errors.append((shown, str(e)))
+    return res
+
+
+def load_uploads(files: list[tuple[str, bytes]], regex: str | None = None) -> LoadResult:
+    res = LoadResult()
+    for name, data in files:
+        res.extend(load_bytes(name, data, regex))
+    dedupe_runs(res)
+    return res
+
+
+def dedupe_runs(res: LoadResult):
+    seen: dict[str, int] = {}
+    for log in res.logs:
+        ren = {}
+        for r in log.runs:
+            if r in seen:
+                seen[r] += 1
+                ren[r] = f"{r}#{seen[r]}"
+            else:
+                seen[r] = 1
+        if ren:
+            log.df = log.df.assign(run=log.df["run"].astype(object).replace(ren))
+
+
+def load_store_runs(root: str | os.PathLike, names: list[str]) -> LoadResult:
+    store, res = RunStore(root), LoadResult()
+    for n in names:
+        try:
+            r = store.open(n)
+            try:
+                df, _ = r.scalars()
+                cfg = r.config
+            finally:
+                r.close()
+        except UserError as e:
+            res.errors.append((n, str(e)))
+            continue
+        except Exception as e:  # a corrupt metrics.db must not hide the other runs
+            res.errors.append((n, f"unreadable run store: {type(e).__name__}: {e}"))
+            continue
+        log = ParsedLog(n, "store", df.assign(run=n))
+        log.variant_hint = cfg.get("variant"), cfg.get("seed")
+        res.logs.append(log)
+    return res
+
+
+_LOG_SUFFIXES = (".log", ".txt", ".jsonl", ".json", ".csv", ".tsv", ".out", ".zip")
+
+
+def load_paths(paths: list[str], regex: str | None = None) -> LoadResult:
+    """Files, folders of logs (names inside become run names) and run-store folders."""
+    res = LoadResult()
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise UserError(f"no such file or directory: {raw}")
+        if p.is_dir():
+            if (p / "metrics.db").exists() and (p / "run.json").exists():
+                res.extend(load_store_runs(p.parent, [p.name]))
+                continue
+            stores = [d for d in sorted(p.iterdir()) if (d / "metrics.db").exists() and (d / "run.json").exists()]
+            if stores:
+                res.extend(load_store_runs(p, [d.name for d in stores]))
+            for f in sorted(p.rglob("*")):
+                if not f.is_file() or any(part.startswith(".") for part in f.relative_to(p).parts):
+                    continue
+                if any(s in f.relative_to(p).parts for s in (d.name for d in stores)):
+                    continue
+                if f.suffix.lower() in _LOG_SUFFIXES or "tfevents" in f.name:
+                    res.extend(_load_file(f, str(f.relative_to(p)), regex))
+        else:
+            res.extend(_load_file(p, p.name, regex))
+    dedupe_runs(res)
+    return res
+
+
+def _load_file(path: Path, name: str, regex: str | None) -> LoadResult:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return LoadResult(errors=[(name, f"{size / 2**20:.1f} MB is over the {MAX_FILE_BYTES / 2**20:.0f} MB limit")])
+        data = path.read_bytes()
+    except OSError as e:
+        return LoadResult(errors=[(name, f"cannot read: {e.strerror or e}")])
+    return load_bytes(name, data, regex)
+
+
+def variant_seed_of(res: LoadResult) -> pd.DataFrame:
+    """run_table with store runs' variant/seed taken from their config when it has them."""
+    table = res.run_table()
+    for log in res.logs:
+        hint = getattr(log, "variant_hint", None)
+        if hint:
+            m = table["run"] == log.name
+            if hint[0]:
+                table.loc[m, "variant"] = hint[0]
+            if hint[1] is not None:
+                table.loc[m, "seed"] = hint[1]
+    return table

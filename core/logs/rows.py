@@ -1,0 +1,90 @@
+"""(line, key, value) triples from a text log -> the scalar table, with step and epoch taken from
+the counters printed on the same or an earlier line."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from core.logs.parsed import EPOCH_KEYS, STEP_KEYS
+
+
+class _Rows:
+    """Values collected per key as (line numbers, values) chunks, each chunk in line order.
+    Keys are ordered by where they first appear (line, then position in the line), so the template
+    path and the line-by-line path give the same table without sorting millions of rows."""
+
+    def __init__(self):
+        self.chunks: dict[str, list] = {}
+        self.first: dict[str, tuple] = {}
+
+    def add(self, key: str, pos: int, lines: np.ndarray, values: np.ndarray):
+        if len(lines):
+            self.chunks.setdefault(key, []).append((lines, values))
+            self.first[key] = min(self.first.get(key, (math.inf, 0)), (int(lines[0]), pos))
+
+    def arrays(self):
+        keys = sorted(self.chunks, key=self.first.__getitem__)
+        lines, vals, sizes = [], [], []
+        for k in keys:
+            ls, vs = zip(*self.chunks[k])
+            l, v = (ls[0], vs[0]) if len(ls) == 1 else (np.concatenate(ls), np.concatenate(vs))
+            if len(ls) > 1:
+                o = np.argsort(l, kind="stable")
+                l, v = l[o], v[o]
+            lines.append(l)
+            vals.append(v)
+            sizes.append(len(l))
+        kc = np.repeat(np.arange(len(keys), dtype=np.int32), sizes)
+        return keys, np.concatenate(lines).astype(np.int64, copy=False), kc, np.concatenate(vals).astype(float, copy=False)
+
+
+
+def _ffill(a: np.ndarray) -> np.ndarray:
+    idx = np.where(np.isnan(a), 0, np.arange(len(a)))
+    np.maximum.accumulate(idx, out=idx)
+    out = a[idx]
+    return out
+
+
+def _lines_to_scalars(keys: list[str], lines: np.ndarray, kc: np.ndarray, val: np.ndarray, run: str,
+                      n_lines: int) -> pd.DataFrame:
+    """Rows grouped by key, each key's rows in line order -> scalar schema. Step and epoch come from
+    the same line, else from the last line that printed them (an eval line after a train line),
+    else from order. Arrays indexed by line number instead of sorting: this runs on millions of rows."""
+    def per_line(codes):
+        out = np.full(n_lines + 2, np.nan)
+        m = np.isin(kc, codes)
+        # Later keys first, so on a line with two counters the first one printed wins.
+        for c in sorted(codes, reverse=True):
+            sel = kc == c
+            out[lines[sel]] = val[sel]
+        return out, bool(m.any()), m
+
+    step, has_step, m_step = per_line([i for i, k in enumerate(keys) if k in STEP_KEYS])
+    epoch, has_epoch, m_epoch = per_line([i for i, k in enumerate(keys) if k in EPOCH_KEYS])
+    keep = ~(m_step | m_epoch)
+    if not keep.all():
+        lines, kc, val = lines[keep], kc[keep], val[keep]
+    epoch = _ffill(epoch)
+    if has_step:
+        step = _ffill(step)
+        step = np.where(np.isnan(step), epoch if has_epoch else 0.0, step)
+    elif has_epoch:
+        step = epoch
+    if has_step or has_epoch:
+        s = step[lines]
+    else:  # no counter anywhere: the n-th value of a key is step n
+        starts = np.searchsorted(kc, np.arange(len(keys)))
+        s = np.arange(len(kc)) - starts[kc]
+    n = len(kc)
+    # Categoricals: the run and a handful of keys repeated millions of times, at one byte a row.
+    return pd.DataFrame({
+        "run": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[run]),
+        "step": np.nan_to_num(np.asarray(s, float), copy=False).astype(np.int64),
+        "epoch": epoch[lines],
+        "key": pd.Categorical.from_codes(kc, categories=keys),
+        "value": val,
+        "wall_time": np.full(n, np.nan),
+    }, copy=False)  # no consolidating copy: these arrays are ours

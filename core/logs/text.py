@@ -1,0 +1,93 @@
+"""Plain-text training logs in the shapes people print (key=value, `Epoch 3 | loss 0.41`,
+`Test set: Average loss: ..., Accuracy: 9812/10000 (98%)`, timestamped logger lines)."""
+from __future__ import annotations
+
+import gc
+import itertools
+import re
+
+import numpy as np
+
+from core.logs.names import _stem
+from core.logs.pairs import _HAS_DIGIT, _line_pairs, _line_values
+from core.logs.parsed import MAX_UNPARSED_KEPT, LogParseError, ParsedLog
+from core.logs.rows import _lines_to_scalars, _Rows
+from core.logs.templates import _fixed_tokens, _take_template_capture_path, _take_template_token_path, _template
+from core.logs.user_regex import _parse_with_regex
+
+
+def parse_text(text: str, name: str = "<text>", regex: str | None = None, fast: bool = True) -> ParsedLog:
+    """Plain-text logs. `regex` (named groups) overrides auto-detection. `fast` matches whole files
+    against per-print-statement templates (one C-level regex pass) instead of line by line."""
+    if "\r" in text:
+        # tqdm redraws with bare \r; each redraw is its own line for us.
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not _HAS_DIGIT.search(text):
+        raise LogParseError(name, "contains no numbers, so no metrics could be read")
+    if regex:
+        return _parse_with_regex(text, name, regex)
+    # Millions of small tuples from findall would set off the cyclic GC again and again; they hold
+    # no cycles, so it is paused for the parse.
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_text_auto(text, name, fast)
+    finally:
+        if gc_was_on:
+            gc.enable()
+
+
+def _parse_text_auto(text: str, name: str, fast: bool) -> ParsedLog:
+    rows = _Rows()
+    percent, unparsed, n_unparsed = set(), [], 0
+    all_lines = text.split("\n")
+    line_nos, pending = np.arange(1, len(all_lines) + 1), all_lines
+    for _ in range(8 if fast else 0):
+        if len(pending) < 64:
+            break
+        first = next(((l, pr) for l in pending[:2000] if (pr := _line_pairs(l))), None)
+        if first is None:
+            break
+        rx, spec = _template(*first)
+        taken = _take_template_token_path(_template(*first, capture=False)[0], spec, _fixed_tokens(*first),
+                                          pending, all_lines, text) \
+            or _take_template_capture_path(rx, spec, pending, all_lines, text)
+        if taken is None:
+            break
+        hit, columns = taken
+        taken_lines = line_nos if hit.all() else line_nos[hit]
+        for pos, ((key, den, pct), v) in enumerate(zip(spec, columns)):
+            if pct:
+                percent.add(key)
+            rows.add(key, pos, taken_lines, v)
+        keep = ~hit
+        line_nos = line_nos[keep]
+        pending = list(itertools.compress(pending, keep))
+    # Whatever no template took: line by line.
+    one: dict[str, tuple] = {}
+    for no, line in zip(line_nos.tolist(), pending):
+        if not line.strip():
+            continue
+        pairs = _line_pairs(line)
+        if not pairs:
+            n_unparsed += 1
+            if len(unparsed) < MAX_UNPARSED_KEPT:
+                unparsed.append((no, line[:300]))
+            continue
+        for pos, ((key, _s, _e, _v, _den, pct), v) in enumerate(zip(pairs, _line_values(line))):
+            if pct:
+                percent.add(key)
+            ls, vs, _ = one.setdefault(key, ([], [], (no, pos)))
+            ls.append(no)
+            vs.append(v)
+    for key, (ls, vs, (no, pos)) in one.items():
+        rows.add(key, pos, np.array(ls, dtype=np.int64), np.array(vs, dtype=float))
+        rows.first[key] = min(rows.first[key], (no, pos))
+    if not rows.chunks:
+        raise LogParseError(name, f"no 'key value' pairs found in {len(all_lines)} lines; expected lines like "
+                                  "'epoch=3 acc=0.91' or 'Epoch 3 | loss 0.41' (or give a regex)")
+    df = _lines_to_scalars(*rows.arrays(), _stem(name), len(all_lines))
+    fmt = "keyvalue" if re.search(r"^\s*\w[\w/.\-]*=[-+.\d]", text[:2000], re.M) else "text"
+    if len(df) == 0:
+        raise LogParseError(name, "found step/epoch counters but no metric values")
+    return ParsedLog(name, fmt, df, sorted(unparsed), n_unparsed, sorted(percent))
