@@ -10,11 +10,13 @@ import pytest
 
 from core import UserError
 from core.__main__ import main
-from core.compare import (compare_pair, higher_is_better, permutation_p, run_metrics, summarize,
-                          variant_table)
+from core.compare import compare_pair, higher_is_better, run_metrics, summarize, variant_table
+from core.stats import permutation_p
 from dashboard.charts.smoothing import ema
 
 FIX = Path(__file__).parent / "fixtures" / "logs"
+PAIR_FIELDS = {"a", "b", "n_a", "n_b", "diff", "diff_ci95", "p_value", "p_adjusted", "verdict", "test",
+               "prob_improvement", "mde", "seeds_needed"}
 T_975_DF2 = 4.302652729911275  # Student t 97.5% quantile, 2 degrees of freedom (from a t table)
 
 
@@ -101,9 +103,9 @@ def test_summarize_shape_and_values():
     assert out["runs"][0] == {"name": "relu_seed1", "variant": "relu", "seed": 1,
                               "metrics": {"acc/top1": {"final": 1.0, "best": 1.0, "n_points": 1}}}
     assert out["variants"][1] == {"variant": "gelu", "n": 3, "mean": 5.0, "std": 1.0,
-                                  "ci95": pytest.approx(T_975_DF2 / math.sqrt(3))}
+                                  "ci95": pytest.approx(T_975_DF2 / math.sqrt(3)), "iqm": None, "iqm_ci95": None}
     (c,) = out["comparisons"]
-    assert set(c) == {"a", "b", "diff", "p_value", "verdict"}
+    assert set(c) == PAIR_FIELDS
     assert (c["a"], c["b"], c["diff"], c["verdict"]) == ("relu", "gelu", -3.0, "gelu")
     json.dumps(out)  # None, not NaN: valid JSON
 
@@ -114,7 +116,8 @@ def test_summarize_uses_given_assignments_and_best():
     runs = pd.DataFrame({"run": ["r1", "r2"], "variant": ["v", "v"], "seed": [1, 2]})
     out = summarize(df, "acc", use="best", runs=runs)
     assert out["variants"] == [{"variant": "v", "n": 2, "mean": pytest.approx(0.85), "std": pytest.approx(math.sqrt(0.005)),
-                                "ci95": pytest.approx(12.706204736174707 * math.sqrt(0.005) / math.sqrt(2))}]
+                                "ci95": pytest.approx(12.706204736174707 * math.sqrt(0.005) / math.sqrt(2)),
+                                "iqm": None, "iqm_ci95": None}]
     with pytest.raises(UserError, match="metric 'nope' not found"):
         summarize(df, "nope")
 
@@ -144,10 +147,10 @@ def test_cli_summarize_json(tmp_path, capsys):
     assert (r["variant"], r["seed"]) == ("with_relu", 2) and isinstance(r["seed"], int)
     assert r["metrics"]["acc/top1"] == {"final": 0.5, "best": 0.55, "n_points": 3}
     v = {v["variant"]: v for v in out["variants"]}
-    assert set(v["with_relu"]) == {"variant", "n", "mean", "std", "ci95"}
+    assert set(v["with_relu"]) == {"variant", "n", "mean", "std", "ci95", "iqm", "iqm_ci95"}
     assert v["with_relu"]["mean"] == pytest.approx(0.45) and v["without_relu"]["mean"] == pytest.approx(0.705)
     (c,) = out["comparisons"]
-    assert set(c) == {"a", "b", "diff", "p_value", "verdict"}
+    assert set(c) == PAIR_FIELDS
     assert c["p_value"] == pytest.approx(1 / 3)  # 2 vs 2 seeds: exact permutation test
     assert c["verdict"] == "within noise"
     assert out["errors"] == [{"file": "broken.log", "error": "empty file"}]

@@ -19,7 +19,7 @@ def add_cli(sub) -> None:
     s = p.add_subparsers(dest="action", required=True)
     sp = s.add_parser("summarize", help="per-run final/best, per-variant mean/CI, pairwise verdicts")
     sp.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
-    sp.add_argument("--metric", help="scalar key to compare (default: the first accuracy-like key all runs share)")
+    sp.add_argument("--metric", help="scalar key to compare (default: the key most runs share, accuracy-like first; the output says why)")
     sp.add_argument("--use", choices=("final", "best"), default="final")
     sp.add_argument("--regex", help="override detection: named groups step/epoch/key/value or one per metric")
     sp.add_argument("--test", choices=("auto", "welch", "permutation"), default="auto")
@@ -55,11 +55,16 @@ def _cli_summarize(args) -> int:
     if args.json:
         print(json.dumps(out, indent=2, default=_json_default))
         return 0
-    print(f"metric {out['metric']} ({out['use']}), test {out['test']}")
+    print(f"metric {out['metric_reason']} ({out['use']}), test {out['test']}")
     for v in out["variants"]:
-        print(f"  {v['variant']:<28} n={v['n']:<3} mean={_f(v['mean'])} std={_f(v['std'])} ci95=±{_f(v['ci95'])}")
+        iqm = f" iqm={_f(v['iqm'])} [{_f(v['iqm_ci95'][0])}, {_f(v['iqm_ci95'][1])}]" if v["iqm_ci95"] else ""
+        print(f"  {v['variant']:<28} n={v['n']:<3} mean={_f(v['mean'])} std={_f(v['std'])} ci95=±{_f(v['ci95'])}{iqm}")
     for c in out["comparisons"]:
-        print(f"  {c['a']} vs {c['b']}: diff={_f(c['diff'])} p={_f(c['p_value'])} -> {c['verdict']}")
+        ci = f"[{_f(c['diff_ci95'][0])}, {_f(c['diff_ci95'][1])}]" if c["diff_ci95"] else "[n/a]"
+        print(f"  {c['a']} vs {c['b']}: diff={_f(c['diff'])} {ci} p={_f(c['p_value'])} holm={_f(c['p_adjusted'])} "
+              f"P(a beats b)={_f(c['prob_improvement'])} mde={_f(c['mde'])} seeds_needed={c['seeds_needed'] or 'n/a'}"
+              f" -> {c['verdict']}")
+    print(out["summary"])
     for f, e in res.errors:
         print(f"  error: {f}: {e}")
     for u in out["unparsed"]:

@@ -14,11 +14,13 @@ import pandas as pd
 
 from core import UserError
 from core.logs.documents import parse_json
+from core.logs.keras import looks_like_keras_console, parse_keras_console
 from core.logs.names import _stem
 from core.logs.parsed import LoadResult, LogParseError, ParsedLog
 from core.logs.tabular import _looks_like_csv, parse_csv
 from core.logs.tensorboard import looks_like_tfevents, parse_tensorboard
 from core.logs.text import parse_text
+from core.logs.trackers import find_runs, load_runs
 from core.runs import RunStore
 
 # Matches .streamlit/config.toml's maxUploadSize so the CLI and the page refuse the same files.
@@ -55,7 +57,8 @@ def _is_binary(data: bytes) -> bool:
     head = data[:8192]
     if b"\x00" in head:
         return True
-    ctrl = sum(1 for b in head if b < 9 or 13 < b < 32)
+    # Backspace (8) is text here: progress bars (Keras) erase themselves with runs of it.
+    ctrl = sum(1 for b in head if b < 8 or 13 < b < 32)
     return len(head) > 0 and ctrl / len(head) > 0.1
 
 
@@ -83,10 +86,10 @@ def _renamed(log: ParsedLog, name: str) -> ParsedLog:
     if log.name == name:
         return log
     df = log.df
-    if log.format not in ("csv:wandb-chart", "csv:mlflow-runs", "csv:mlflow-history"):
+    if log.format not in ("csv:wandb-chart", "csv:wandb-runs", "csv:mlflow-runs", "csv:mlflow-history"):
         df = df.assign(run=_stem(name))
     return ParsedLog(name, log.format, df, log.unparsed, log.n_unparsed, log.percent_keys,
-                     [w.replace(log.name, name) for w in log.warnings], log.sha256)
+                     [w.replace(log.name, name) for w in log.warnings], log.sha256, log.variant_hint)
 
 
 def _parse_uncached(name: str, data: bytes, regex: str | None) -> ParsedLog:
@@ -112,6 +115,8 @@ def _parse_uncached(name: str, data: bytes, regex: str | None) -> ParsedLog:
             if head == "{":
                 raise
             # "[12:01:02] INFO step ..." also starts with a bracket.
+    if looks_like_keras_console(text):
+        return parse_keras_console(text, name)
     if head == "[" and not text.lstrip().startswith("[{"):
         return parse_text(text, name)
     if lname.endswith((".csv", ".tsv")) or _looks_like_csv(text):
@@ -156,6 +161,9 @@ def load_zip(name: str, data: bytes, regex: str | None = None) -> LoadResult:
                                  f"{MAX_ZIP_RATIO}:1 (possible zip bomb); nothing was extracted"))
         return res
     budget = MAX_ZIP_TOTAL_BYTES
+    # Tracker run folders (MLflow, W&B) are read as one run each, after their files are extracted.
+    tracked = find_runs([i.filename for i in files])
+    tracked_members, tracked_blobs = {m for _, ms in tracked.values() for m in ms}, {}
     for info in files:
         member = f"{name}/{info.filename}"
         base = PurePosixPath(info.filename).name
@@ -178,10 +186,15 @@ def load_zip(name: str, data: bytes, regex: str | None = None) -> LoadResult:
             res.errors.append((member, "expands beyond the size its header declares (possible zip bomb); stopped"))
             break
         budget -= len(blob)
+        if info.filename in tracked_members:
+            tracked_blobs[info.filename] = blob
+            continue
         if blob[:4] == b"PK\x03\x04":
             res.errors.append((member, "nested zip archives are not expanded"))
             continue
         res.extend(load_bytes(info.filename, blob, regex, _prefix=name))
+    if tracked:
+        res.extend(load_runs(tracked, tracked_blobs, prefix=name))
     return res
 
 
@@ -265,16 +278,37 @@ def load_paths(paths: list[str], regex: str | None = None) -> LoadResult:
             stores = [d for d in sorted(p.iterdir()) if (d / "metrics.db").exists() and (d / "run.json").exists()]
             if stores:
                 res.extend(load_store_runs(p, [d.name for d in stores]))
-            for f in sorted(p.rglob("*")):
-                if not f.is_file() or any(part.startswith(".") for part in f.relative_to(p).parts):
-                    continue
-                if any(s in f.relative_to(p).parts for s in (d.name for d in stores)):
+            files = [f for f in sorted(p.rglob("*")) if f.is_file()
+                     and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                     and not any(s in f.relative_to(p).parts for s in (d.name for d in stores))]
+            tracked = find_runs([f.relative_to(p).as_posix() for f in files])
+            if tracked:
+                res.extend(_load_tracked(p, tracked))
+            taken = {m for _, members in tracked.values() for m in members}
+            for f in files:
+                if f.relative_to(p).as_posix() in taken:
                     continue
                 if f.suffix.lower() in _LOG_SUFFIXES or "tfevents" in f.name:
                     res.extend(_load_file(f, str(f.relative_to(p)), regex))
         else:
             res.extend(_load_file(p, p.name, regex))
     dedupe_runs(res)
+    return res
+
+
+def _load_tracked(root: Path, tracked: dict) -> LoadResult:
+    blobs, res = {}, LoadResult()
+    for _, members in tracked.values():
+        for m in members:
+            f = root / m
+            try:
+                if f.stat().st_size > MAX_FILE_BYTES:
+                    res.errors.append((m, f"over the {MAX_FILE_BYTES / 2**20:.0f} MB limit"))
+                    continue
+                blobs[m] = f.read_bytes()
+            except OSError as e:
+                res.errors.append((m, f"cannot read: {e.strerror or e}"))
+    res.extend(load_runs(tracked, blobs))
     return res
 
 
@@ -290,14 +324,19 @@ def _load_file(path: Path, name: str, regex: str | None) -> LoadResult:
 
 
 def variant_seed_of(res: LoadResult) -> pd.DataFrame:
-    """run_table with store runs' variant/seed taken from their config when it has them."""
+    """run_table with variant/seed taken from a run's own config (store runs, MLflow params, W&B config)."""
     table = res.run_table()
     for log in res.logs:
-        hint = getattr(log, "variant_hint", None)
-        if hint:
-            m = table["run"] == log.name
-            if hint[0]:
-                table.loc[m, "variant"] = hint[0]
-            if hint[1] is not None:
-                table.loc[m, "seed"] = hint[1]
+        hint = log.variant_hint
+        if not hint:
+            continue
+        # A deduplicated run ("x#2") keeps its file's hint.
+        per_run = hint if isinstance(hint, dict) else {r: hint for r in log.runs}
+        for run in log.runs:
+            variant, seed = per_run.get(run, per_run.get(run.split("#")[0], (None, None)))
+            m = table["run"] == run
+            if variant:
+                table.loc[m, "variant"] = variant
+            if seed is not None:
+                table.loc[m, "seed"] = seed
     return table

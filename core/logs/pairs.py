@@ -37,28 +37,64 @@ def _norm_key(raw: str) -> str:
     return _KEY_ALIASES.get(key, key)
 
 
-def _line_pairs(line: str):
-    """[(key, start, end, has_den, has_pct)] for each key/value pair found in one line."""
+# Words that make a line a sentence, not a metric line: "showing 5 of 121", "Training with relu, seed1,
+# with LayerNorm", "Loaded 60000 images in 3.2 s", "val_acc improved from 0.85 to 0.88".
+_PROSE_WORDS = frozenset("""a an the of with without in on at to from for by and or out into over than is are was were
+be been has have had will not no using use showing loaded loading saving saved found took starting started
+improved reached restoring""".split())
+_WORD = re.compile(r"[A-Za-z]+")
+# Another library's warning in the log ("WARNING:tensorflow:...", "UserWarning: ...", a traceback).
+_WARNING_LINE = re.compile(r"WARNING:|\b[A-Z]\w*Warning\b|\bTraceback \(most recent call last\)|^\s*File \"")
+_SEED_WORD = re.compile(r"^(?:seed|rng)\d*$|^seed[_\-=]?\d+$", re.I)
+_COUNTERS = frozenset(STEP_KEYS + EPOCH_KEYS)
+
+
+def _prose_count(text: str) -> int:
+    return sum(w.lower() in _PROSE_WORDS for w in _WORD.findall(text))
+
+
+def _kept(line: str) -> list:
+    """[(match, key)] for the pairs of a metric line; [] for a header, prose or warning line.
+    A line is prose when two or more prose words appear in its keys and the text around them; a
+    single prose word only drops the pair whose name holds it. A seed is a run's name, not a metric."""
+    if _WARNING_LINE.search(line):
+        return []
     prefix = ""
     m = _SET_PREFIX.match(line)
     if m:
         prefix = {"training": "train", "valid": "val", "validation": "val"}.get(m.group(1).lower(), m.group(1).lower()) + "/"
-    out = []
+    found, outside, pos, prose = [], [], 0, 0
     for p in _PAIR.finditer(line):
+        outside.append(line[pos:p.start()])
+        pos = p.end()
         key = _norm_key(p.group("key"))
-        if prefix and key not in STEP_KEYS + EPOCH_KEYS:
+        n = _prose_count(p.group("key"))
+        prose += n
+        if n or any(_SEED_WORD.match(w) for w in re.split(r"[_/\s]+", key)):
+            continue
+        if prefix and key not in _COUNTERS:
             key = prefix + key
-        out.append((key, p.start(), p.end(), p.start("val"), p.group("den") is not None, p.group("pct") is not None))
-    return out
+        found.append((p, key))
+    outside.append(line[pos:])
+    if found and prose + _prose_count(" ".join(outside)) >= 2:
+        return []
+    return found
+
+
+def _line_pairs(line: str):
+    """[(key, start, end, value start, has_den, has_pct)] for each key/value pair found in one line."""
+    return [(key, p.start(), p.end(), p.start("val"), p.group("den") is not None, p.group("pct") is not None)
+            for p, key in _kept(line)]
 
 
 def _line_values(line: str):
     vals = []
-    for p in _PAIR.finditer(line):
+    for p, key in _kept(line):
         v = float(p.group("val"))
         if p.group("den") is not None:
             den = float(p.group("den"))
-            v = v / den if den else math.nan
+            # "Epoch 3/10" is a counter out of its total; "9812/10000" a count out of a total.
+            v = v if key in _COUNTERS else (v / den if den else math.nan)
         elif p.group("pct") is not None:
             v /= 100.0
         vals.append(v)

@@ -34,7 +34,9 @@ class ParsedLog:
     percent_keys: list = field(default_factory=list)  # keys printed as "98.2%", stored as 0.982
     warnings: list = field(default_factory=list)
     sha256: str = ""
-    variant_hint: tuple | None = None  # (variant, seed) from a store run's config
+    # (variant, seed) from the run's own config (store run, MLflow params, W&B config), or
+    # {run: (variant, seed)} when the file holds several runs (W&B runs export)
+    variant_hint: tuple | dict | None = None
 
     @property
     def runs(self) -> list[str]:

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from core.logs.names import _stem
+from core.logs.names import _stem, infer_variant_seed
 from core.logs.parsed import EPOCH_KEYS, MAX_UNPARSED_KEPT, STEP_KEYS, WALL_KEYS, LogParseError, ParsedLog, _empty
 from core.runs import SCALAR_COLUMNS
 
@@ -68,7 +68,7 @@ def parse_csv(text: str, name: str = "<csv>") -> ParsedLog:
     wide.columns = [str(c).strip().lstrip("\ufeff") for c in wide.columns]
     lower = {c.lower(): c for c in wide.columns}
     run = _stem(name)
-    fmt = "csv"
+    fmt, hints = "csv", {}
     if {"key", "value"} <= set(lower):
         # MLflow metric history: long already.
         runcol = lower.get("run_id") or lower.get("run")
@@ -93,6 +93,15 @@ def parse_csv(text: str, name: str = "<csv>") -> ParsedLog:
                                         "epoch": np.nan, "key": k.strip(), "value": v[ok], "wall_time": np.nan}))
         df = pd.concat(frames, ignore_index=True) if frames else _empty()
         fmt = "csv:wandb-chart"
+    elif {"name", "state"} <= set(lower) and ({"created", "runtime"} & set(lower)):
+        # W&B runs table export: one row per run, its summary (final) values and config columns.
+        names = wide[lower["name"]].astype(str)
+        seeds = pd.to_numeric(wide[lower["seed"]], errors="coerce") if "seed" in lower else pd.Series(np.nan, index=wide.index)
+        skip = [lower[k] for k in ("state", "notes", "user", "tags", "created", "runtime", "sweep", "seed") if k in lower]
+        df = _wide_to_scalars(wide.drop(columns=skip), names)
+        hints = {n: (infer_variant_seed(n)[0], int(s) if pd.notna(s) and s == int(s) else infer_variant_seed(n)[1])
+                 for n, s in zip(names, seeds)}
+        fmt = "csv:wandb-runs"
     elif ("run id" in lower or "run_id" in lower) and not ({"step", "_step", "epoch"} & set(lower)):
         # MLflow runs table: one row per run, final values only.
         idc = lower.get("name") or lower.get("run name") or lower.get("run id") or lower.get("run_id")
@@ -110,7 +119,10 @@ def parse_csv(text: str, name: str = "<csv>") -> ParsedLog:
     df = df.reset_index(drop=True)
     if not len(df):
         raise LogParseError(name, f"CSV has no numeric metric columns (columns: {', '.join(wide.columns[:8])})")
-    return ParsedLog(name, fmt, df[SCALAR_COLUMNS])
+    log = ParsedLog(name, fmt, df[SCALAR_COLUMNS])
+    if fmt == "csv:wandb-runs":
+        log.variant_hint = hints
+    return log
 
 
 def _looks_like_csv(text: str) -> bool:

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from core.logs.pairs import _HAS_DIGIT, _NUM
+from core.logs.pairs import _COUNTERS, _HAS_DIGIT, _NUM
 
 
 def _literal(s: str) -> str:
@@ -111,13 +111,14 @@ def _take_template_capture_path(rx, spec, pending, all_lines, text):
         return None
     everywhere = bool(hit.all())
     out, g = [], 0
-    for _key, den, pct in spec:
+    for key, den, pct in spec:
         v = _to_float(cols[g], hit, everywhere)
         g += 1
         if den:
-            d = _to_float(cols[g], hit, everywhere)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                v = np.where(d != 0, v / d, np.nan)
+            if key not in _COUNTERS:  # "Epoch 3/10" keeps 3
+                d = _to_float(cols[g], hit, everywhere)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    v = np.where(d != 0, v / d, np.nan)
             g += 1
         elif pct:
             v = v / 100.0

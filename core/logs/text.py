@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-from core.logs.names import _stem
+from core.logs.names import _stem, infer_variant_seed
 from core.logs.pairs import _HAS_DIGIT, _line_pairs, _line_values
 from core.logs.parsed import MAX_UNPARSED_KEPT, LogParseError, ParsedLog
 from core.logs.rows import _lines_to_scalars, _Rows
@@ -83,6 +83,7 @@ def _parse_text_auto(text: str, name: str, fast: bool) -> ParsedLog:
     for key, (ls, vs, (no, pos)) in one.items():
         rows.add(key, pos, np.array(ls, dtype=np.int64), np.array(vs, dtype=float))
         rows.first[key] = min(rows.first[key], (no, pos))
+    _drop_run_names(rows, name)
     if not rows.chunks:
         raise LogParseError(name, f"no 'key value' pairs found in {len(all_lines)} lines; expected lines like "
                                   "'epoch=3 acc=0.91' or 'Epoch 3 | loss 0.41' (or give a regex)")
@@ -91,3 +92,16 @@ def _parse_text_auto(text: str, name: str, fast: bool) -> ParsedLog:
     if len(df) == 0:
         raise LogParseError(name, "found step/epoch counters but no metric values")
     return ParsedLog(name, fmt, df, sorted(unparsed), n_unparsed, sorted(percent))
+
+
+def _drop_run_names(rows: _Rows, name: str):
+    """A key that spells the run's variant ("relu_seed1_top1" in relu_seed1.log) came from a line
+    naming the run, not a metric: drop it. Single-word keys stay ("relu" could be a real metric)."""
+    variant = re.split(r"[\W_]+", infer_variant_seed(name)[0].lower())
+    if not any(variant):
+        return
+    for key in list(rows.chunks):
+        words = re.split(r"[\W_]+", key.lower())
+        if len(words) > 1 and any(words[i:i + len(variant)] == variant for i in range(len(words) - len(variant) + 1)):
+            del rows.chunks[key], rows.first[key]
+
