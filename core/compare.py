@@ -61,8 +61,9 @@ def _key_rank(key: str) -> tuple:
 
 def choose_metric(df: pd.DataFrame, runs=None) -> tuple[str, str]:
     """The default metric and why. Keys are ranked by: shared by two or more variants (else there is
-    no verdict to show); logged by the most runs; accuracy-like and higher-is-better; held-out over
-    train; top-1 over top-k; the most points; first logged. Returns (key, reason)."""
+    no verdict to show); accuracy-like and higher-is-better (what an ablation is judged on; every run
+    logs a loss); logged by the most runs; held-out over train; top-1 over top-k; the most points;
+    first logged. Returns (key, reason)."""
     d = df[df["value"].notna()]
     keys = list(dict.fromkeys(d["key"].tolist()))
     if not keys:
@@ -74,15 +75,18 @@ def choose_metric(df: pd.DataFrame, runs=None) -> tuple[str, str]:
     n_vars = {k: len({variant_of.get(r, r) for r in rs.unique()}) for k, rs in g["run"]}
     points = {k: int(v) for k, v in g.size().items()}
     order = {k: i for i, k in enumerate(keys)}
-    rank = {k: (-min(n_vars[k], 2), -n_runs[k], *_key_rank(k), -points[k], order[k]) for k in keys}
+    rank = {}
+    for k in keys:
+        acc, train, topk = _key_rank(k)
+        rank[k] = (-min(n_vars[k], 2), acc, -n_runs[k], train, topk, -points[k], order[k])
     ranked = sorted(keys, key=rank.__getitem__)
     best = ranked[0]
     why = f"{best}: logged by {n_runs[best]} of {d['run'].nunique()} runs in {n_vars[best]} variants"
     if len(ranked) > 1:
         r = ranked[1]
         i = next(i for i, (x, y) in enumerate(zip(rank[best], rank[r])) if x != y)
-        because = [f"{r} is logged by only one variant", f"{r} is logged by fewer runs ({n_runs[r]})",
-                   "it is accuracy-like (higher is better)", f"{r} is a training-set metric",
+        because = [f"{r} is logged by only one variant", "it is accuracy-like (higher is better)",
+                   f"{r} is logged by fewer runs ({n_runs[r]})", f"{r} is a training-set metric",
                    f"it is top-1 and {r} is top-k", f"it has more points ({points[best]} vs {points[r]})",
                    "it is logged first"][i]
         why += f"; chosen over {r} because {because}"
@@ -205,9 +209,14 @@ def comparisons(df: pd.DataFrame, metric: str, use: str = "final", runs=None, al
 
 def pair_table(comps: list[dict]) -> pd.DataFrame:
     """comparisons() as a flat table: the page's pair table and its CSV."""
-    rows = [{**{k: v for k, v in c.items() if k != "diff_ci95"}, "diff_lo": c["diff_ci95"][0],
-             "diff_hi": c["diff_ci95"][1]} for c in comps]
-    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    rows = [{**{k: v for k, v in c.items() if k != "diff_ci95"}, "diff_lo": (c["diff_ci95"] or (None, None))[0],
+             "diff_hi": (c["diff_ci95"] or (None, None))[1]} for c in comps]
+    # None (JSON's NaN) back to NaN so the columns stay numeric.
+    out = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    num = [c for c in PAIR_COLUMNS if c not in ("a", "b", "verdict", "test", "seeds_needed")]
+    out[num] = out[num].apply(pd.to_numeric, errors="coerce")
+    out["seeds_needed"] = out["seeds_needed"].astype("Int64")
+    return out
 
 
 def summarize(df: pd.DataFrame, metric: str | None = None, use: str = "final", runs=None,
@@ -287,7 +296,8 @@ def plain_summary(summary: dict) -> str:
     many seeds would settle the largest unsettled gap."""
     comps, metric = summary["comparisons"], summary["metric"]
     k, unit = _scale(summary)
-    g = lambda v: f"{abs(v) * k:.2g}" if abs(v) * k < 10 else f"{abs(v) * k:.1f}"  # noqa: E731
+    num = (lambda v: f"{v:.1f}") if unit else (lambda v: f"{v:.3g}")  # noqa: E731
+    g = lambda v: num(abs(v) * k)  # noqa: E731
     n_runs, n_vars = len(summary["runs"]), len(summary["variants"])
     head = (f"On the {summary['use']} {metric} of {n_runs} runs in {n_vars} variants "
             f"({'higher' if summary['higher_is_better'] else 'lower'} is better)")
@@ -298,7 +308,7 @@ def plain_summary(summary: dict) -> str:
         win, lose = (c["a"], c["b"]) if c["verdict"] == c["a"] else (c["b"], c["a"])
         sign = 1 if win == c["a"] else -1
         lo, hi = sorted(sign * x for x in c["diff_ci95"]) if c["diff_ci95"] else (math.nan, math.nan)
-        parts.append(f"{win} beats {lose} by {g(c['diff'])}{unit} (95% CI {lo * k:.2g} to {hi * k:.2g}, "
+        parts.append(f"{win} beats {lose} by {g(c['diff'])}{unit} (95% CI {num(lo * k)} to {num(hi * k)}, "
                      f"Holm p {c['p_adjusted']:.2g})")
     noise = [c for c in comps if c["verdict"] == WITHIN_NOISE and c["p_value"] is not None]
     untested = [c for c in comps if c["p_value"] is None]
@@ -313,13 +323,18 @@ def plain_summary(summary: dict) -> str:
     if untested:
         parts.append(f"{len(untested)} pair{'s' if len(untested) > 1 else ''} could not be tested "
                      "(a single run on each side)")
-    settle = [c for c in noise if c["seeds_needed"] is not None]
+    # Seeds worth asking for: a gap these seeds could not detect (more needed than there are).
+    settle = [c for c in noise if c["seeds_needed"] is not None and c["seeds_needed"] > max(c["n_a"], c["n_b"])]
     if settle:
         c = max(settle, key=lambda c: abs(c["diff"]))
         parts.append(f"about {c['seeds_needed']} seeds per variant would detect the {g(c['diff'])}{unit} gap between "
                      f"{c['a']} and {c['b']} at 80% power"
                      + (f" (with {c['n_a']} and {c['n_b']} seeds the smallest detectable gap is {g(c['mde'])}{unit})"
                         if c["mde"] is not None else ""))
+    corrected = [c for c in noise if c["p_value"] < summary["alpha"]]
+    if corrected:
+        parts.append(f"{len(corrected)} of the pairs within noise have p < {summary['alpha']:g} before Holm's "
+                     f"correction for {len(comps)} pairs")
     return head + ": " + "; ".join(parts) + "."
 
 

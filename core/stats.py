@@ -15,7 +15,7 @@ import itertools
 import math
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import integrate, optimize, stats
 
 N_BOOT = 10_000
 POWER = 0.8
@@ -129,7 +129,15 @@ def t_test_power(effect: float, n_a: float, n_b: float, alpha: float = 0.05) -> 
         return math.nan
     nc = abs(effect) / math.sqrt(1 / n_a + 1 / n_b)
     crit = stats.t.ppf(1 - alpha / 2, dof)
-    return float(stats.nct.sf(crit, dof, nc) + stats.nct.cdf(-crit, dof, nc))
+    power = float(stats.nct.sf(crit, dof, nc) + stats.nct.cdf(-crit, dof, nc))
+    if not math.isfinite(power):
+        # scipy's nct is NaN in parts of the 1-2 dof range: integrate over the chi-square instead,
+        # P(|Z + nc| > crit * sqrt(V / dof)) with V ~ chi2(dof).
+        def tail(v):
+            c = crit * math.sqrt(v / dof)
+            return (stats.norm.sf(c - nc) + stats.norm.cdf(-c - nc)) * stats.chi2.pdf(v, dof)
+        power = float(integrate.quad(tail, 0, math.inf, limit=200)[0])
+    return power
 
 
 def mde(n_a: int, n_b: int, std: float, alpha: float = 0.05, power: float = POWER) -> float:
@@ -147,8 +155,10 @@ def mde(n_a: int, n_b: int, std: float, alpha: float = 0.05, power: float = POWE
 
 def seeds_needed(diff: float, std: float, alpha: float = 0.05, power: float = POWER) -> int | None:
     """Runs per variant (equal groups) for the t-test to detect `diff` with the given power."""
-    if not (math.isfinite(diff) and math.isfinite(std)) or diff == 0 or std <= 0:
-        return None if std != 0 or diff == 0 else 2
+    if not (math.isfinite(diff) and math.isfinite(std)) or diff == 0:
+        return None
+    if std == 0:
+        return 2  # no spread at all: two runs a side already separate any gap
     effect = abs(diff) / std
     lo, hi = 2, 2
     while t_test_power(effect, hi, hi, alpha) < power:

@@ -81,7 +81,7 @@ def test_upload_shows_tables_traces_and_verdict(at):
     assert arr(bars["error_y"]["array"]) == pytest.approx([0.01 * 4.302652729911275 / 3 ** 0.5] * 2)
 
     verdict = at.success[0].value
-    assert "relu" in verdict and "gelu" in verdict and "**gelu** is better" in verdict
+    assert "gelu beats relu by 20.0 points" in verdict and "Holm p" in verdict
 
 
 def test_editing_variant_changes_the_groups(at):

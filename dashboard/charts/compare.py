@@ -1,6 +1,7 @@
 """Compare-page figures: pure functions from the tidy scalar table to plotly Figures."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.express as px
@@ -83,4 +84,28 @@ def variant_bar_figure(variants: pd.DataFrame, per_run: pd.DataFrame, metric: st
                              text=per_run["run"], hovertemplate="%{text}: %{y}<extra></extra>"))
     fig.update_layout(title=f"{use} {metric} per variant (mean, 95% CI, seeds)", yaxis_title=metric,
                       height=380, margin=dict(t=50, b=40))
+    return fig
+
+
+def forest_figure(pairs: pd.DataFrame, metric: str, higher_better: bool = True) -> go.Figure:
+    """One row per pair: the difference of means (A - B) with its 95% bootstrap interval, and a zero
+    line; a pair whose Holm-corrected p is under alpha is drawn in colour, the rest in grey."""
+    d = pairs.iloc[::-1]  # first pair on top
+    labels = [f"{a} − {b}" for a, b in zip(d["a"], d["b"])]
+    lo, hi = d["diff_lo"].to_numpy(float), d["diff_hi"].to_numpy(float)
+    diff = d["diff"].to_numpy(float)
+    sig = (d["verdict"] != "within noise").to_numpy()
+    colors = ["#2ca02c" if s else "#7f7f7f" for s in sig]
+    text = [f"diff {x:.4g} [{l:.4g}, {h:.4g}], Holm p {p:.3g}" if pd.notna(p) else f"diff {x:.4g}, no test"
+            for x, l, h, p in zip(diff, lo, hi, d["p_adjusted"])]
+    fig = go.Figure(go.Scatter(
+        x=diff, y=labels, mode="markers", marker=dict(color=colors, size=10, symbol="square"),
+        error_x=dict(type="data", symmetric=False, array=np.nan_to_num(hi - diff), arrayminus=np.nan_to_num(diff - lo),
+                     color="#444", thickness=1.5, width=6),
+        text=text, hovertemplate="%{y}: %{text}<extra></extra>", name="difference, 95% CI"))
+    fig.add_vline(x=0, line=dict(color="black", dash="dash", width=1))
+    better = "right" if higher_better else "left"
+    fig.update_layout(title=f"{metric}: difference of means per pair (A − B), 95% bootstrap CI; A is better to the {better}",
+                      xaxis_title=f"difference in {metric}", height=max(240, 60 + 40 * len(d)),
+                      margin=dict(t=50, b=40, l=10), showlegend=False)
     return fig

@@ -15,6 +15,7 @@ if str(ROOT) not in sys.path:
 from core import UserError, compare, logs  # noqa: E402
 from core.runs import RunStore  # noqa: E402
 from dashboard.charts import compare as charts  # noqa: E402
+from dashboard.charts import export  # noqa: E402
 
 
 @st.cache_data(show_spinner="Parsing logs...", max_entries=256)
@@ -28,8 +29,9 @@ def _fmt(v, digits=4):
 
 
 st.title("Compare runs")
-st.caption("Upload logs from anywhere (our key=value text, plain-text training logs, JSON lines, CSV from "
-           "Lightning/Keras/W&B/MLflow, trainer_state.json, TensorBoard event files, or a zip of a log folder), "
+st.caption("Upload logs from anywhere (our key=value text, plain-text training logs, Keras model.fit output, "
+           "JSON lines, CSV from Lightning/Keras/W&B/MLflow, trainer_state.json, TensorBoard event files, or a zip "
+           "of a log folder, an mlruns/ folder or W&B run folders), "
            "or pick runs from the store. Is the difference between variants larger than the seed noise?")
 
 c1, c2 = st.columns([3, 2])
@@ -84,7 +86,7 @@ variant_of = dict(zip(assign["run"], assign["variant"].fillna(assign["run"]).ast
 
 df = res.scalars()
 keys = sorted(df["key"].unique())
-default = compare.pick_metric(df)
+default, reason = compare.choose_metric(df, assign)
 o1, o2, o3, o4 = st.columns(4)
 metric = o1.selectbox("Metric", keys, index=keys.index(default), key="metric",
                       format_func=lambda k: f"{k} (from %)" if k in percent_keys else k)
@@ -93,40 +95,55 @@ use = o2.radio("Compare each run's", ["final", "best"], horizontal=True, key="us
 smoothing = o3.slider("EMA smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing")
 test = o4.selectbox("Test", ["auto", "welch", "permutation"], key="test",
                     help="auto: Welch's t-test, or an exact permutation test when a variant has < 3 runs")
+st.caption(("Default metric " + reason) if metric == default else
+           f"Metric {metric}, chosen by you (the default would be {reason}).")
+
+summary = compare.summarize(df, metric, use=use, runs=assign, test=test)
+pairs = compare.pair_table(summary["comparisons"])
+verdicts = [c for c in summary["comparisons"] if c["verdict"] != compare.WITHIN_NOISE]
+st.subheader("Verdict")
+(st.success if verdicts else st.info)(summary["summary"])
+st.caption(f"Test: {summary['test']}; p adjusted by Holm over {len(pairs)} pairs, verdict when it is < "
+           f"{summary['alpha']:g}. CI: {summary['ci_method']}. MDE and seeds needed: {summary['power_method']}. "
+           "P(A beats B): the Mann-Whitney estimate over all pairs of runs, ties count half.")
+figs = {}
+if len(pairs):
+    st.dataframe(pairs, hide_index=True, key="pairs_table")
+    figs["forest"] = charts.forest_figure(pairs, metric, summary["higher_is_better"])
+    st.plotly_chart(figs["forest"], key="forest")
+else:
+    st.info("Assign at least two variants to compare them: edit the variant column above.")
 
 t1, t2 = st.tabs(["Per run", "Per variant"])
+figs["curves"] = charts.curves_figure(df, metric, variant_of, smoothing)
+figs["bands"] = charts.variant_band_figure(df, metric, variant_of, smoothing)
 with t1:
-    st.plotly_chart(charts.curves_figure(df, metric, variant_of, smoothing), key="curves")
+    st.plotly_chart(figs["curves"], key="curves")
 with t2:
-    st.plotly_chart(charts.variant_band_figure(df, metric, variant_of, smoothing), key="bands")
+    st.plotly_chart(figs["bands"], key="bands")
 
 per_run = compare.run_values(df, metric, use, assign)
 variants = compare.variant_table(df, metric, use, assign)
-comps = compare.comparisons(df, metric, use, assign, test=test)
-
 st.subheader(f"{use.capitalize()} {metric}")
 a, b = st.columns([3, 2])
 a.dataframe(per_run, hide_index=True)
 b.dataframe(variants, hide_index=True)
-st.plotly_chart(charts.variant_bar_figure(variants, per_run, metric, use), key="bars")
+figs["bars"] = charts.variant_bar_figure(variants, per_run, metric, use)
+st.plotly_chart(figs["bars"], key="bars")
 
-st.subheader("Verdicts")
-better = "higher" if compare.higher_is_better(metric) else "lower"
-st.caption(f"{better.capitalize()} {metric} is better. A difference is a verdict only when p < 0.05; "
-           "with 1 run on a side there is no test.")
-if not comps:
-    st.info("Assign at least two variants to compare them.")
-for c in comps:
-    line = (f"**{c['a']}** vs **{c['b']}**: diff {_fmt(c['diff'])}, p = {_fmt(c['p_value'], 3)} "
-            f"({c['test']}) → ")
-    if c["verdict"] == compare.WITHIN_NOISE:
-        st.info(line + "within noise")
-    else:
-        st.success(line + f"**{c['verdict']}** is better")
-
-summary = compare.summarize(df, metric, use=use, runs=assign, test=test)
-d1, d2, d3 = st.columns(3)
-d1.download_button("Tidy table (CSV)", df.to_csv(index=False), "scalars.csv", "text/csv", key="dl_tidy")
-d2.download_button("Summary (CSV)", per_run.merge(variants, on="variant", suffixes=("", "_variant")).to_csv(index=False),
-                   "summary.csv", "text/csv", key="dl_summary")
+st.subheader("Export")
+d1, d2, d3, d4 = st.columns(4)
+d1.download_button("Pair table (CSV)", pairs.to_csv(index=False), "pairs.csv", "text/csv", key="dl_pairs")
+d2.download_button("Summary (Markdown)", compare.summary_markdown(summary), "summary.md", "text/markdown", key="dl_md")
 d3.download_button("Summary (JSON)", json.dumps(summary, indent=2), "summary.json", "application/json", key="dl_json")
+d4.download_button("Tidy table (CSV)", df.to_csv(index=False), "scalars.csv", "text/csv", key="dl_tidy")
+png_problem = export.png_export_problem()
+cols = st.columns(len(figs))
+for col, (name, fig) in zip(cols, figs.items()):
+    # Deferred: built only when clicked (a PNG takes seconds: kaleido starts a browser).
+    col.download_button(f"{name} (HTML)", lambda fig=fig: export.figure_html(fig), f"{name}.html", "text/html",
+                        key=f"dl_html_{name}")
+    col.download_button(f"{name} (PNG)", lambda fig=fig: export.figure_png(fig), f"{name}.png", "image/png",
+                        key=f"dl_png_{name}", disabled=png_problem is not None, help=png_problem)
+if png_problem:
+    st.caption(png_problem + ". Each chart's camera icon (top right of the chart) saves a PNG from your browser.")
