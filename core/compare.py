@@ -321,8 +321,8 @@ def plain_summary(summary: dict) -> str:
         else:
             parts.append(f"the other {len(noise)} pairs are within noise")
     if untested:
-        parts.append(f"{len(untested)} pair{'s' if len(untested) > 1 else ''} could not be tested "
-                     "(a single run on each side)")
+        names = "; ".join(f"{c['a']} vs {c['b']}" for c in untested) if len(untested) <= 3 else f"{len(untested)} pairs"
+        parts.append(f"{names} could not be tested (one run on each side gives no p-value; add seeds)")
     # Seeds worth asking for: a gap these seeds could not detect (more needed than there are).
     settle = [c for c in noise if c["seeds_needed"] is not None and c["seeds_needed"] > max(c["n_a"], c["n_b"])]
     if settle:

@@ -7,26 +7,39 @@ import plotly.graph_objects as go
 
 PALETTE = px.colors.qualitative.Plotly
 ORDER_NAMES = {0: "f(x)", 1: "f'(x)", 2: "f''(x)"}
-ZONE_COLORS = {"dead": "rgba(214,39,40,0.15)", "saturated": "rgba(255,165,0,0.12)"}
 
 
 def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
+
+
 def curves_figure(x, curves: dict[str, list[float]], order: int = 0,
                   zones: dict[str, dict[str, list[tuple[float, float]]]] | None = None) -> go.Figure:
-    """One line per activation; each activation's dead/saturated intervals as shaded vrects in its
-    own colour family, named in the shape so tests and hovers can tell them apart."""
+    """One line per activation. Each activation's dead/saturated intervals are shaded in that
+    activation's own line colour (dead: solid tint; saturated: lighter, dotted edge). With several
+    activations overlaid, each gets its own horizontal strip of the plot, so zones never blend into
+    one. Shapes are named "<kind>:<activation>" so tests and hovers can tell them apart."""
     fig = go.Figure()
+    index = {label: i for i, label in enumerate(curves)}
     for i, (label, y) in enumerate(curves.items()):
         fig.add_trace(go.Scatter(x=list(x), y=list(y), mode="lines", name=label, line=dict(color=color(i)),
                                  hovertemplate=f"{label}<br>x=%{{x:.3f}}<br>{ORDER_NAMES[order]}=%{{y:.4f}}<extra></extra>"))
-    for label, z in (zones or {}).items():
-        for kind, intervals in z.items():
-            for lo, hi in intervals:
-                fig.add_vrect(x0=lo, x1=hi, fillcolor=ZONE_COLORS[kind], line_width=0, layer="below",
-                              name=f"{kind}:{label}")
+    shaded = [label for label, z in (zones or {}).items() if any(z.values())]
+    for strip, label in enumerate(shaded):
+        c = color(index.get(label, len(index) + strip))
+        y0, y1 = (0.0, 1.0) if len(shaded) == 1 else (strip / len(shaded), (strip + 1) / len(shaded))
+        for kind, intervals in zones[label].items():
+            dead = kind == "dead"
+            for k, (lo, hi) in enumerate(intervals):
+                fig.add_shape(type="rect", xref="x", yref="paper", x0=lo, x1=hi, y0=y0, y1=y1, layer="below",
+                              fillcolor=_rgba(c, 0.18 if dead else 0.08),
+                              line=dict(width=0) if dead else dict(color=_rgba(c, 0.6), width=1, dash="dot"),
+                              name=f"{kind}:{label}", legendgroup=label, showlegend=k == 0)
     fig.update_layout(xaxis_title="x", yaxis_title=ORDER_NAMES[order], hovermode="x unified",
                       margin=dict(t=30, b=40), legend=dict(orientation="h", y=1.08))
     return fig
