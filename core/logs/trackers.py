@@ -44,6 +44,8 @@ def find_runs(paths: list[str]) -> dict[str, tuple[str, list[str]]]:
         # Everything else in the run folder (artifacts, output.log, metadata) belongs to this run
         # and is not read as a run of its own.
         members += [p for p in paths if p.startswith(root + "/") and p not in members]
+        if kind == "mlflow" and str(PurePosixPath(root).parent / "meta.yaml") in have:
+            members.append(str(PurePosixPath(root).parent / "meta.yaml"))  # the experiment's, not a log
     return runs
 
 
@@ -52,9 +54,11 @@ def load_runs(runs: dict[str, tuple[str, list[str]]], blobs: dict[str, bytes], p
     res = LoadResult()
     for root, (kind, members) in runs.items():
         shown = f"{prefix}/{root}" if prefix else root
-        files = {p[len(root) + 1:]: blobs[p] for p in members if p in blobs}
+        files = {p[len(root) + 1:]: blobs[p] for p in members if p in blobs and p.startswith(root + "/")}
         try:
-            res.logs.append((parse_mlflow_run if kind == "mlflow" else parse_wandb_run)(shown, files))
+            log = (parse_mlflow_run if kind == "mlflow" else parse_wandb_run)(root, files)
+            log.name = shown
+            res.logs.append(log)
         except LogParseError as e:
             res.errors.append((shown, e.problem))
     return res
