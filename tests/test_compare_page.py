@@ -113,3 +113,67 @@ def test_store_runs_and_percent_note(at, runs_dir):
     assert per_run.loc["pct_seed1", "final"] == pytest.approx(0.75)
     assert per_run.loc["relu_seed2", "final"] == pytest.approx(0.8)
     assert per_run.loc["relu_seed1", "variant"] == "relu"
+
+
+def _zip_folder(root: Path) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for f in sorted(root.rglob("*")):
+            if f.is_file():
+                z.write(f, f.relative_to(root.parent).as_posix())
+    return buf.getvalue()
+
+
+def test_first_view_picks_shared_top1_and_shows_verdict_pairs_and_forest(at):
+    """Done when: a zip of text and tabular ablation logs plus one MNIST run log, nothing chosen."""
+    from core import compare, logs
+
+    data = Path(__file__).parent / "data" / "ablation"
+    files = [("ablation.zip", _zip_folder(data), "application/zip"),
+             ("mnist_seed.log", (FIX / "mnist_seed.log").read_bytes(), "text/plain")]
+    at.file_uploader[0].set_value(files)
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="metric").value == "top1_acc"
+    assert any(c.value.startswith("Default metric top1_acc: logged by 12 of 13 runs in 4 variants") for c in at.caption)
+
+    # the same numbers the core computes from the same files
+    res = logs.load_uploads([(n, d) for n, d, _ in files])
+    expected = compare.summarize(res.scalars(), None, runs=logs.variant_seed_of(res))
+    assert at.success[0].value == expected["summary"]
+    assert expected["summary"].startswith("On the final top1_acc of 13 runs in 4 variants")
+
+    pairs = table(at, "p_adjusted")
+    assert len(pairs) == 6
+    want = compare.pair_table(expected["comparisons"])
+    for col in ("diff", "diff_lo", "diff_hi", "p_value", "p_adjusted", "prob_improvement", "mde"):
+        assert pairs[col].to_numpy() == pytest.approx(want[col].to_numpy())
+    assert pairs["seeds_needed"].tolist() == want["seeds_needed"].tolist()
+    assert pairs["verdict"].tolist().count("with_relu") == 1
+
+    forest = spec(at, "forest")
+    (trace,) = forest["data"]
+    # first pair drawn on top: the trace runs bottom-up
+    assert arr(trace["y"]) == [f"{a} − {b}" for a, b in zip(want["a"], want["b"])][::-1]
+    assert arr(trace["x"]) == pytest.approx(want["diff"].to_numpy()[::-1])
+    assert arr(trace["error_x"]["array"]) == pytest.approx((want["diff_hi"] - want["diff"]).to_numpy()[::-1])
+    assert arr(trace["error_x"]["arrayminus"]) == pytest.approx((want["diff"] - want["diff_lo"]).to_numpy()[::-1])
+    (zero,) = [s for s in forest["layout"]["shapes"] if s["type"] == "line"]
+    assert zero["x0"] == zero["x1"] == 0
+
+
+def test_changing_the_metric_says_it_was_chosen(at):
+    files = [(f"relu_seed{i}.log", kv_log(v), "text/plain") for i, v in enumerate((0.40, 0.41, 0.42), 1)]
+    files += [(f"gelu_seed{i}.log", kv_log(v), "text/plain") for i, v in enumerate((0.60, 0.61, 0.62), 1)]
+    at.file_uploader[0].set_value(files)
+    at.run()
+    at.selectbox(key="metric").set_value("mrr")
+    at.run()
+    assert not at.exception
+    assert any(c.value.startswith("Metric mrr, chosen by you (the default would be acc/top1") for c in at.caption)
+    # every run's final mrr is 0.61: an exact permutation test, p = 1
+    assert at.info[0].value == ("On the final mrr of 6 runs in 2 variants (higher is better): "
+                                "no pair differs beyond seed noise (smallest Holm p 1).")
