@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from core import stats as S
-from core.compare import choose_metric, comparisons, compare_pair, plain_summary, summarize, summary_markdown, pair_table
+from core.compare import choose_metric, compare_pair, comparisons, pair_table, summarize, summary_markdown
 
 
 def test_holm_by_hand():
