@@ -5,7 +5,6 @@ import os
 import sys
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,10 +21,6 @@ from dashboard.charts import export  # noqa: E402
 def parse_upload(name: str, sha256: str, regex: str, _data: bytes) -> logs.LoadResult:
     # Keyed on the content hash, not the bytes: hashing a 200 MB argument on every rerun is slow.
     return logs.load_bytes(name, _data, regex or None)
-
-
-def _fmt(v, digits=4):
-    return "n/a" if v is None or pd.isna(v) else f"{v:.{digits}g}"
 
 
 st.title("Compare runs")
