@@ -95,10 +95,11 @@ def _parse_text_auto(text: str, name: str, fast: bool) -> ParsedLog:
 
 
 def _drop_run_names(rows: _Rows, name: str):
-    """A key that spells the run's variant ("relu_seed1_top1" in relu_seed1.log) came from a line
-    naming the run, not a metric: drop it. Single-word keys stay ("relu" could be a real metric)."""
-    variant = re.split(r"[\W_]+", infer_variant_seed(name)[0].lower())
-    if not any(variant):
+    """A key that spells the run's variant ("with_relu_top1" in with_relu_seed1.log) came from a line
+    naming the run, not a metric: drop it. Only a variant of two or more words counts: one word
+    ("relu", "acc" in acc.log) is too often part of a real metric's name (dead_relu, val_acc)."""
+    variant = [w for w in re.split(r"[\W_]+", infer_variant_seed(name)[0].lower()) if w]
+    if len(variant) < 2:
         return
     for key in list(rows.chunks):
         words = re.split(r"[\W_]+", key.lower())

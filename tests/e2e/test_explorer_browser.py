@@ -8,7 +8,9 @@ def test_explorer_and_benchmark_pages(page, app_url):
     # Plotly drew the curves: one legend entry per default activation, rendered as SVG text.
     page.locator(".js-plotly-plot").first.wait_for()
     legend = page.locator(".js-plotly-plot").first.locator(".legendtext").all_text_contents()
-    assert legend == ["relu", "gelu", "tanh"]
+    assert legend[:3] == ["relu", "gelu", "tanh"]
+    # then one entry per shaded zone kind, each in its activation's colour (relu is dead left of 0)
+    assert "dead:relu" in legend[3:]
     table = page.locator("[data-testid='stDataFrame']").first
     table.wait_for()
     # Dead zones are shaded: plotly draws vrects as layer-below shape paths.
