@@ -19,8 +19,16 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """A bad flag is one line, `error: argument --lr: ...`, and exit code 2 (sub-commands inherit
+    this class through add_subparsers)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description="ActLab command line")
+    parser = Parser(prog="python -m core", description="ActLab command line")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
     wanted = argv[0] if argv and argv[0] in COMMANDS else None
     for name, module in COMMANDS.items():
@@ -33,7 +41,10 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+    except SystemExit as e:  # a bad flag (2) or --help (0): a return code for in-process callers too
+        return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args) or 0
     except UserError as e:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from core import UserError
+from core import argtypes as T
 from core.runs import DEFAULT_RUNS_DIR, RunStore
 
 SUMMARY_KEYS = {"biencoder": ["ndcg@10/test", "acc/top1", "acc/top5", "acc/top10", "mrr", "loss/train"],
@@ -100,6 +101,14 @@ def _grid_name(task: str, given: str | None) -> str:
     return validate_run_name(given) if given else f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _check_names(runs: list[dict]) -> None:
+    """Every run name of the grid before the first run starts, not after hours of training."""
+    from core.runs import validate_run_name
+
+    for r in runs:
+        validate_run_name(r["config"]["name"])
+
+
 def _finish(task: str, args, assignments: pd.DataFrame) -> int:
     keys = SUMMARY_KEYS[task]
     table = summarize_runs(args.runs_dir, assignments, keys)
@@ -129,6 +138,7 @@ def _cli_biencoder(args) -> int:
             runs.append({"variant": v, "seed": seed, "config": {
                 **base, "head": v, "seed": seed, "variant": v, "name": f"{args.grid}-{v}-seed{seed}",
                 "text_log": str(out_dir / f"{v}_seed{seed}.log")}})
+    _check_names(runs)
     return _finish("biencoder", args, run_grid("biencoder", runs, args.runs_dir, args.grid, train_biencoder))
 
 
@@ -151,6 +161,7 @@ def _cli_mnist(args) -> int:
                 cfg = {"activation": act, "norm": norm, "seed": seed, "epochs": args.epochs, "max_steps": args.max_steps,
                        "runs_dir": args.runs_dir, "name": f"{args.grid}-{v}-seed{seed}", "device": args.device}
                 runs.append({"variant": v, "seed": seed, "config": cfg, "log": out_dir / f"{v}_seed{seed}.log"})
+    _check_names(runs)
     from core.train.mnist import train_mnist
 
     assignments = run_grid("mnist", runs, args.runs_dir, args.grid, train_mnist)
@@ -189,8 +200,8 @@ def add_cli(sub) -> None:
 
     b = s.add_parser("biencoder", help="bi-encoder head variants x seeds")
     b.add_argument("--variants", default="all", help="all or a comma list of head presets")
-    b.add_argument("--seeds", type=int, default=3, help="seeds 1..N per variant")
-    b.add_argument("--grid", default=None, help="grid name (default: biencoder-<time>)")
+    b.add_argument("--seeds", type=T.positive_int, default=3, help="seeds 1..N per variant")
+    b.add_argument("--grid", type=T.run_name, default=None, help="grid name (default: biencoder-<time>)")
     from core.train.biencoder import add_train_args
 
     add_train_args(b, ablation=True)
@@ -199,10 +210,10 @@ def add_cli(sub) -> None:
     m = s.add_parser("mnist", help="MNIST MLP activations x norms x seeds")
     m.add_argument("--activations", default="relu,leaky_relu,gelu")
     m.add_argument("--norms", default="none")
-    m.add_argument("--seeds", type=int, default=3)
-    m.add_argument("--grid", default=None)
-    m.add_argument("--epochs", type=int, default=3)
-    m.add_argument("--max-steps", type=int, default=None)
+    m.add_argument("--seeds", type=T.positive_int, default=3)
+    m.add_argument("--grid", type=T.run_name, default=None)
+    m.add_argument("--epochs", type=T.positive_int, default=3)
+    m.add_argument("--max-steps", type=T.positive_int, default=None)
     m.add_argument("--device", default="auto")
     m.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
     m.set_defaults(func=_cli_mnist)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import UserError
+from core import argtypes as T
 
 
 class ActivationError(UserError):
@@ -253,8 +254,8 @@ def add_cli(sub) -> None:
     lp.set_defaults(func=_cli_list)
     ep = s.add_parser("eval", help="f, f' and f'' at given points")
     ep.add_argument("name")
-    ep.add_argument("--x", type=float, nargs="+", required=True)
-    ep.add_argument("--param", action="append", metavar="KEY=VALUE")
+    ep.add_argument("--x", type=T.finite_float, nargs="+", required=True)
+    ep.add_argument("--param", type=T.key_value, action="append", metavar="KEY=VALUE")
     ep.add_argument("--json", action="store_true")
     ep.set_defaults(func=_cli_eval)
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from core import UserError
+from core import argtypes as T
 from core.activations import create_act_layer, names as activation_names
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -175,12 +176,12 @@ def add_cli(sub) -> None:
     s = p.add_subparsers(dest="bench", required=True)
     a = s.add_parser("activations", help="forward / forward+backward time of each activation vs a plain copy")
     a.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    a.add_argument("--numel", type=int, default=1 << 24, help="elements in the test tensor (default 16M)")
+    a.add_argument("--numel", type=T.positive_int, default=1 << 24, help="elements in the test tensor (default 16M)")
     a.add_argument("--dtype", default="float32", choices=list(DTYPES))
     a.add_argument("--compile", action="store_true", help="time torch.compile'd modules")
-    a.add_argument("--repeats", type=int, default=20)
-    a.add_argument("--warmup", type=int, default=5)
-    a.add_argument("--threads", type=int, help="CPU intra-op threads (default: torch's choice)")
+    a.add_argument("--repeats", type=T.positive_int, default=20)
+    a.add_argument("--warmup", type=T.non_negative_int, default=5)
+    a.add_argument("--threads", type=T.positive_int, help="CPU intra-op threads (default: torch's choice)")
     a.add_argument("--only", help="comma-separated activation names (default: all scalar ones)")
     a.add_argument("--out", type=Path, help="also write the JSON result here")
     a.add_argument("--json", action="store_true")

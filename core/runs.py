@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from core import UserError
+from core.argtypes import existing_run_name, lookup_name_problem, run_name_problem
 
 DEFAULT_RUNS_DIR = Path(os.environ.get("ACTLAB_RUNS_DIR", "runs"))
 # A running trainer beats at every log interval; silence this long means it is gone.
@@ -44,14 +45,60 @@ CREATE TABLE IF NOT EXISTS status (
 
 STATES = ("running", "finished", "stopped", "failed")
 
+# One value per (run, step, key). Kept out of _SCHEMA: a store written before it existed may hold
+# duplicates (a resume used to append), which must go before the index can be built.
+_ONE_VALUE_INDEX = "scalars_one_value"
+_TAIL_TABLES = ("scalars", "histograms", "unit_activity")
+
+
+def _ensure_one_value(con: sqlite3.Connection) -> None:
+    """Build the unique index, first dropping older duplicates (the last one written stays, as a
+    resumed trainer's value would have won). A no-op once the index exists."""
+    if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (_ONE_VALUE_INDEX,)).fetchone():
+        return
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        con.execute("DELETE FROM scalars WHERE id NOT IN (SELECT MAX(id) FROM scalars GROUP BY run, key, step)")
+        con.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {_ONE_VALUE_INDEX} ON scalars(run, key, step)")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+_MIGRATED: set[Path] = set()
+
+
+def _migrate_for_readers(db: Path) -> None:
+    """Readers open read-only; a store from before the unique index gets it once, from a short
+    read-write connection. If that cannot be done (read-only disk), reading goes on as before."""
+    key = db.resolve()
+    if key in _MIGRATED:
+        return
+    try:
+        con = _connect(db)
+        try:
+            _ensure_one_value(con)
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return
+    _MIGRATED.add(key)
+
 
 def validate_run_name(name: str) -> str:
-    if not isinstance(name, str) or not name or name in (".", ".."):
-        raise UserError(f"invalid run name {name!r}")
-    if "/" in name or "\\" in name or ".." in name or "\x00" in name:
-        raise UserError(f"run name {name!r} may not contain '/', '\\\\', '..' or a NUL byte")
-    if name.startswith("."):
-        raise UserError(f"run name {name!r} may not start with '.'")
+    """A new run's name: at most 100 characters of letters, digits and . _ + - (core.argtypes)."""
+    problem = run_name_problem(name)
+    if problem:
+        raise UserError(f"invalid run name {str(name)[:40]!r}: {problem}")
+    return name
+
+
+def check_lookup_name(name: str) -> str:
+    """An existing run's name: looser (older runs stay readable) but never a path out of the store."""
+    problem = lookup_name_problem(name)
+    if problem:
+        raise UserError(f"invalid run name {str(name)[:40]!r}: {problem}")
     return name
 
 
@@ -59,6 +106,8 @@ def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
     else:
+        # timeout = SQLite's busy_timeout: a writer waits out another's commit instead of failing
+        # with "database is locked".
         con = sqlite3.connect(path, timeout=30, check_same_thread=False)
         con.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a committed row survives a killed process (not a power cut).
@@ -84,7 +133,9 @@ def _pid_alive(pid: int | None) -> bool:
 
 
 class RunWriter:
-    """Used by the one trainer process of a run. Every call is one transaction."""
+    """Used by the one trainer process of a run. Every call is one transaction. A scalar written
+    again for the same (step, key) replaces the old row (and gets a new id, so incremental readers
+    see the new value)."""
 
     def __init__(self, run_dir: Path, name: str):
         self.dir, self.name = run_dir, name
@@ -95,7 +146,7 @@ class RunWriter:
         rows = [(self.name, int(step), epoch, k, _finite_or_none(v), t) for k, v in values.items()]
         with self.con:
             self.con.executemany(
-                "INSERT INTO scalars(run, step, epoch, key, value, wall_time) VALUES (?,?,?,?,?,?)", rows)
+                "INSERT OR REPLACE INTO scalars(run, step, epoch, key, value, wall_time) VALUES (?,?,?,?,?,?)", rows)
             self._beat(t)
 
     def log_histogram(self, step: int, key: str, edges, counts, epoch: float | None = None):
@@ -142,6 +193,7 @@ class RunStatus:
     reason: str | None
     heartbeat_age_s: float
     pid: int | None
+    started: float | None = None  # when the current trainer process took the run over; a resume changes it
 
 
 class RunReader:
@@ -169,17 +221,17 @@ class RunReader:
         return self.meta.get("config", {})
 
     def status(self, stale_after_s: float = STALE_AFTER_S) -> RunStatus:
-        row = self.con.execute("SELECT state, reason, pid, heartbeat FROM status WHERE id = 1").fetchone()
+        row = self.con.execute("SELECT state, reason, pid, heartbeat, started FROM status WHERE id = 1").fetchone()
         if row is None:
             return RunStatus("stale", "no status row", math.inf, None)
-        state, reason, pid, beat = row
+        state, reason, pid, beat, started = row
         age = time.time() - beat
         if state == "running":
             if not _pid_alive(pid) and _same_host(self.meta):
-                return RunStatus("stale", f"trainer process {pid} is gone (crashed or killed)", age, pid)
+                return RunStatus("stale", f"trainer process {pid} is gone (crashed or killed)", age, pid, started)
             if age > stale_after_s:
-                return RunStatus("stale", f"no heartbeat for {age:.0f}s", age, pid)
-        return RunStatus(state, reason, age, pid)
+                return RunStatus("stale", f"no heartbeat for {age:.0f}s", age, pid, started)
+        return RunStatus(state, reason, age, pid, started)
 
     def scalars(self, after_id: int = 0, keys: list[str] | None = None) -> tuple[pd.DataFrame, int]:
         """Rows with id > after_id, and the new cursor. Pass the cursor back next time."""
@@ -227,14 +279,17 @@ class RunStore:
         self.root = Path(root)
 
     def path(self, name: str) -> Path:
-        return self.root / validate_run_name(name)
+        return self.root / check_lookup_name(name)
 
     def exists(self, name: str) -> bool:
         return (self.path(name) / "metrics.db").exists()
 
     def create(self, name: str, config: dict, kind: str = "", resume: bool = False,
-               layers: dict | None = None) -> RunWriter:
-        run_dir = self.path(name)
+               layers: dict | None = None, resume_step: int | None = None) -> RunWriter:
+        """`resume_step`: the step of the checkpoint a resumed trainer starts from. What the crashed
+        process wrote after it is superseded (deleted, in the same transaction that marks the run
+        running again), so the resumed trainer's rows are the only ones for those steps."""
+        run_dir = self.path(name) if resume else self.root / validate_run_name(name)
         # A folder without metrics.db (e.g. the launcher's train.log arrived first) is not a run yet.
         if (run_dir / "metrics.db").exists() and not resume:
             raise UserError(f"run {name!r} already exists in {self.root}; pick another --name or --resume it")
@@ -255,6 +310,7 @@ class RunStore:
             tmp_db = run_dir / f".metrics.db.{os.getpid()}.tmp"
             con = _connect(tmp_db)
             con.executescript(_SCHEMA)
+            _ensure_one_value(con)
             con.execute("INSERT INTO status(id, state, reason, pid, heartbeat, started) VALUES (1, 'running', NULL, ?, ?, ?)",
                         (os.getpid(), now, now))
             con.commit()
@@ -262,16 +318,27 @@ class RunStore:
             con.close()
             tmp_db.replace(db)
         writer = RunWriter(run_dir, name)
-        with writer.con:
-            writer.con.executescript(_SCHEMA)
-            writer.con.execute(
+        con = writer.con
+        con.executescript(_SCHEMA)
+        _ensure_one_value(con)
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            if resume_step is not None:
+                for table in _TAIL_TABLES:
+                    con.execute(f"DELETE FROM {table} WHERE step > ?", (int(resume_step),))
+            con.execute(
                 "INSERT OR REPLACE INTO status(id, state, reason, pid, heartbeat, started) VALUES (1, 'running', NULL, ?, ?, ?)",
                 (os.getpid(), now, now))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
         return writer
 
     def open(self, name: str) -> RunReader:
         if not self.exists(name):
             raise UserError(f"no run {name!r} in {self.root}")
+        _migrate_for_readers(self.path(name) / "metrics.db")
         return RunReader(self.path(name), name)
 
     def names(self) -> list[str]:
@@ -299,7 +366,7 @@ def add_cli(sub) -> None:
     lp.add_argument("--json", action="store_true")
     lp.set_defaults(func=_cli_list)
     sp = s.add_parser("show")
-    sp.add_argument("run")
+    sp.add_argument("run", type=existing_run_name)
     sp.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cli_show)
@@ -346,17 +413,37 @@ class RunFollower:
         self.config: dict = {}
         self.layers: dict = {}
 
+    def _reset(self):
+        self.scalar_cursor = self.hist_cursor = self.unit_cursor = 0
+        self.scalars = pd.DataFrame(columns=SCALAR_COLUMNS)
+        self.histograms, self.units = [], []
+
     def poll(self) -> int:
         reader = self.store.open(self.name)
         try:
+            status = reader.status()
+            if self.status is not None and status.started != self.status.started:
+                # A resume superseded rows after its checkpoint (and SQLite may reuse their ids):
+                # start over rather than keep rows the store no longer has.
+                self._reset()
             new, self.scalar_cursor = reader.scalars(after_id=self.scalar_cursor)
             hists = reader.histograms(after_id=self.hist_cursor)
             units = reader.unit_activity(after_id=self.unit_cursor)
-            self.status, self.config = reader.status(), reader.config
+            self.status, self.config = status, reader.config
             self.layers = reader.meta.get("layers", {})
         finally:
             reader.close()
         if len(new):
+            if not self.scalars.empty:
+                # A rewritten (step, key) arrives as a new row: drop the old one. Only the tail can
+                # clash, so only the tail is checked.
+                tail = self.scalars["step"] >= new["step"].min()
+                if tail.any():
+                    fresh = pd.MultiIndex.from_frame(new[["step", "key"]])
+                    old = pd.MultiIndex.from_frame(self.scalars.loc[tail, ["step", "key"]])
+                    drop = self.scalars.index[tail][old.isin(fresh)]
+                    if len(drop):
+                        self.scalars = self.scalars.drop(index=drop)
             self.scalars = new if self.scalars.empty else pd.concat([self.scalars, new], ignore_index=True)
         if hists:
             self.hist_cursor = hists[-1]["id"]

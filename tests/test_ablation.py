@@ -47,7 +47,7 @@ def test_biencoder_grid_two_variants_two_seeds(tmp_path, capsys):
 @pytest.mark.parametrize("argv, problem", [
     (["ablate", "biencoder", "--variants", "with_relu,with_tanh"], "unknown variant 'with_tanh'"),
     (["ablate", "biencoder", "--variants", ","], "--variants is empty"),
-    (["ablate", "biencoder", "--seeds", "0"], "--seeds must be at least 1"),
+    (["ablate", "biencoder", "--seeds", "0"], "argument --seeds: expected a positive integer"),
     (["ablate", "mnist", "--activations", "relu,wobble"], "unknown activation 'wobble'"),
     (["ablate", "mnist", "--activations", "softmax"], "unknown activation 'softmax'"),
     (["ablate", "mnist", "--norms", "groupnorm"], "unknown norm 'groupnorm'"),

@@ -79,7 +79,7 @@ def test_max_steps_stops_early_and_writes_text_log(tmp_path, pairs):
 @pytest.mark.parametrize("args, problem", [
     (["--head", "linear1,bogus"], "'bogus' is not"),
     (["--data", "MISSING"], "missing.jsonl: no such file"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--epochs", "0"], "argument --epochs: expected a positive integer"),
     (["--backbone", "./no/such/folder"], "backbone folder not found"),
 ])
 def test_bad_input_is_one_line_error(tmp_path, pairs, capsys, args, problem):

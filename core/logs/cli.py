@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from core import UserError
+from core import argtypes as T
 from core.compare import summarize
 from core.logs.loader import load_paths, variant_seed_of
 from core.logs.parsed import LoadResult
@@ -23,7 +24,7 @@ def add_cli(sub) -> None:
     sp.add_argument("--use", choices=("final", "best"), default="final")
     sp.add_argument("--regex", help="override detection: named groups step/epoch/key/value or one per metric")
     sp.add_argument("--test", choices=("auto", "welch", "permutation"), default="auto")
-    sp.add_argument("--alpha", type=float, default=0.05)
+    sp.add_argument("--alpha", type=T.open_unit, default=0.05)
     sp.add_argument("--json", action="store_true", help="print JSON (the default prints a table)")
     sp.set_defaults(func=_cli_summarize)
     pp = s.add_parser("parse", help="print the tidy scalar table as CSV")

@@ -23,13 +23,14 @@ import torch.nn.functional as F
 from tqdm import tqdm  # tqdm.write keeps epoch lines clear of the bar
 
 from core import UserError
+from core import argtypes as T
 from core.biencoder import PRESETS, BiEncoder, TokenCache, backbone_activations, load_backbone
 from core.negatives import hard_negatives, retrieval_metrics, retrieval_ranks
 from core.probes import ActivationProbes
 from core.retrieval import ndcg_during_training, training_eval_set
-from core.runs import DEFAULT_RUNS_DIR, RunStore, validate_run_name
+from core.runs import DEFAULT_RUNS_DIR, RunStore, check_lookup_name
 from core.text_data import load_pairs, split_by_topic
-from core.train.loop import (layer_activations, GracefulStop, add_common_args, check_finite, load_checkpoint, pick_device, progress,
+from core.train.loop import (layer_activations, GracefulStop, NonFiniteLoss, add_common_args, check_finite, load_checkpoint, pick_device, progress,
                              save_checkpoint, seed_everything)
 
 DEFAULTS = dict(
@@ -75,7 +76,7 @@ def train_biencoder(config: dict) -> str:
     ckpt = None
     if cfg["resume"]:
         # The run's own config rebuilds the same model; only how long and where to run may change.
-        ckpt = load_checkpoint(Path(cfg["checkpoints_dir"]) / validate_run_name(cfg["resume"]) / "last.pt")
+        ckpt = load_checkpoint(Path(cfg["checkpoints_dir"]) / check_lookup_name(cfg["resume"]) / "last.pt")
         keep = {k: cfg[k] for k in ("epochs", "max_steps", "device", "runs_dir", "checkpoints_dir", "resume",
                                     "log_every", "progress")}
         cfg = {**DEFAULTS, **ckpt["config"], **keep, "name": cfg["resume"]}
@@ -142,7 +143,8 @@ def train_biencoder(config: dict) -> str:
     if master:
         store = RunStore(cfg["runs_dir"])
         writer = store.create(name, {**cfg, "world_size": world, "n_train": len(train_df), "n_test": len(test_df)},
-                              kind="biencoder", resume=ckpt is not None, layers=layer_activations(probes))
+                              kind="biencoder", resume=ckpt is not None, layers=layer_activations(probes),
+                              resume_step=step if ckpt is not None else None)
         if cfg["text_log"] and ckpt is None:
             Path(cfg["text_log"]).parent.mkdir(parents=True, exist_ok=True)
             Path(cfg["text_log"]).write_text("")
@@ -246,7 +248,10 @@ def train_biencoder(config: dict) -> str:
             state = "stopped"
     except BaseException as e:
         if writer is not None:
-            writer.set_status("stopped" if isinstance(e, KeyboardInterrupt) else "failed", f"{type(e).__name__}: {e}")
+            # A NaN/inf loss is the reason itself ("loss became nan at step N"); the checkpoint of
+            # the last good epoch is kept, since one is only saved after check_finite passed.
+            reason = str(e) if isinstance(e, NonFiniteLoss) else f"{type(e).__name__}: {e}"
+            writer.set_status("stopped" if isinstance(e, KeyboardInterrupt) else "failed", reason)
         raise
     finally:
         bar.close()
@@ -264,30 +269,30 @@ def add_train_args(p: argparse.ArgumentParser, ablation: bool = False) -> None:
     """Options of `train biencoder`; `ablate biencoder` takes the same minus name/seed/resume,
     which the grid sets per run."""
     if ablation:
-        p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
-        p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
-        p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+        p.add_argument("--epochs", type=T.positive_int, default=DEFAULTS["epochs"])
+        p.add_argument("--lr", type=T.positive_float, default=DEFAULTS["lr"])
+        p.add_argument("--batch-size", type=T.positive_int, default=DEFAULTS["batch_size"])
         p.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
         p.add_argument("--device", default=DEFAULTS["device"], help="auto | cpu | cuda[:N]")
-        p.add_argument("--log-every", type=int, default=DEFAULTS["log_every"])
-        p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps in total")
+        p.add_argument("--log-every", type=T.positive_int, default=DEFAULTS["log_every"])
+        p.add_argument("--max-steps", type=T.positive_int, default=None, help="stop after this many optimizer steps in total")
     else:
         add_common_args(p, DEFAULTS)
         p.add_argument("--head", default=DEFAULTS["head"],
                        help=f"preset ({', '.join(PRESETS)}) or a spec like linear1,layernorm,relu,linear2")
     p.add_argument("--backbone", default=DEFAULTS["backbone"],
                    help="minilm (offline default), tiny (random, for tests), a HF name or a local folder")
-    p.add_argument("--head-dim", type=int, default=None, help="width of the head's linear layers (default: backbone width)")
+    p.add_argument("--head-dim", type=T.positive_int, default=None, help="width of the head's linear layers (default: backbone width)")
     p.add_argument("--pooling", choices=["cls", "mean"], default=DEFAULTS["pooling"])
     p.add_argument("--freeze-backbone", action="store_true")
-    p.add_argument("--max-length", type=int, default=DEFAULTS["max_length"])
+    p.add_argument("--max-length", type=T.positive_int, default=DEFAULTS["max_length"])
     p.add_argument("--data", default=DEFAULTS["data"], help="demo, pairs .jsonl/.csv, a BEIR folder, or arguana (downloaded once)")
-    p.add_argument("--test-fraction", type=float, default=DEFAULTS["test_fraction"])
-    p.add_argument("--weight-decay", type=float, default=DEFAULTS["weight_decay"])
-    p.add_argument("--triplet-margin", type=float, default=DEFAULTS["triplet_margin"])
-    p.add_argument("--ce-weight", type=float, default=DEFAULTS["ce_weight"])
+    p.add_argument("--test-fraction", type=T.open_unit, default=DEFAULTS["test_fraction"])
+    p.add_argument("--weight-decay", type=T.non_negative_float, default=DEFAULTS["weight_decay"])
+    p.add_argument("--triplet-margin", type=T.non_negative_float, default=DEFAULTS["triplet_margin"])
+    p.add_argument("--ce-weight", type=T.non_negative_float, default=DEFAULTS["ce_weight"])
     p.add_argument("--probe-backbone", action="store_true", help="also watch the backbone's FFN (GELU) activations")
-    p.add_argument("--eps", type=float, default=DEFAULTS["eps"], help="a unit is dead when |f'| <= eps on every sample")
+    p.add_argument("--eps", type=T.non_negative_float, default=DEFAULTS["eps"], help="a unit is dead when |f'| <= eps on every sample")
     p.add_argument("--checkpoints-dir", default=None, help="where <name>/last.pt goes (default: checkpoints/)")
     p.add_argument("--no-checkpoint", dest="checkpoint", action="store_false")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar (background runs)")

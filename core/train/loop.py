@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from core import UserError
+from core import argtypes as T
 from core.runs import DEFAULT_RUNS_DIR
 
 DEFAULT_CHECKPOINTS_DIR = Path(os.environ.get("ACTLAB_CHECKPOINTS_DIR", "checkpoints"))
@@ -140,14 +141,14 @@ def progress(total: int, initial: int = 0, desc: str = "", disable: bool | None 
 
 def add_common_args(p, defaults: dict):
     """--epochs --lr --batch-size --runs-dir --name --seed --device --log-every --resume (+ --max-steps)."""
-    p.add_argument("--epochs", type=int, default=defaults.get("epochs", 1))
-    p.add_argument("--lr", type=float, default=defaults.get("lr", 1e-3))
-    p.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 64))
+    p.add_argument("--epochs", type=T.positive_int, default=defaults.get("epochs", 1))
+    p.add_argument("--lr", type=T.positive_float, default=defaults.get("lr", 1e-3))
+    p.add_argument("--batch-size", type=T.positive_int, default=defaults.get("batch_size", 64))
     p.add_argument("--runs-dir", default=str(defaults.get("runs_dir", DEFAULT_RUNS_DIR)))
-    p.add_argument("--name", default=None, help="run name (default: task-time)")
-    p.add_argument("--seed", type=int, default=defaults.get("seed", 0))
+    p.add_argument("--name", type=T.run_name, default=None, help="run name (default: task-time)")
+    p.add_argument("--seed", type=T.non_negative_int, default=defaults.get("seed", 0))
     p.add_argument("--device", default=defaults.get("device", "auto"), help="auto | cpu | cuda[:N]")
-    p.add_argument("--log-every", type=int, default=defaults.get("log_every", 50))
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps in total")
-    p.add_argument("--resume", default=None, metavar="RUN", help="continue RUN from its last checkpoint")
+    p.add_argument("--log-every", type=T.positive_int, default=defaults.get("log_every", 50))
+    p.add_argument("--max-steps", type=T.positive_int, default=None, help="stop after this many optimizer steps in total")
+    p.add_argument("--resume", type=T.existing_run_name, default=None, metavar="RUN", help="continue RUN from its last checkpoint")
     return p

@@ -15,11 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from core import UserError
+from core import argtypes as T
 from core.activations import parse_param_args, resolve_params
 from core.data import load_mnist
 from core.models import MLP
 from core.probes import ActivationProbes
-from core.runs import RunStore, validate_run_name
+from core.runs import RunStore, check_lookup_name, validate_run_name
 from core.train.loop import (layer_activations, GracefulStop, NonFiniteLoss, add_common_args, autocast,
                              check_finite, load_checkpoint, maybe_compile, pick_device, progress,
                              save_checkpoint, seed_everything)
@@ -52,7 +53,14 @@ def validate(cfg: dict) -> dict:
         raise UserError(f"--max-steps must be >= 1, got {cfg['max_steps']}")
     if not (math.isfinite(float(cfg["lr"])) and float(cfg["lr"]) > 0):
         raise UserError(f"--lr must be a positive number, got {cfg['lr']}")
-    if cfg["name"] is not None:
+    # The same rules as the flags (core.argtypes), for configs that come as a dict (ablation, tests).
+    if not (math.isfinite(float(cfg["weight_decay"])) and float(cfg["weight_decay"]) >= 0):
+        raise UserError(f"--weight-decay must be a finite number >= 0, got {cfg['weight_decay']}")
+    if not 0 <= float(cfg["dropout"]) < 1:
+        raise UserError(f"--dropout must be in [0, 1), got {cfg['dropout']}")
+    if not math.isfinite(float(cfg["init_bias"])):
+        raise UserError(f"--init-bias must be a finite number, got {cfg['init_bias']}")
+    if cfg["name"] is not None and not cfg["resume"]:  # a resumed run keeps the name it has
         validate_run_name(cfg["name"])
     cfg["hidden"] = [int(h) for h in cfg["hidden"]]
     cfg["hist_range"] = [float(v) for v in cfg["hist_range"]]
@@ -91,7 +99,7 @@ def train_mnist(config: dict) -> str:
             cfg[key] = os.environ.get(env, fallback)
     ckpt = None
     if cfg["resume"]:
-        name = validate_run_name(cfg["resume"])
+        name = check_lookup_name(cfg["resume"])
         ckpt = load_checkpoint(Path(cfg["checkpoints_dir"]) / name / "last.pt")
         # The saved config wins, except for what the caller set explicitly now (e.g. more --epochs).
         cfg = {**DEFAULTS, **ckpt["config"], **{k: v for k, v in config.items() if k != "name"}}
@@ -115,7 +123,8 @@ def train_mnist(config: dict) -> str:
 
     probes = ActivationProbes(model, eps=cfg["eps"], bins=cfg["hist_bins"], hist_range=cfg["hist_range"])
     store = RunStore(cfg["runs_dir"])
-    writer = store.create(name, cfg, kind="mnist", resume=ckpt is not None, layers=layer_activations(probes))
+    writer = store.create(name, cfg, kind="mnist", resume=ckpt is not None, layers=layer_activations(probes),
+                          resume_step=step if ckpt is not None else None)
     ckpt_path = Path(cfg["checkpoints_dir"]) / name / "last.pt"
     probes.enabled = bool(cfg["probes"])
     fmodel = maybe_compile(model, device, cfg["compile"])
@@ -222,14 +231,14 @@ def add_cli(sub) -> None:
     p = sub.add_parser("mnist", help="MLP on MNIST with live dead-unit probes")
     add_common_args(p, DEFAULTS)
     p.add_argument("--activation", default=None, help="registry name (python -m core activations list)")
-    p.add_argument("--param", action="append", metavar="K=V", help="activation parameter, repeatable")
-    p.add_argument("--hidden", type=int, nargs="+", default=None)
+    p.add_argument("--param", type=T.key_value, action="append", metavar="K=V", help="activation parameter, repeatable")
+    p.add_argument("--hidden", type=T.positive_int, nargs="+", default=None)
     p.add_argument("--norm", default=None, choices=["none", "layernorm", "batchnorm"])
     p.add_argument("--init", default=None, choices=["default", "he", "xavier"])
-    p.add_argument("--init-bias", type=float, default=None)
-    p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--init-bias", type=T.finite_float, default=None)
+    p.add_argument("--dropout", type=T.probability, default=None)
     p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
-    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--weight-decay", type=T.non_negative_float, default=None)
     p.add_argument("--data", default=None, choices=["bundled", "full"])
     p.add_argument("--data-dir", default=None)
     p.add_argument("--checkpoints-dir", default=None)
@@ -238,7 +247,7 @@ def add_cli(sub) -> None:
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile (CUDA only)")
     p.add_argument("--no-probes", dest="probes", action="store_false", default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
-    p.add_argument("--fault-nan-at-step", type=int, default=None, help=argparse_suppress())
+    p.add_argument("--fault-nan-at-step", type=T.positive_int, default=None, help=argparse_suppress())
     # None = not given, so a preset or a resumed run's saved config is not overwritten by defaults.
     p.set_defaults(func=_cli, epochs=None, lr=None, batch_size=None, seed=None, device=None, log_every=None,
                    runs_dir=None)
