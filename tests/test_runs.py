@@ -72,3 +72,78 @@ def test_create_over_existing_run_refused_but_launcher_log_folder_allowed(tmp_pa
     (tmp_path / "fresh" / "train.log").write_text("starting\n")
     RunStore(tmp_path).create("fresh", {}).close()
     assert (tmp_path / "fresh" / "train.log").read_text() == "starting\n"
+
+
+def test_one_value_per_step_and_key_the_last_write_wins_and_followers_see_it(tmp_path):
+    store = RunStore(tmp_path)
+    w = store.create("u", {})
+    w.log_scalars(1, {"x": 1.0, "y": 1.0})
+    w.log_scalars(2, {"x": 2.0})
+    f = RunFollower(store, "u")
+    f.poll()
+    w.log_scalars(2, {"x": 20.0})  # the same (step, key) again
+    f.poll()
+    df = store.open("u").scalars()[0]
+    assert sorted(zip(df.step, df.key, df.value)) == [(1, "x", 1.0), (1, "y", 1.0), (2, "x", 20.0)]
+    assert sorted(zip(f.scalars.step, f.scalars.key, f.scalars.value)) == sorted(zip(df.step, df.key, df.value))
+
+
+def test_resume_supersedes_the_tail_in_one_step_and_followers_start_over(tmp_path):
+    store = RunStore(tmp_path)
+    w = store.create("s", {})
+    for step in range(1, 7):
+        w.log_scalars(step, {"x": float(step)})
+        w.log_histogram(step, "pre/a", [0, 1], [step])
+    w.close()
+    f = RunFollower(store, "s")
+    f.poll()
+    assert len(f.scalars) == 6 and len(f.histograms) == 6
+    w = store.create("s", {}, resume=True, resume_step=4)  # checkpoint at 4: 5 and 6 were the crashed tail
+    f.poll()
+    assert list(f.scalars.step) == [1, 2, 3, 4] and [h["step"] for h in f.histograms] == [1, 2, 3, 4]
+    w.log_scalars(5, {"x": 50.0})  # SQLite may reuse the deleted rows' ids: the follower still sees it
+    f.poll()
+    assert list(zip(f.scalars.step, f.scalars.value)) == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 50.0)]
+    w.close()
+
+
+def test_store_written_before_the_unique_index_is_migrated_last_value_wins(tmp_path):
+    import sqlite3
+
+    from core.runs import _SCHEMA
+
+    d = tmp_path / "old"
+    d.mkdir()
+    (d / "run.json").write_text(json.dumps({"name": "old", "config": {}}))
+    con = sqlite3.connect(d / "metrics.db")
+    con.executescript(_SCHEMA)
+    con.execute("INSERT INTO status VALUES (1, 'finished', NULL, 1, 0, 0)")
+    # What a resume used to leave: step 4 twice, the resumed value written last.
+    con.executemany("INSERT INTO scalars(run, step, epoch, key, value, wall_time) VALUES ('old', ?, 0, 'loss', ?, 0)",
+                    [(2, 1.0), (4, 0.9), (4, 0.5), (6, 0.4)])
+    con.commit()
+    con.close()
+    df = RunStore(tmp_path).open("old").scalars()[0]
+    assert list(zip(df.step, df.value)) == [(2, 1.0), (4, 0.5), (6, 0.4)]
+    w = RunStore(tmp_path).create("old", {}, resume=True, resume_step=4)
+    w.log_scalars(6, {"loss": 0.3})
+    w.close()
+    df = RunStore(tmp_path).open("old").scalars()[0]
+    assert list(zip(df.step, df.value)) == [(2, 1.0), (4, 0.5), (6, 0.3)]
+
+
+def test_new_run_names_are_short_and_plain_old_ones_stay_readable(tmp_path):
+    with pytest.raises(UserError, match="at most 100 characters"):
+        RunStore(tmp_path).create("r" * 300, {})
+    with pytest.raises(UserError, match="letters, digits"):
+        RunStore(tmp_path).create("with space", {})
+    assert not any(tmp_path.iterdir())
+    # A run made before the character set was enforced still lists and shows.
+    old = tmp_path / "old run"
+    old.mkdir()
+    (old / "run.json").write_text(json.dumps({"name": "old run", "config": {}}))
+    import shutil
+
+    _make(tmp_path, "plain")
+    shutil.copy(tmp_path / "plain" / "metrics.db", old / "metrics.db")
+    assert RunStore(tmp_path).summary("old run")["last"] == {"dead/act1": 0.2, "loss/train": 1.5}
