@@ -158,7 +158,18 @@ def _meta(dev, numel, dtype, compile, repeats, warmup) -> dict:
 
 
 def list_results(directory: Path = RESULTS_DIR) -> list[Path]:
-    return sorted(directory.glob("*.json"))
+    """Activation results. Other benches keep their JSON here too (bench/crash_resume.py); those
+    are skipped, while a broken file is still listed so the page can say what is wrong with it."""
+    out = []
+    for p in sorted(directory.glob("*.json")):
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, ValueError):
+            out.append(p)
+            continue
+        if not (isinstance(data, dict) and "results" not in data and isinstance(data.get("summary"), dict)):
+            out.append(p)
+    return out
 
 
 def load_result(path: Path) -> dict:

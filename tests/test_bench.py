@@ -108,3 +108,12 @@ def test_compile_path_on_cpu():
 def test_cuda_compiled_benchmark_runs():
     r = bench.bench_activations("cuda", numel=1 << 20, compile=True, repeats=3, only=["relu", "prelu"])
     assert r["meta"]["compile"] is True and all(row["forward_ms"] > 0 for row in r["results"])
+
+
+def test_list_results_skips_other_benches_but_lists_broken_files(tmp_path):
+    import json as _json
+
+    (tmp_path / "a.json").write_text(_json.dumps({"meta": {}, "results": []}))
+    (tmp_path / "crash_resume.json").write_text(_json.dumps({"meta": {}, "summary": {"kills": 20}}))
+    (tmp_path / "broken.json").write_text("{not json")
+    assert [p.name for p in bench.list_results(tmp_path)] == ["a.json", "broken.json"]
