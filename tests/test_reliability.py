@@ -283,3 +283,31 @@ def test_four_writers_and_a_reader_never_see_database_is_locked(tmp_path):
         assert len(df) == 300 * 20 and not df.duplicated(["step", "key"]).any()
         assert len(f.scalars) == len(df) and not f.scalars.duplicated(["step", "key"]).any()
         assert (df["value"] == df["step"] + df["key"].str[1:].astype(int)).all()
+
+
+def test_biencoder_nan_loss_fails_with_reason_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import math
+
+    import torch.nn.functional as F
+
+    from core.train.biencoder import train_biencoder
+    from tests.test_train_biencoder import write_pairs
+
+    real, calls = F.cross_entropy, {"n": 0}
+
+    def poisoned(*a, **kw):  # 5 steps an epoch: from step 7 on (the second epoch), the loss is NaN
+        calls["n"] += 1
+        out = real(*a, **kw)
+        return out * float("nan") if calls["n"] >= 7 else out
+
+    monkeypatch.setattr("core.train.biencoder.F.cross_entropy", poisoned)
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    with pytest.raises(Exception, match="loss became nan at step"):
+        train_biencoder({"backbone": "tiny", "data": str(pairs), "batch_size": 8, "log_every": 2, "epochs": 3,
+                         "name": "bnan", "runs_dir": str(tmp_path / "runs"), "checkpoints_dir": str(tmp_path / "ck"),
+                         "progress": False})
+    st = RunStore(tmp_path / "runs").open("bnan").status()
+    assert st.state == "failed" and st.reason == "loss became nan at step 8"  # the first log step after 7
+    ckpt = load_checkpoint(tmp_path / "ck" / "bnan" / "last.pt")
+    assert ckpt["epoch"] == 1 and ckpt["step"] == 5  # the last good one
+    assert all(math.isfinite(float(v.float().abs().sum())) for v in ckpt["model"].values())
