@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from core import UserError
+from core import argtypes as T
 from core.text_data import BeirData, beir_folder, read_beir, user_cache_dir
 
 TOP_K = 100  # the deepest cut any reported metric needs (recall@100, map@100)
@@ -162,13 +163,13 @@ def load_encoder(model: str | None = None, checkpoint: str | None = None, checkp
     from core.biencoder import BiEncoder, load_backbone
 
     if checkpoint:
-        from core.runs import validate_run_name
+        from core.runs import check_lookup_name
         from core.train.loop import load_checkpoint
 
         path = Path(checkpoint)
         if not (path.suffix == ".pt" and path.is_file()):
             root = Path(checkpoints_dir or os.environ.get("ACTLAB_CHECKPOINTS_DIR", "checkpoints"))
-            path = root / validate_run_name(checkpoint) / "last.pt"
+            path = root / check_lookup_name(checkpoint) / "last.pt"
         ckpt = load_checkpoint(path)
         cfg = ckpt.get("config") if isinstance(ckpt, dict) else None
         if not isinstance(cfg, dict) or "model" not in ckpt:
@@ -379,11 +380,11 @@ def add_cli(sub) -> None:
     who.add_argument("--model", help="minilm (default, offline), tiny, or a Hugging Face name / folder, zero-shot")
     b.add_argument("--checkpoints-dir", default=None, help="where RUN/last.pt lives (default: checkpoints/)")
     b.add_argument("--pooling", choices=["cls", "mean"], default=None, help="zero-shot pooling (default mean)")
-    b.add_argument("--max-length", type=int, default=None, help="tokens per text (default 256, or the checkpoint's)")
-    b.add_argument("--batch-size", type=int, default=64)
-    b.add_argument("--max-docs", type=int, default=None, help="a seeded subset of N documents keeping every relevant one")
-    b.add_argument("--max-queries", type=int, default=None, help="a seeded subset of N queries")
-    b.add_argument("--seed", type=int, default=0, help="seed of the --max-docs / --max-queries subsets")
+    b.add_argument("--max-length", type=T.positive_int, default=None, help="tokens per text (default 256, or the checkpoint's)")
+    b.add_argument("--batch-size", type=T.positive_int, default=64)
+    b.add_argument("--max-docs", type=T.positive_int, default=None, help="a seeded subset of N documents keeping every relevant one")
+    b.add_argument("--max-queries", type=T.positive_int, default=None, help="a seeded subset of N queries")
+    b.add_argument("--seed", type=T.non_negative_int, default=0, help="seed of the --max-docs / --max-queries subsets")
     b.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     b.add_argument("--dtype", default="auto", help="auto (bf16/fp16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16")
     b.add_argument("--keep-self", action="store_true", help="do not drop a retrieved document whose id is the query id")

@@ -41,6 +41,9 @@ BAD = {
     ("ablate", "mnist"): [
         ("--seeds", "0"), ("--epochs", "0"), ("--max-steps", "-1"), ("--grid", "x..y")],
     ("logs", "summarize", "f.log"): [("--alpha", "1.5"), ("--alpha", "0"), ("--alpha", "nan")],
+    ("eval", "biencoder", "--data", "x"): [
+        ("--max-length", "0"), ("--batch-size", "-1"), ("--max-docs", "0"), ("--max-queries", "1.5"),
+        ("--seed", "-1")],
 }
 CASES = [(cmd, flag, value) for cmd, bad in BAD.items() for flag, value in bad]
 
