@@ -16,6 +16,7 @@ COMMANDS = {
     "ablate": "core.ablation",
     "logs": "core.logs.cli",
     "eval": "core.retrieval",
+    "claims": "core.claims",
 }
 
 

@@ -10,6 +10,10 @@ computed by core.compare from the run store.
 """
 from __future__ import annotations
 
+import json
+import os
+import platform
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +23,7 @@ from core import UserError
 from core import argtypes as T
 from core.runs import DEFAULT_RUNS_DIR, RunStore
 
+VERDICT_KEY = {"biencoder": "acc/top1", "mnist": "acc/test"}
 SUMMARY_KEYS = {"biencoder": ["ndcg@10/test", "acc/top1", "acc/top5", "acc/top10", "mrr", "loss/train"],
                 "mnist": ["acc/test", "loss/test", "loss/train"]}
 
@@ -39,10 +44,7 @@ def grid_dir(runs_dir: str | Path, grid: str) -> Path:
     return Path(runs_dir) / "ablations" / grid
 
 
-def summarize_runs(runs_dir: str | Path, assignments: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """One row per variant: n and, per key, mean and std of each run's final value."""
-    from core import compare
-
+def _store_scalars(runs_dir: str | Path, assignments: pd.DataFrame) -> pd.DataFrame | None:
     store = RunStore(runs_dir)
     frames = []
     for name in assignments["run"]:
@@ -52,9 +54,16 @@ def summarize_runs(runs_dir: str | Path, assignments: pd.DataFrame, keys: list[s
                 frames.append(r.scalars()[0])
             finally:
                 r.close()
-    if not frames:
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def summarize_runs(runs_dir: str | Path, assignments: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per variant: n and, per key, mean and std of each run's final value."""
+    from core import compare
+
+    df = _store_scalars(runs_dir, assignments)
+    if df is None:
         return pd.DataFrame(columns=["variant", "n"])
-    df = pd.concat(frames, ignore_index=True)
     out = None
     for key in keys:
         if key not in set(df["key"]):
@@ -109,7 +118,39 @@ def _check_names(runs: list[dict]) -> None:
         validate_run_name(r["config"]["name"])
 
 
-def _finish(task: str, args, assignments: pd.DataFrame) -> int:
+def verdict_summary(runs_dir: str | Path, assignments: pd.DataFrame, metric: str) -> dict | None:
+    """core.compare's summary (variants, pairwise tests, verdicts) of the grid's final `metric`."""
+    from core import compare
+
+    df = _store_scalars(runs_dir, assignments)
+    if df is None or metric not in set(df["key"]):
+        return None
+    return compare.summarize(df, metric, use="final", runs=assignments)
+
+
+def format_verdicts(summary: dict) -> str:
+    lines = []
+    for c in summary["comparisons"]:
+        adjusted = c.get("p_adjusted") is not None
+        p = c["p_adjusted"] if adjusted else c.get("p_value")
+        p_txt = "n/a" if p is None else f"{'Holm ' if adjusted else ''}p = {p:.3g}"
+        verdict = c["verdict"] if c["verdict"] == "within noise" else f"{c['verdict']} is better"
+        diff = "n/a" if c["diff"] is None else f"{c['diff']:+.4f}"
+        lines.append(f"{c['a']} vs {c['b']}: diff {diff}, {p_txt} -> {verdict}")
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    """Where a figure was measured, for result files."""
+    import torch
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    return {"device": dev, "device_name": torch.cuda.get_device_name() if dev == "cuda" else
+            (platform.processor() or platform.machine()), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _finish(task: str, args, assignments: pd.DataFrame, started: float | None = None) -> int:
     keys = SUMMARY_KEYS[task]
     table = summarize_runs(args.runs_dir, assignments, keys)
     text = format_summary(table, keys)
@@ -118,6 +159,28 @@ def _finish(task: str, args, assignments: pd.DataFrame) -> int:
     # Hidden, so core.logs reading this folder does not take it for a run's log.
     assignments.to_csv(out_dir / ".runs.csv", index=False)
     print(f"\nsummary over seeds (final values), logs in {out_dir}:\n{text}")
+    summary = verdict_summary(args.runs_dir, assignments, VERDICT_KEY[task])
+    if summary is not None:
+        print(f"\nverdicts on final {summary['metric']} (alpha {summary['alpha']}, {summary['test']}):\n"
+              + format_verdicts(summary))
+        better = sorted({c["verdict"] for c in summary["comparisons"] if c["verdict"] != "within noise"})
+        summary["verdict"] = ("no difference larger than the seed noise" if not better
+                              else "better in at least one pair: " + ", ".join(better))
+        print(f"verdict: {summary['verdict']}")
+        if summary.get("summary"):  # core.compare's plain paragraph (CIs, seeds that would settle a gap)
+            print(summary["summary"])
+        summary["kind"] = "ablation-summary"  # how core.claims tells it from other result files
+        summary["grid"] = {"task": task, "name": args.grid, "seeds": int(args.seeds),
+                           "variants": list(dict.fromkeys(assignments["variant"])),
+                           "config": {k: v for k, v in vars(args).items() if k != "func" and not callable(v)},
+                           "command": "python -m core " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
+                           "wall_s": round(time.time() - started, 1) if started else None,
+                           "machine": machine(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        payload = json.dumps(summary, indent=2, default=str) + "\n"
+        (out_dir / ".summary.json").write_text(payload)  # hidden from core.logs, like .runs.csv
+        if getattr(args, "out", None):
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(payload)
     return 0
 
 
@@ -129,6 +192,7 @@ def _cli_biencoder(args) -> int:
     variants = parse_list(args.variants, list(PRESETS), "variants")
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+    started = time.time()
     args.grid = _grid_name("biencoder", args.grid)
     base = config_from_args(args)
     out_dir = grid_dir(args.runs_dir, args.grid)
@@ -139,7 +203,7 @@ def _cli_biencoder(args) -> int:
                 **base, "head": v, "seed": seed, "variant": v, "name": f"{args.grid}-{v}-seed{seed}",
                 "text_log": str(out_dir / f"{v}_seed{seed}.log")}})
     _check_names(runs)
-    return _finish("biencoder", args, run_grid("biencoder", runs, args.runs_dir, args.grid, train_biencoder))
+    return _finish("biencoder", args, run_grid("biencoder", runs, args.runs_dir, args.grid, train_biencoder), started)
 
 
 # -- MNIST MLP -------------------------------------------------------------------------------
@@ -151,6 +215,7 @@ def _cli_mnist(args) -> int:
     norms = parse_list(args.norms, list(NORMS), "norms")
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+    started = time.time()
     args.grid = _grid_name("mnist", args.grid)
     out_dir = grid_dir(args.runs_dir, args.grid)
     runs = []
@@ -167,7 +232,7 @@ def _cli_mnist(args) -> int:
     assignments = run_grid("mnist", runs, args.runs_dir, args.grid, train_mnist)
     for r, name in zip(runs, assignments["run"]):
         write_epoch_log(args.runs_dir, name, r["log"])
-    return _finish("mnist", args, assignments)
+    return _finish("mnist", args, assignments, started)
 
 
 def write_epoch_log(runs_dir, name: str, path: Path, eval_key: str = "acc/test") -> None:
@@ -202,6 +267,7 @@ def add_cli(sub) -> None:
     b.add_argument("--variants", default="all", help="all or a comma list of head presets")
     b.add_argument("--seeds", type=T.positive_int, default=3, help="seeds 1..N per variant")
     b.add_argument("--grid", type=T.run_name, default=None, help="grid name (default: biencoder-<time>)")
+    b.add_argument("--out", default=None, help="also write the summary JSON (with verdicts) here")
     from core.train.biencoder import add_train_args
 
     add_train_args(b, ablation=True)
@@ -212,6 +278,7 @@ def add_cli(sub) -> None:
     m.add_argument("--norms", default="none")
     m.add_argument("--seeds", type=T.positive_int, default=3)
     m.add_argument("--grid", type=T.run_name, default=None)
+    m.add_argument("--out", default=None, help="also write the summary JSON (with verdicts) here")
     m.add_argument("--epochs", type=T.positive_int, default=3)
     m.add_argument("--max-steps", type=T.positive_int, default=None)
     m.add_argument("--device", default="auto")

@@ -158,8 +158,9 @@ def _meta(dev, numel, dtype, compile, repeats, warmup) -> dict:
 
 
 def list_results(directory: Path = RESULTS_DIR) -> list[Path]:
-    """Activation results. Other benches keep their JSON here too (bench/crash_resume.py); those
-    are skipped, while a broken file is still listed so the page can say what is wrong with it."""
+    """Activation results. Other result files here are skipped: other benches' JSON (bench/crash_resume.py,
+    a `summary` and no `results`) and claims/grid results (a `kind` field). A broken file is still
+    listed so the page can say what is wrong with it."""
     out = []
     for p in sorted(directory.glob("*.json")):
         try:
@@ -167,7 +168,8 @@ def list_results(directory: Path = RESULTS_DIR) -> list[Path]:
         except (OSError, ValueError):
             out.append(p)
             continue
-        if not (isinstance(data, dict) and "results" not in data and isinstance(data.get("summary"), dict)):
+        other_bench = isinstance(data, dict) and "results" not in data and isinstance(data.get("summary"), dict)
+        if not (other_bench or (isinstance(data, dict) and "kind" in data)):
             out.append(p)
     return out
 

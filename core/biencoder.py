@@ -8,9 +8,12 @@ Face name or local folder that AutoModel/AutoTokenizer can open.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import torch
@@ -105,6 +108,36 @@ def parse_head_spec(spec: str) -> list[tuple[str, dict]]:
     return out
 
 
+def parse_activation(item: str) -> tuple[str, dict]:
+    """`relu` or `leaky_relu:alpha=0.1` -> (name, params), validated against the registry now."""
+    name, _, params = item.partition(":")
+    name = name.strip().lower()
+    if name not in REGISTRY or REGISTRY[name].vector:
+        raise UserError(f"backbone activation {item!r} is not a scalar registry activation "
+                        f"({', '.join(n for n, s in REGISTRY.items() if not s.vector)})")
+    kw = parse_param_args(params.split(";")) if params else {}
+    create_act_layer(name, **kw)
+    return name, kw
+
+
+def set_backbone_activation(backbone: nn.Module, item: str) -> int:
+    """Replace every BERT-family FFN activation (`intermediate_act_fn`) with a registry activation,
+    keeping all weights ("ReLU Strikes Back", 2023). This changes what a pretrained model computes;
+    a short fine-tune recovers it. Returns the number of layers changed."""
+    name, kw = parse_activation(item)
+    layers = getattr(getattr(backbone, "encoder", None), "layer", None) or []
+    n = 0
+    for layer in layers:
+        inter = getattr(layer, "intermediate", None)
+        if inter is not None and hasattr(inter, "intermediate_act_fn"):
+            inter.intermediate_act_fn = create_act_layer(name, **kw)
+            n += 1
+    if not n:
+        raise UserError(f"--backbone-activation: {type(backbone).__name__} has no BERT-style "
+                        "encoder.layer[i].intermediate.intermediate_act_fn to replace")
+    return n
+
+
 def build_head(spec: str, in_dim: int, dim: int | None = None) -> nn.Sequential:
     """Each linear maps to `dim` (default: in_dim); layernorm and activations keep the width."""
     dim = dim or in_dim
@@ -121,28 +154,39 @@ def build_head(spec: str, in_dim: int, dim: int | None = None) -> nn.Sequential:
 
 
 class BiEncoder(nn.Module):
-    def __init__(self, backbone: nn.Module, head: str = "with_layernorm_relu", pooling: str = "cls",
-                 head_dim: int | None = None, freeze_backbone: bool = False):
+    """`backbone=None` (with `hidden_size`) is a head-only encoder over cached pooled features."""
+
+    def __init__(self, backbone: nn.Module | None, head: str = "with_layernorm_relu", pooling: str = "cls",
+                 head_dim: int | None = None, freeze_backbone: bool = False, hidden_size: int | None = None):
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise UserError(f"pooling must be cls or mean, got {pooling!r}")
-        self.backbone, self.pooling = backbone, pooling
-        hidden = backbone.config.hidden_size
+        self.backbone, self.pooling, self.frozen = backbone, pooling, freeze_backbone
+        hidden = backbone.config.hidden_size if backbone is not None else hidden_size
         self.head = build_head(head, hidden, head_dim)
         out_dim = [m for m in self.head if isinstance(m, nn.Linear)][-1].out_features
         self.classify_pair = nn.Linear(2 * out_dim, 2)
-        if freeze_backbone:
+        if freeze_backbone and backbone is not None:
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def train(self, mode: bool = True):
+        # A frozen backbone is a fixed feature extractor: no dropout, so its features are the same
+        # every epoch, and the same as the cached ones.
+        super().train(mode)
+        if self.frozen and self.backbone is not None:
+            self.backbone.eval()
+        return self
+
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
-        return self.head(pooled)
+            return hidden[:, 0]
+        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(input_ids, attention_mask))
 
     def pair_logits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.classify_pair(torch.cat([a, b], dim=-1))
@@ -163,7 +207,9 @@ def backbone_activations(model: BiEncoder) -> dict[str, tuple[nn.Module, str]]:
     layers = getattr(getattr(model.backbone, "encoder", None), "layer", [])
     for i, layer in enumerate(layers):
         act = getattr(getattr(layer, "intermediate", None), "intermediate_act_fn", None)
-        if isinstance(act, nn.Module):
+        if hasattr(act, "actlab_name"):  # replaced by --backbone-activation
+            out[f"backbone.layer{i}.ffn"] = (act, act.actlab_name)
+        elif isinstance(act, nn.Module):
             kind = type(act).__name__.lower()
             name = "gelu_tanh" if ("new" in kind or "tanh" in kind or "fast" in kind) else "gelu"
             if "relu" in kind:
@@ -179,6 +225,8 @@ class TokenCache:
     def __init__(self, tokenizer, texts: list[str], max_length: int = 128):
         self.texts = list(dict.fromkeys(texts))
         self.index = {t: i for i, t in enumerate(self.texts)}
+        if tokenizer is None:  # index only: the texts' features come from the feature cache
+            return
         enc = tokenizer(self.texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt")
         self.input_ids, self.attention_mask = enc["input_ids"], enc["attention_mask"]
 
@@ -191,6 +239,67 @@ class TokenCache:
         width = int(mask.sum(1).max())
         return (self.input_ids[rows, :width].to(device, non_blocking=True),
                 mask[:, :width].to(device, non_blocking=True))
+
+
+# -- frozen-backbone feature cache ---------------------------------------------------------------
+def feature_cache_dir() -> Path:
+    """ACTLAB_CACHE_DIR, else the user cache dir ($XDG_CACHE_HOME or ~/.cache)/actlab/features."""
+    if os.environ.get("ACTLAB_CACHE_DIR"):
+        return Path(os.environ["ACTLAB_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "actlab" / "features"
+
+
+def backbone_fingerprint(name: str, seed: int) -> dict:
+    """What identifies the backbone's weights without loading them: the local folder's config and
+    weight file sizes/mtimes, the tiny config and seed, or the hub name."""
+    import transformers
+
+    fp = {"torch": torch.__version__, "transformers": transformers.__version__}
+    if name == "tiny":
+        return {**fp, "tiny": TINY_CONFIG, "seed": seed}
+    path = minilm_path() if name in ("minilm", "default", "") else Path(name).expanduser()
+    if path.is_dir():
+        files = sorted(f for f in path.iterdir() if f.is_file())
+        return {**fp, "path": str(path.resolve()),
+                "files": [(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files]}
+    return {**fp, "hub": name}
+
+
+def feature_key(backbone: str, seed: int, texts: list[str], pooling: str, max_length: int,
+                backbone_activation: str | None) -> str:
+    """Hash of everything the pooled features depend on: backbone, texts, pooling, max length, FFN activation."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"backbone": backbone_fingerprint(backbone, seed), "pooling": pooling,
+                         "max_length": max_length, "act": backbone_activation}, sort_keys=True).encode())
+    for t in texts:
+        h.update(hashlib.sha256(t.encode()).digest())
+    return h.hexdigest()[:32]
+
+
+def load_features(key: str) -> torch.Tensor | None:
+    path = feature_cache_dir() / f"{key}.pt"
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        feats = data["features"]
+        if not isinstance(feats, torch.Tensor) or feats.ndim != 2:
+            raise ValueError("not a 2-D tensor")
+        return feats
+    except Exception:  # a torn or foreign file is a miss; it is recomputed and overwritten
+        return None
+
+
+def save_features(key: str, features: torch.Tensor) -> Path:
+    """Temp file + rename: two runs filling the same key never leave a torn file."""
+    d = feature_cache_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=key + ".", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        torch.save({"features": features.contiguous()}, f)
+    os.replace(tmp, d / f"{key}.pt")
+    return d / f"{key}.pt"
 
 
 def preset_table() -> str:

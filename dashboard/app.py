@@ -24,5 +24,6 @@ nav = st.navigation([
     st.Page(PAGES / "monitor.py", title="Training monitor", icon=":material/monitor_heart:", url_path="monitor"),
     st.Page(PAGES / "compare.py", title="Compare runs", icon=":material/compare_arrows:", url_path="compare"),
     st.Page(PAGES / "benchmark.py", title="Benchmark", icon=":material/speed:", url_path="benchmark"),
+    st.Page(PAGES / "claims.py", title="Claims", icon=":material/fact_check:", url_path="claims"),
 ])
 nav.run()

@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ sys.path.insert(0, str(ROOT))
 # Tests never reach a hub: everything they load ships in a package or is made here.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The frozen-backbone feature cache never writes into the user's cache dir from tests.
+os.environ.setdefault("ACTLAB_CACHE_DIR", tempfile.mkdtemp(prefix="actlab-test-cache-"))
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from tqdm import tqdm  # tqdm.write keeps epoch lines clear of the bar
 
 from core import UserError
 from core import argtypes as T
-from core.biencoder import PRESETS, BiEncoder, TokenCache, backbone_activations, load_backbone
+from core.biencoder import (PRESETS, BiEncoder, TokenCache, backbone_activations, feature_key, load_backbone,
+                            load_features, save_features, set_backbone_activation)
 from core.negatives import hard_negatives, retrieval_metrics, retrieval_ranks
 from core.probes import ActivationProbes
 from core.retrieval import ndcg_during_training, training_eval_set
@@ -37,7 +38,7 @@ DEFAULTS = dict(
     backbone="minilm", head="with_layernorm_relu", head_dim=None, pooling="cls", freeze_backbone=False,
     max_length=128, data="demo", test_fraction=0.2, epochs=3, batch_size=16, lr=5e-5, weight_decay=0.01,
     triplet_margin=1.0, ce_weight=1.0, seed=0, device="auto", max_steps=None, log_every=10,
-    probe_backbone=False, eps=0.0, hist_bins=40, hist_range=(-5.0, 5.0),
+    probe_backbone=False, backbone_activation=None, feature_cache=True, eps=0.0, hist_bins=40, hist_range=(-5.0, 5.0),
     runs_dir=str(DEFAULT_RUNS_DIR), checkpoints_dir=None, name=None, resume=None, progress=True, checkpoint=True,
     text_log=None, variant=None,  # set by the ablation runner: the per-epoch text log, the grid's variant name
 )
@@ -51,17 +52,55 @@ class BiEncoderTrainModel(torch.nn.Module):
         super().__init__()
         self.encoder = encoder
 
-    def forward(self, input_ids, attention_mask):
-        emb = self.encoder.encode(input_ids, attention_mask)
+    def forward(self, input_ids=None, attention_mask=None, pooled=None):
+        # `pooled`: cached backbone features (frozen backbone), so only the head runs.
+        emb = self.encoder.head(pooled) if pooled is not None else self.encoder.encode(input_ids, attention_mask)
         a, p, n = emb.chunk(3)
         logits = self.encoder.pair_logits(torch.cat([a, a]), torch.cat([p, n]))
         return a, p, n, logits
 
 
 @torch.no_grad()
-def encode_texts(encoder: BiEncoder, cache: TokenCache, rows: torch.Tensor, device, batch_size: int) -> torch.Tensor:
+def encode_texts(encoder: BiEncoder, cache: TokenCache, rows: torch.Tensor, device, batch_size: int,
+                 features: torch.Tensor | None = None) -> torch.Tensor:
+    if features is not None:
+        return encoder.head(features[rows.to(features.device)])
     out = [encoder.encode(*cache.batch(rows[i:i + batch_size], device)) for i in range(0, len(rows), batch_size)]
     return torch.cat(out) if out else torch.empty(0)
+
+
+class FeatureTokenizer:
+    """Stands in for a tokenizer when the backbone's features are cached: a text's one "token" is
+    its feature row, so code that tokenises texts (the nDCG evaluation) runs unchanged."""
+
+    def __init__(self, index: dict[str, int]):
+        self.index = index
+
+    def __call__(self, texts, **_):
+        ids = torch.tensor([[self.index[t]] for t in texts], dtype=torch.long)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+class CachedFeatureEncoder(torch.nn.Module):
+    """forward(rows from FeatureTokenizer) -> the head on the cached features of those texts."""
+
+    def __init__(self, encoder: BiEncoder, features: torch.Tensor):
+        super().__init__()
+        self.encoder, self.features = encoder, features
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.encoder.head(self.features[input_ids[:, 0].to(self.features.device)])
+
+
+@torch.no_grad()
+def pooled_features(backbone, tokenizer, texts: list[str], pooling: str, max_length: int, device,
+                    batch_size: int = 64) -> torch.Tensor:
+    """The frozen backbone's pooled vector of every text, in eval mode (no dropout), on the CPU."""
+    enc = BiEncoder(backbone, "linear1", pooling, freeze_backbone=True).to(device).eval()
+    cache = TokenCache(tokenizer, texts, max_length)
+    rows = torch.arange(len(cache.texts))
+    return torch.cat([enc.pool(*cache.batch(rows[i:i + batch_size], device)).float().cpu()
+                      for i in range(0, len(rows), batch_size)])
 
 
 def train_biencoder(config: dict) -> str:
@@ -107,9 +146,37 @@ def train_biencoder(config: dict) -> str:
     ndcg_set = training_eval_set(cfg["data"], pairs, test_df) if master else None
 
     # -- model -------------------------------------------------------------------------------
-    backbone, tokenizer = load_backbone(cfg["backbone"], seed=cfg["seed"])
-    encoder = BiEncoder(backbone, cfg["head"], cfg["pooling"], cfg["head_dim"], cfg["freeze_backbone"]).to(device)
-    cache = TokenCache(tokenizer, list(pairs["argument"]) + list(pairs["counter"]), cfg["max_length"])
+    texts = list(dict.fromkeys(list(pairs["argument"]) + list(pairs["counter"])))
+    if ndcg_set is not None and cfg["freeze_backbone"]:
+        # The nDCG corpus and queries are scored through the cached features too.
+        texts = list(dict.fromkeys(texts + list(ndcg_set.doc_texts) + list(ndcg_set.query_texts)))
+    # A frozen backbone computes the same pooled vector for a text every time: compute the features
+    # once per (backbone, texts, pooling, max length, FFN activation), keep them on disk, and
+    # train only the head on them. Backbone probes need the backbone to run, so they turn it off.
+    features = None
+    if cfg["freeze_backbone"] and cfg["feature_cache"] and not cfg["probe_backbone"]:
+        key = feature_key(cfg["backbone"], cfg["seed"], texts, cfg["pooling"], cfg["max_length"], cfg["backbone_activation"])
+        features = load_features(key)
+        if features is None or len(features) != len(texts):
+            backbone, tokenizer = load_backbone(cfg["backbone"], seed=cfg["seed"])
+            if cfg["backbone_activation"]:
+                set_backbone_activation(backbone, cfg["backbone_activation"])
+            features = pooled_features(backbone, tokenizer, texts, cfg["pooling"], cfg["max_length"], device)
+            if master:
+                save_features(key, features)
+            del backbone
+        cache = TokenCache(None, texts)
+        features = features.to(device)
+        torch.manual_seed(cfg["seed"])  # the head's init must not depend on whether a backbone was built
+        encoder = BiEncoder(None, cfg["head"], cfg["pooling"], cfg["head_dim"], True,
+                            hidden_size=features.shape[1]).to(device)
+    else:
+        backbone, tokenizer = load_backbone(cfg["backbone"], seed=cfg["seed"])
+        if cfg["backbone_activation"]:
+            set_backbone_activation(backbone, cfg["backbone_activation"])
+        torch.manual_seed(cfg["seed"])
+        encoder = BiEncoder(backbone, cfg["head"], cfg["pooling"], cfg["head_dim"], cfg["freeze_backbone"]).to(device)
+        cache = TokenCache(tokenizer, texts, cfg["max_length"])
     tr_arg, tr_ctr = cache.ids(list(train_df["argument"])), cache.ids(list(train_df["counter"]))
     te_arg, te_ctr = cache.ids(list(test_df["argument"])), cache.ids(list(test_df["counter"]))
     # Candidates are distinct counter texts; a pair's target is its counter's candidate index.
@@ -128,13 +195,18 @@ def train_biencoder(config: dict) -> str:
     optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     start_epoch, step = 0, 0
     if ckpt is not None:
-        encoder.load_state_dict(ckpt["model"])
+        # A frozen backbone's weights are not in the checkpoint: they are rebuilt from the config.
+        missing, unexpected = encoder.load_state_dict(ckpt["model"], strict=False)
+        bad = [k for k in [*missing, *unexpected] if not (cfg["freeze_backbone"] and k.startswith("backbone."))]
+        if bad:
+            raise UserError(f"checkpoint of {cfg['resume']} does not fit the model: {', '.join(bad[:3])}")
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
     triplet = torch.nn.TripletMarginLoss(margin=cfg["triplet_margin"])
 
     extra = backbone_activations(encoder) if cfg["probe_backbone"] else {}
-    probes = ActivationProbes(encoder, eps=cfg["eps"], bins=cfg["hist_bins"], hist_range=tuple(cfg["hist_range"]), extra=extra)
+    # Head activations by module path (head.<i>); the backbone's only through `extra`, by layer.
+    probes = ActivationProbes(torch.nn.ModuleDict({"head": encoder.head}), eps=cfg["eps"], bins=cfg["hist_bins"], hist_range=tuple(cfg["hist_range"]), extra=extra)
 
     # -- run store (rank 0 only) -------------------------------------------------------------
     name = cfg["name"] or f"biencoder-{cfg['head'] if cfg['head'] in PRESETS else 'custom'}-s{cfg['seed']}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -158,6 +230,11 @@ def train_biencoder(config: dict) -> str:
         total_steps = min(total_steps, cfg["max_steps"])
     labels = torch.cat([torch.ones(batch, dtype=torch.long), torch.zeros(batch, dtype=torch.long)]).to(device)
 
+    # Head-only steps are tiny matmuls: on CPU, intra-op threads cost more in OpenMP handshakes than
+    # they save (profiled on the 2-core box: 27 ms vs 1.4 ms per step with 2 vs 1 thread).
+    threads = torch.get_num_threads()
+    if features is not None and device.type == "cpu":
+        torch.set_num_threads(1)
     state, stop = "finished", GracefulStop()
     loss_sum, n_since = torch.zeros((), device=device), 0  # since the last log interval
     bar = progress(total_steps, initial=min(step, total_steps), desc=name, disable=not (master and cfg["progress"]))
@@ -168,8 +245,8 @@ def train_biencoder(config: dict) -> str:
             # -- hard negatives from the current embeddings --------------------------------
             encoder.eval()
             with probes.paused():
-                a_emb = encode_texts(encoder, cache, tr_arg, device, 64).cpu()
-                c_emb = encode_texts(encoder, cache, tr_ctr, device, 64).cpu()
+                a_emb = encode_texts(encoder, cache, tr_arg, device, 64, features).cpu()
+                c_emb = encode_texts(encoder, cache, tr_ctr, device, 64, features).cpu()
             neg = torch.from_numpy(hard_negatives(a_emb.numpy(), c_emb.numpy(), torch.arange(len(tr_ctr)).numpy(), k=1, exclude=exclude)[:, 0])
             if ddp:
                 dist.broadcast(neg, src=0)  # float noise could pick different neighbours per rank
@@ -184,8 +261,10 @@ def train_biencoder(config: dict) -> str:
                     break
                 idx = order[b * batch:(b + 1) * batch]
                 rows = torch.cat([tr_arg[idx], tr_ctr[idx], tr_ctr[neg[idx]]])
-                ids, mask = cache.batch(rows, device)
-                a, p, n, logits = model(ids, mask)
+                if features is not None:
+                    a, p, n, logits = model(pooled=features[rows.to(features.device)])
+                else:
+                    a, p, n, logits = model(*cache.batch(rows, device))
                 loss = triplet(a, p, n) + cfg["ce_weight"] * F.cross_entropy(logits, labels[: 2 * len(idx)])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -225,9 +304,13 @@ def train_biencoder(config: dict) -> str:
             n_since = 0
             encoder.eval()
             with probes.paused():
-                q = encode_texts(encoder, cache, te_arg, device, 64)
-                c = encode_texts(encoder, cache, te_cand, device, 64)
-                ndcg = ndcg_during_training(ndcg_set, encoder, tokenizer, device, cfg["max_length"]) if master else None
+                q = encode_texts(encoder, cache, te_arg, device, 64, features)
+                c = encode_texts(encoder, cache, te_cand, device, 64, features)
+                ndcg = None
+                if master:
+                    ndcg = (ndcg_during_training(ndcg_set, CachedFeatureEncoder(encoder, features), FeatureTokenizer(cache.index),
+                                                 device, cfg["max_length"]) if features is not None else
+                            ndcg_during_training(ndcg_set, encoder, tokenizer, device, cfg["max_length"]))
             metrics = retrieval_metrics(retrieval_ranks(q, c, te_target.to(q.device)))
             metrics["ndcg@10/test"] = ndcg
             if master:
@@ -240,8 +323,10 @@ def train_biencoder(config: dict) -> str:
                 tqdm.write(f"{name} epoch {epoch + 1}: loss {epoch_loss:.4f} top1 {metrics['acc/top1']:.3f} "
                            f"top10 {metrics['acc/top10']:.3f} mrr {metrics['mrr']:.3f} ndcg@10 {metrics['ndcg@10/test']:.3f}")
                 if cfg["checkpoint"]:
+                    weights = {k: v for k, v in encoder.state_dict().items()
+                             if not (cfg["freeze_backbone"] and k.startswith("backbone."))}
                     save_checkpoint(Path(cfg["checkpoints_dir"]) / name / "last.pt", {
-                        "model": encoder.state_dict(), "optimizer": optimizer.state_dict(),
+                        "model": weights, "optimizer": optimizer.state_dict(),
                         "config": cfg, "step": step, "epoch": epoch + 1})
             probes.end_window()
         if stop.requested:
@@ -254,6 +339,7 @@ def train_biencoder(config: dict) -> str:
             writer.set_status("stopped" if isinstance(e, KeyboardInterrupt) else "failed", reason)
         raise
     finally:
+        torch.set_num_threads(threads)
         bar.close()
         stop.restore()
         if ddp and dist.is_initialized():
@@ -291,7 +377,12 @@ def add_train_args(p: argparse.ArgumentParser, ablation: bool = False) -> None:
     p.add_argument("--weight-decay", type=T.non_negative_float, default=DEFAULTS["weight_decay"])
     p.add_argument("--triplet-margin", type=T.non_negative_float, default=DEFAULTS["triplet_margin"])
     p.add_argument("--ce-weight", type=T.non_negative_float, default=DEFAULTS["ce_weight"])
-    p.add_argument("--probe-backbone", action="store_true", help="also watch the backbone's FFN (GELU) activations")
+    p.add_argument("--probe-backbone", action="store_true",
+                   help="also watch the backbone's FFN activations (zero_frac/, dead/ per layer)")
+    p.add_argument("--backbone-activation", default=None, metavar="NAME",
+                   help="replace the backbone's FFN activation (e.g. relu, silu, leaky_relu:alpha=0.1), keeping its weights")
+    p.add_argument("--no-feature-cache", dest="feature_cache", action="store_false",
+                   help="with --freeze-backbone, run the backbone every step instead of caching its features")
     p.add_argument("--eps", type=T.non_negative_float, default=DEFAULTS["eps"], help="a unit is dead when |f'| <= eps on every sample")
     p.add_argument("--checkpoints-dir", default=None, help="where <name>/last.pt goes (default: checkpoints/)")
     p.add_argument("--no-checkpoint", dest="checkpoint", action="store_false")
@@ -307,6 +398,10 @@ def config_from_args(args) -> dict:
         raise UserError(f"--max-steps must be at least 1, got {cfg['max_steps']}")
     if cfg.get("lr") is not None and not (math.isfinite(cfg["lr"]) and cfg["lr"] > 0):
         raise UserError(f"--lr must be a positive number, got {cfg['lr']}")
+    if cfg.get("backbone_activation"):
+        from core.biencoder import parse_activation
+
+        parse_activation(cfg["backbone_activation"])
     return cfg
 
 
