@@ -508,6 +508,8 @@ def measure_ffn_sparsity(backbone: str = "minilm", data: str = "demo", max_lengt
 
 # -- command line --------------------------------------------------------------------------------
 def add_cli(sub) -> None:
+    from core import argtypes as T
+
     p = sub.add_parser("claims", help="the notes' claims, settled by result files")
     s = p.add_subparsers(dest="action", required=True)
     ls = s.add_parser("list", help="one row per claim from bench/results")
@@ -520,7 +522,7 @@ def add_cli(sub) -> None:
     m.add_argument("--device", default="auto")
     m.add_argument("--data", default=None, help="mnist: bundled|full; ffn-sparsity: demo or a pairs file")
     m.add_argument("--data-dir", default=None, help="mnist --data full: folder with the IDX files")
-    m.add_argument("--epochs", type=int, default=None, help="mnist epochs (10) / ffn-sparsity fine-tune epochs (1)")
+    m.add_argument("--epochs", type=T.non_negative_int, default=None, help="mnist epochs (10) / ffn-sparsity fine-tune epochs (1)")
     m.add_argument("--backbone", default="minilm")
     m.set_defaults(func=_cli_measure)
 
