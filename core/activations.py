@@ -285,3 +285,113 @@ def _cli_eval(args) -> int:
         for row in zip(*out.values()):
             print("\t".join(f"{v:.6g}" for v in row))
     return 0
+
+
+# ---------------------------------------------------------------- torch / Hugging Face classes -> names
+# Activations with a flat region (f' = 0 on an interval): a unit can die there, so `dead/` is the
+# figure to read. For the others f' is almost never 0 and the tau-dormant score is the one that means
+# something (tests/test_watch.py checks this set against `zones`).
+RELU_LIKE = frozenset({"relu", "relu6", "hardtanh", "hardsigmoid", "hardswish"})
+
+# Not scalar activations: they mix units (softmax over a vector, a gate, attention) or do nothing.
+_SKIP_CLASSES = {"Softmax": "vector-valued", "Softmin": "vector-valued", "LogSoftmax": "vector-valued",
+                 "Softmax2d": "vector-valued", "GLU": "gate over two halves of a vector",
+                 "MultiheadAttention": "attention, not an elementwise activation",
+                 "Identity": "identity", "LinearActivation": "identity"}
+
+
+def _torch_class_map() -> dict[type, Callable[[nn.Module], tuple[str | None, dict]]]:
+    """Exact class -> (registry name or None, parameters read off the instance). None: a known
+    elementwise activation with no registry curve (its own forward still gives f' for `dead/`)."""
+    return {
+        nn.ReLU: lambda m: ("relu", {}),
+        nn.ReLU6: lambda m: ("relu6", {}),
+        nn.LeakyReLU: lambda m: ("leaky_relu", {"alpha": float(m.negative_slope)}),
+        nn.PReLU: lambda m: ("prelu", {"alpha": float(m.weight.detach().float().mean())}),
+        # In eval mode RReLU is a leaky ReLU with the mean slope; in train mode every slope is > 0 too.
+        nn.RReLU: lambda m: ("leaky_relu", {"alpha": (float(m.lower) + float(m.upper)) / 2}),
+        nn.ELU: lambda m: ("elu", {"alpha": float(m.alpha)}),
+        nn.CELU: lambda m: ("celu", {"alpha": float(m.alpha)}),
+        nn.SELU: lambda m: ("selu", {}),
+        nn.GELU: lambda m: ("gelu_tanh" if m.approximate == "tanh" else "gelu", {}),
+        nn.SiLU: lambda m: ("silu", {}),
+        nn.Mish: lambda m: ("mish", {}),
+        nn.Hardswish: lambda m: ("hardswish", {}),
+        nn.Hardsigmoid: lambda m: (None, {}),
+        nn.Hardtanh: lambda m: (None, {}),
+        nn.Sigmoid: lambda m: ("sigmoid", {}),
+        nn.Tanh: lambda m: ("tanh", {}),
+        nn.Softplus: lambda m: ("softplus", {"beta": float(m.beta)}),
+        nn.Softsign: lambda m: ("softsign", {}),
+        nn.Tanhshrink: lambda m: (None, {}),
+        nn.LogSigmoid: lambda m: (None, {}),
+        Swish: lambda m: ("swish", {"beta": float(m.beta)}),
+    }
+
+
+def _hf_class_map() -> dict[type, Callable[[nn.Module], tuple[str | None, dict]]]:
+    """transformers.activations (every ACT2FN entry builds one of these or a torch class)."""
+    try:
+        import transformers.activations as hf
+    except Exception:  # transformers missing or broken: torch classes still work
+        return {}
+    out = {}
+    table = {"GELUActivation": ("gelu", {}), "NewGELUActivation": ("gelu_tanh", {}),
+             "FastGELUActivation": ("gelu_tanh", {}), "GELUTanh": ("gelu_tanh", {}),
+             "PytorchGELUTanh": ("gelu_tanh", {}), "AccurateGELUActivation": ("gelu_tanh", {}),
+             # x * sigmoid(1.702 x) is exactly our swish with beta = 1.702.
+             "QuickGELUActivation": ("swish", {"beta": 1.702}),
+             "SiLUActivation": ("silu", {}), "MishActivation": ("mish", {})}
+    for cls_name, value in table.items():
+        cls = getattr(hf, cls_name, None)
+        if isinstance(cls, type):
+            out[cls] = (lambda v: lambda m: v)(value)
+    return out
+
+
+_CLASS_MAP: dict | None = None
+
+
+def class_map() -> dict:
+    global _CLASS_MAP
+    if _CLASS_MAP is None:
+        _CLASS_MAP = {**_torch_class_map(), **_hf_class_map()}
+    return _CLASS_MAP
+
+
+@dataclass(frozen=True)
+class ModuleActivation:
+    """What a module is, as far as the probes care. kind: "exact" (its class is known: `dead/` is
+    defined), "fallback" (an activation-like class we cannot vouch for: a subclass or an unknown
+    class; zero fraction and tau-dormant only), "skip" (not an elementwise activation)."""
+    kind: str
+    activation: str | None = None
+    params: dict = field(default_factory=dict)
+    reason: str = ""
+
+
+def identify(module: nn.Module) -> ModuleActivation | None:
+    """Map a module to a registry name; None when it is not an activation at all."""
+    if hasattr(module, "actlab_name"):
+        return ModuleActivation("exact", module.actlab_name, dict(getattr(module, "actlab_params", {}) or {}),
+                                "built by the registry")
+    cls = type(module)
+    if cls.__name__ in _SKIP_CLASSES and cls.__module__.startswith(("torch.nn", "transformers.activations")):
+        return ModuleActivation("skip", reason=_SKIP_CLASSES[cls.__name__])
+    cmap = class_map()
+    if cls in cmap:
+        name, params = cmap[cls](module)
+        if name is not None:
+            try:
+                params = resolve_params(name, **params)
+            except ActivationError as e:  # e.g. LeakyReLU(negative_slope=2): outside the slider range
+                return ModuleActivation("exact", None, {}, f"{cls.__name__}: no f' overlay ({e})")
+            return ModuleActivation("exact", name, params, f"{cls.__module__.split('.')[0]}.{cls.__name__}")
+        return ModuleActivation("exact", None, {}, f"{cls.__name__}: no registry curve (no f' overlay)")
+    known = tuple(cmap)
+    if isinstance(module, known):
+        base = next(k for k in cls.__mro__ if k in cmap)
+        return ModuleActivation("fallback", None, {}, f"subclass of {base.__name__}: its forward may differ")
+    if cls.__module__.startswith(("torch.nn.modules.activation", "transformers.activations")):
+        return ModuleActivation("fallback", None, {}, f"{cls.__name__} is not in the class map")
+    return None

@@ -1,275 +1,369 @@
 """Activation probes: forward hooks that keep per-layer statistics ON the device.
 
-    probes = ActivationProbes(model)              # hooks every module tagged by create_act_layer
-    ... loss.backward(); probes.after_backward(model)
-    if step % log_every == 0: probes.flush(writer, step, epoch)   # the one device->host fetch
-    at an epoch end:          probes.end_window()
+`core.watch` finds the layers and drives this; a layer is a `Target` (module, registry activation,
+whether `dead/` is defined for it, and whether the module's output is the activation's output or
+its input, as for a `Linear` that feeds an `F.relu` in `forward`).
 
-Definition (docs/ARCHITECTURE.md): a unit is dead over a window when |f'(pre_activation)| <= eps
-for EVERY sample in the window. We keep an "ever alive" bool mask per layer; dead = ~alive.
-A unit is one channel of the last dimension; every leading index (batch, token) is a sample.
-Statistics only accumulate in train mode (the window is the training stream); `exact_dead_count`
-gives the dataset-level figure on a fixed probe set in eval mode.
+    probes = ActivationProbes(targets)
+    ... training forwards (train mode) accumulate on the device, no host sync ...
+    out = probes.flush()           # every log_every steps: ONE device->host copy (after a DDP all-reduce)
+    probes.end_window()            # close the window (the next flush starts fresh sums and masks)
 
-Written keys: dead/<layer> (fraction, current window so far), zero_frac/<layer> (mean per-batch
-fraction of outputs exactly 0: sparsity, not deadness), revived/<layer> (units dead over the
-previous window that are alive in this one), grad_norm/<param> (at the last step before the
-flush), histogram pre/<layer> (pre-activations since the last flush; values outside hist_range
-are clamped into the end bins so counts sum to the number of SAMPLED values), unit activity <layer>
-(per-unit fraction of samples with |f'| > eps since the last flush).
+Definitions (README, "Dead and dormant units"):
+- a unit is **dead over a window** when |f'(pre-activation)| <= eps for EVERY sample in the window.
+  Only for layers whose class we know exactly (f' is then the module's own, or the registry's).
+- a unit is **tau-dormant** (Sokar et al., ICML 2023) when its mean |output| over the window,
+  divided by the layer's mean of that figure over its units, is at most tau.
+- zero fraction: the share of outputs exactly 0 (sparsity, not deadness).
 
-Cost vs exactness: the ever-alive mask (dead/, revived/) is updated EXACTLY on every training
-forward (for ReLU a single fused `amax(0) > 0`). The histogram, zero fraction and unit activity are
-STATISTICS computed on a sub-sample of batches: the 1st, (k+1)-th, (2k+1)-th, ... batch of each
-flush interval, k = `stats_every` (default 16; 1 = every batch, exact counts). `stats()` reports
-`stats_every` and `sampled_batches` / `sampled_samples` per layer; histogram counts are those of
-the sampled batches (not rescaled), activity and zero fraction are means over the sampled batches.
+Unit axis: the last dimension for (N, F) and (N, T, F) tensors (every token is a sample), the
+channel axis (dim 1) for 4-D and 5-D conv maps. With a padding mask (N, T) set by the watcher,
+padded tokens of 3-D tensors count for nothing.
 
-DDP: call `all_reduce()` (or reduce `masks()` yourself) before `flush` so every rank's samples count.
+Cost vs exactness: the window sums behind dead/ and dormant/ (per-unit sum of |output|, sample
+count, and for piecewise-linear activations the "ever alive" mask) are updated on EVERY training
+forward; for ReLU the alive mask is read off the |output| sum for free. Histograms of the
+pre-activation, per-unit activity, the zero fraction and, for smooth activations, the autograd
+f' test behind dead/ run on one batch in `stats_every` (the 1st, (k+1)-th, ... of each flush
+interval); `stats()` reports how many batches were sampled.
 """
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from core.activations import create_act_layer
 
-# Piecewise-linear activations get an exact elementwise test instead of autograd: cheaper, same answer.
-_FAST_ALIVE = {
-    "relu": lambda x, p, eps: x > 0,  # (per-unit "any" is done as amax(0) > 0 in _alive_any)
-    "relu6": lambda x, p, eps: (x > 0) & (x < 6),
+# Piecewise-linear activations: "f' != 0" is an elementwise comparison (exact for eps = 0).
+_FLAT_RULES = {
+    "relu6": lambda x: (x > 0) & (x < 6),
+    "hardswish": lambda x: x > -3,  # f' = 0 only left of -3 (and at the isolated point -1.5)
+    "hardsigmoid": lambda x: (x > -3) & (x < 3),
 }
 
 
-class _Layer:
-    __slots__ = ("module", "act", "params", "fn", "alive", "prev_dead", "zero_sum", "batches",
-                 "hist", "active", "samples", "window_samples", "calls", "sampled")
+@dataclass
+class Target:
+    """One hooked layer. role "act": the module IS the activation (input = pre-activation, output =
+    activation output); role "pre": the module's output is the pre-activation of `activation`
+    (applied later, e.g. by F.relu in the model's forward)."""
+    name: str
+    module: nn.Module
+    activation: str | None  # registry name (for the page's f' overlay); None: no registry curve
+    params: dict = field(default_factory=dict)
+    dead: bool = True  # dead/ is defined (the class is known exactly); else zero_frac and dormant only
+    role: str = "act"
+    cls: str = ""
+    reason: str = ""
 
-    def __init__(self, module: nn.Module, act: str, params: dict, fn):
-        self.module, self.act, self.params, self.fn = module, act, params, fn
-        self.alive = self.prev_dead = self.zero_sum = self.hist = self.active = None
-        self.batches = self.samples = self.window_samples = self.calls = self.sampled = 0
+    @property
+    def definition(self) -> str:
+        """Which figure the page leads with for this layer."""
+        from core.activations import RELU_LIKE
+
+        return "dead" if self.dead and self.activation in RELU_LIKE else "dormant"
+
+
+class _Layer:
+    def __init__(self, t: Target, eps: float):
+        self.t = t
+        if t.role == "pre":
+            self.fn = create_act_layer(t.activation, **t.params).forward
+        else:
+            self.fn = t.module.forward
+        act, p = t.activation, t.params
+        # How "alive on some sample" is decided; None: no dead/ for this layer.
+        if not t.dead:
+            self.rule = None
+        elif act == "relu" and eps < 1:
+            self.rule = "sum"  # alive <=> sum of relu outputs > 0
+        elif act in _FLAT_RULES and eps == 0:
+            self.rule = "flat"
+        elif act == "leaky_relu" and p.get("alpha", 0) > eps:
+            self.rule = "always"
+        elif t.cls == "Hardtanh" and eps == 0:
+            lo, hi = float(t.module.min_val), float(t.module.max_val)
+            self.rule, self.flat = "flat", lambda x: (x > lo) & (x < hi)
+        else:
+            self.rule = "autograd"
+        if self.rule == "flat" and act in _FLAT_RULES:
+            self.flat = _FLAT_RULES[act]
+        self.units = None
+        self.reset_interval()
+        self.reset_window()
+        self.prev_dead = None
+
+    def reset_interval(self):
+        # Since the last flush, local to this process (all-reduced at the flush).
+        self.d_sum = self.d_count = self.d_alive = None
+        self.hist = self.active = self.zero = self.s_count = None
+        self.calls = self.sampled = 0
+
+    def reset_window(self):
+        # Since the window began, already merged across ranks.
+        self.w_sum = self.w_count = self.w_alive = None
+
+
+def _unit_dims(x: torch.Tensor) -> tuple[int, tuple[int, ...]]:
+    """(unit axis, the dims reduced over) for the unit-axis rule in the module docstring."""
+    if x.dim() >= 4:
+        return 1, (0,) + tuple(range(2, x.dim()))
+    return x.dim() - 1, tuple(range(x.dim() - 1))
+
+
+def _per_unit_shape(x: torch.Tensor, axis: int) -> list[int]:
+    shape = [1] * x.dim()
+    shape[axis] = x.shape[axis]
+    return shape
 
 
 class ActivationProbes:
-    def __init__(self, model: nn.Module, eps: float = 0.0, bins: int = 64, hist_range=(-6.0, 6.0),
-                 extra: dict[str, tuple[nn.Module, str]] | None = None, stats_every: int = 16):
+    def __init__(self, targets: list[Target], eps: float = 0.0, bins: int = 64, hist_range=(-6.0, 6.0),
+                 stats_every: int = 16, histograms: bool = True):
         self.stats_every = max(1, int(stats_every))
         self.eps, self.bins, self.hist_range = float(eps), int(bins), (float(hist_range[0]), float(hist_range[1]))
+        self.histograms = bool(histograms)
         self.enabled = True
+        self.mask: torch.Tensor | None = None  # (N, T) padding mask of the current forward, set by the watcher
         self._exact: dict[str, torch.Tensor] | None = None
-        self._inner_edges: torch.Tensor | None = None
-        self.layers: dict[str, _Layer] = {}
-        self.grad_norms: torch.Tensor | None = None
-        self.grad_names: list[str] = []
-        self._handles = []
-        targets = {n: (m, m.actlab_name, getattr(m, "actlab_params", {}))
-                   for n, m in model.named_modules() if hasattr(m, "actlab_name")}
-        for n, (m, act) in (extra or {}).items():
-            targets[n] = (m, act, {})
-        for name, (module, act, params) in targets.items():
-            # Tagged modules are asked for f' through their own forward (a PReLU slope is learned);
-            # an `extra` module (e.g. a Hugging Face GELU) is stood in for by the registry's.
-            fn = module.forward if hasattr(module, "actlab_name") else create_act_layer(act, **params).forward
-            layer = _Layer(module, act, params, fn)
-            self.layers[name] = layer
-            self._handles.append(module.register_forward_hook(self._hook(name)))
+        self.layers: dict[str, _Layer] = {t.name: _Layer(t, self.eps) for t in targets}
+        self._handles = [t.module.register_forward_hook(self._hook(t.name)) for t in targets]
+        self.hook_seconds = 0.0  # host time spent inside the hooks (the watcher reports its share)
 
     # ---------------------------------------------------------------- hot path (no host syncs)
-    def _alive(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
-        fast = _FAST_ALIVE.get(layer.act)
-        if fast is not None and self.eps < 1:
-            return fast(x, layer.params, self.eps)
-        if layer.act == "leaky_relu" and layer.params.get("alpha", 0) > self.eps:
-            return torch.ones_like(x, dtype=torch.bool)
-        with torch.enable_grad():
-            xx = x.detach().float().requires_grad_(True)
-            (g,) = torch.autograd.grad(layer.fn(xx).sum(), xx)
-        return g.abs() > self.eps
-
-    def _alive_any(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
-        """Per-unit "alive on some sample of x" (x is 2-D: samples x units). Exact."""
-        if layer.act == "relu" and self.eps < 1 and x.shape[0] > 0:
-            # any(x > 0) == (max x > 0); one fused reduction, ~10x cheaper on CPU than bool any(0).
-            return x.amax(0) > 0
-        return self._alive(layer, x).any(0)
-
     def _hook(self, name: str):
+        import time
+
         def hook(module, inputs, output):
-            if self._exact is not None:
-                x = inputs[0].detach().reshape(-1, inputs[0].shape[-1])
-                a = self._alive_any(self.layers[name], x)
-                self._exact[name] = a if name not in self._exact else self._exact[name] | a
+            if self._exact is None and (not self.enabled or not module.training):
                 return
-            if not self.enabled or not module.training:
-                return
-            self._record(self.layers[name], inputs[0].detach(), output.detach())
+            t0 = time.perf_counter()
+            L = self.layers[name]
+            if L.t.role == "pre":
+                x = output.detach()
+                y = None
+            else:
+                x = inputs[0].detach() if inputs else None
+                y = output.detach() if isinstance(output, torch.Tensor) else None
+            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 1:
+                if x.dim() == 1:
+                    x = x.unsqueeze(0)
+                    y = y.unsqueeze(0) if y is not None else None
+                if self._exact is not None:
+                    self._record_exact(L, x)
+                else:
+                    self._record(L, x, y)
+            self.hook_seconds += time.perf_counter() - t0
         return hook
 
-    def _record(self, L: _Layer, x: torch.Tensor, y: torch.Tensor):
-        units = x.shape[-1]
-        x = x.reshape(-1, units)
-        n = x.shape[0]
-        L.batches += 1
-        L.samples += n
-        L.window_samples += n
+    def _alive_elem(self, L: _Layer, x: torch.Tensor) -> torch.Tensor:
+        """Elementwise "f' > eps" at the pre-activation x (bool, x's shape)."""
+        if L.rule == "flat":
+            return L.flat(x)
+        if L.rule in ("sum",):
+            return x > 0
+        if L.rule == "always":
+            return torch.ones_like(x, dtype=torch.bool)
+        with torch.enable_grad():
+            xx = x.float().requires_grad_(True)
+            (g,) = torch.autograd.grad(L.fn(xx).sum(), xx)
+        return g.abs() > self.eps
+
+    def _pad_mask(self, x: torch.Tensor) -> torch.Tensor | None:
+        m = self.mask
+        if m is not None and x.dim() == 3 and tuple(m.shape) == tuple(x.shape[:2]):
+            return m
+        return None
+
+    def _record(self, L: _Layer, x: torch.Tensor, y: torch.Tensor | None):
+        axis, dims = _unit_dims(x)
+        units = x.shape[axis]
+        if L.units is None:
+            L.units = units
+        elif L.units != units:
+            return  # the same module called on another width (shared module): keep the first
+        pad = self._pad_mask(x)
+        w = pad.unsqueeze(-1).to(torch.float32) if pad is not None else None
+        if y is None or y.shape != x.shape:
+            y = L.fn(x)
+        a = y.abs() if L.rule != "sum" else y  # relu output is already >= 0
+        if w is not None:
+            a = a * w
+        s = a.sum(dims, dtype=torch.float32)
+        n = (pad.sum(dtype=torch.float32) if pad is not None
+             else torch.tensor(float(x.numel() // units), device=x.device))
+        if L.d_sum is None:
+            L.d_sum, L.d_count = s, n
+        else:
+            L.d_sum += s
+            L.d_count += n
         sample = L.calls % self.stats_every == 0
         L.calls += 1
+        if L.rule == "flat" or (L.rule == "autograd" and sample) or (L.rule == "always" and L.d_alive is None):
+            e = self._alive_elem(L, x)
+            if w is not None:
+                e = e & pad.unsqueeze(-1)
+            a_any = e.any(dim=dims)
+            L.d_alive = a_any if L.d_alive is None else (L.d_alive | a_any)
         if not sample:
-            # Hot path on most steps: only the exact ever-alive mask, in place, no host sync.
-            a = self._alive_any(L, x)
-            if L.alive is None:
-                L.alive = a
-            else:
-                L.alive |= a
             return
-        alive = self._alive(L, x)
-        # Sampled batch: float sums and bincount (on CPU much faster than a bool reduction over dim 0
-        # or torch.histc), which matters when the step itself is ~1 ms.
-        per_unit = alive.float().sum(0)
-        any_alive = per_unit > 0
-        if L.act == "relu":
-            zero = 1.0 - per_unit.sum() / alive.numel()  # ReLU's output is 0 exactly where f' = 0
+        # Sampled batch: histogram of the pre-activation, per-unit activity, zero fraction.
+        if L.rule is not None:
+            alive = self._alive_elem(L, x)
         else:
-            zero = (y == 0).float().mean()
-        # Bin index by arithmetic (about 6x cheaper than torch.bucketize on CPU); values beyond the
-        # range are clamped into the end bins (not dropped), NaN goes to the last bin as before.
-        lo, hi = self.hist_range
-        idx = x.float().sub(lo).mul_(self.bins / (hi - lo)).floor_().clamp_(0, self.bins - 1).nan_to_num_(self.bins - 1)
-        h = torch.bincount(idx.to(torch.int64).flatten(), minlength=self.bins).float()
-        if L.alive is None:
-            L.alive = any_alive
+            alive = y != 0
+        alive = alive.to(torch.float32)
+        zero = (y == 0).to(torch.float32)
+        if w is not None:
+            alive, zero = alive * w, zero * w
+        active = alive.sum(dims)
+        zsum = zero.sum()
+        if self.histograms:
+            lo, hi = self.hist_range
+            # Bin index by arithmetic (cheaper than bucketize); values outside the range are clamped
+            # into the end bins, NaN goes to the last bin.
+            idx = x.float().sub(lo).mul_(self.bins / (hi - lo)).floor_().clamp_(0, self.bins - 1).nan_to_num_(self.bins - 1)
+            weights = w.expand_as(x).flatten() if w is not None else None
+            h = torch.bincount(idx.to(torch.int64).flatten(), weights=weights, minlength=self.bins).float()
         else:
-            L.alive |= any_alive
+            h = torch.zeros(self.bins, device=x.device)
         if L.hist is None:
-            L.hist, L.active, L.zero_sum = h, per_unit, zero
+            L.hist, L.active, L.zero, L.s_count = h, active, zsum, n.clone()
         else:
             L.hist += h
-            L.active += per_unit
-            L.zero_sum += zero
-        L.sampled += n
+            L.active += active
+            L.zero += zsum
+            L.s_count += n
+        L.sampled += 1
 
-    def after_backward(self, model: nn.Module):
-        """Per-parameter gradient norms of this step, kept on the device. Only the last call before
-        a flush is reported, so a trainer may call it just on the step before each flush."""
-        if not self.enabled:
+    def _record_exact(self, L: _Layer, x: torch.Tensor):
+        if L.rule is None:
             return
-        named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
-        if not named:
-            return
-        self.grad_names = [n for n, _ in named]
-        self.grad_norms = torch.stack(torch._foreach_norm([g.detach().float() for _, g in named]))
+        axis, dims = _unit_dims(x)
+        e = self._alive_elem(L, x) if L.rule != "sum" else x > 0
+        pad = self._pad_mask(x)
+        if pad is not None:
+            e = e & pad.unsqueeze(-1)
+        a = e.any(dim=dims)
+        name = L.t.name
+        self._exact[name] = a if name not in self._exact else self._exact[name] | a
 
     @contextlib.contextmanager
     def paused(self):
-        """Forward passes inside (e.g. evaluation) do not count towards the window."""
+        """Forward passes inside (e.g. evaluation in train mode) do not count towards the window."""
         was, self.enabled = self.enabled, False
         try:
             yield
         finally:
             self.enabled = was
 
-    # ---------------------------------------------------------------- DDP
-    def masks(self) -> dict[str, torch.Tensor]:
-        """The "ever alive" mask per layer over the current window (device tensors)."""
-        return {n: L.alive for n, L in self.layers.items() if L.alive is not None}
-
-    def all_reduce(self):
-        """Merge every rank's statistics: alive masks by OR, counts by SUM. No-op without DDP."""
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            return
-        for L in self.layers.values():
-            if L.alive is None:
-                continue
-            a = L.alive.to(torch.uint8)
-            dist.all_reduce(a, op=dist.ReduceOp.MAX)
-            L.alive = a.bool()
-            for attr in ("hist", "active"):
-                t = getattr(L, attr)
-                if t is None:  # e.g. right after flush(), before any sampled batch
-                    continue
-                dist.all_reduce(t, op=dist.ReduceOp.SUM)
-
-    # ---------------------------------------------------------------- host side, every log_every steps
-    def stats(self) -> dict:
-        """Everything since the last flush, fetched with ONE device->host copy."""
+    # ---------------------------------------------------------------- flush (every log_every steps)
+    def _pack(self) -> tuple[torch.Tensor | None, list]:
+        """Everything since the last flush as one flat float tensor (so a DDP all-reduce is one call)."""
         parts, layout = [], []
         for name, L in self.layers.items():
-            if L.alive is None or L.hist is None:
+            if L.units is None:
                 continue
-            revived = (L.prev_dead & L.alive).sum().float() if L.prev_dead is not None else torch.zeros((), device=L.alive.device)
-            vec = [L.alive.float(), L.hist, L.active / max(L.sampled, 1), (L.zero_sum / max(-(-L.calls // self.stats_every), 1)).reshape(1),
-                   revived.reshape(1)]
-            parts += [v.reshape(-1).float() for v in vec]
-            layout.append((name, L.alive.numel(), L.calls, L.sampled))
-        grads = self.grad_norms is not None
-        if grads:
-            parts.append(self.grad_norms.float())
+            u, dev = L.units, L.d_sum.device if L.d_sum is not None else None
+            if dev is None:
+                continue
+            z = lambda k: torch.zeros(k, device=dev)  # noqa: E731
+            alive = L.d_alive.float().reshape(-1) if L.d_alive is not None else z(u)
+            parts += [L.d_sum.reshape(-1).float(), L.d_count.reshape(1).float(), alive,
+                      L.hist if L.hist is not None else z(self.bins),
+                      L.active.reshape(-1) if L.active is not None else z(u),
+                      L.zero.reshape(1) if L.zero is not None else z(1),
+                      L.s_count.reshape(1) if L.s_count is not None else z(1),
+                      torch.full((1,), float(L.sampled), device=dev)]
+            layout.append(name)
         if not parts:
-            return {"layers": {}, "grad_norm": {}}
-        device = parts[0].device
-        flat = torch.cat([p.to(device) for p in parts]).cpu().numpy()
-        out, i = {"layers": {}, "grad_norm": {}}, 0
-        for name, units, calls, sampled in layout:
-            alive = flat[i:i + units] > 0.5; i += units
+            return None, []
+        dev = parts[0].device
+        return torch.cat([p.to(dev) for p in parts]), layout
+
+    def flush(self, tau: float = 0.1, reduce=None) -> dict:
+        """Merge the interval into the window, compute every figure, fetch ONCE. `reduce(t)` (a DDP
+        all-reduce SUM, in place) merges the ranks first. Returns per-layer host values."""
+        flat, layout = self._pack()
+        out: dict = {}
+        if flat is None:
+            return out
+        if reduce is not None:
+            reduce(flat)
+        i = 0
+        results = []
+        for name in layout:
+            L = self.layers[name]
+            u = L.units
+            d_sum = flat[i:i + u]; i += u
+            d_count = flat[i]; i += 1
+            d_alive = flat[i:i + u] > 0; i += u
             hist = flat[i:i + self.bins]; i += self.bins
-            activity = flat[i:i + units]; i += units
-            zero, revived = float(flat[i]), int(flat[i + 1]); i += 2
-            out["layers"][name] = {"dead": float(1.0 - alive.mean()), "alive": alive, "hist": hist,
-                                   "activity": activity, "zero_frac": zero, "revived": revived,
-                                   "stats_every": self.stats_every,
-                                   "sampled_batches": -(-calls // self.stats_every), "sampled_samples": sampled}
-        if grads:
-            out["grad_norm"] = dict(zip(self.grad_names, flat[i:i + len(self.grad_names)].tolist()))
+            active = flat[i:i + u]; i += u
+            zero, s_count, sampled = flat[i], flat[i + 1], flat[i + 2]; i += 3
+            L.w_sum = d_sum.clone() if L.w_sum is None else L.w_sum + d_sum
+            L.w_count = d_count.clone() if L.w_count is None else L.w_count + d_count
+            if L.rule is not None:
+                alive = (L.w_sum > 0) if L.rule == "sum" else d_alive
+                L.w_alive = alive if L.w_alive is None else (L.w_alive | alive)
+            mean = L.w_sum / L.w_count.clamp_min(1.0)
+            layer_mean = mean.mean()
+            # A layer whose every output is 0 has every unit dormant (score 0), not NaN.
+            score = torch.where(layer_mean > 0, mean / layer_mean.clamp_min(1e-30), torch.zeros_like(mean))
+            revived = ((L.prev_dead & L.w_alive).sum().float().reshape(1)
+                       if L.prev_dead is not None and L.w_alive is not None else torch.full((1,), float("nan"), device=flat.device))
+            results.append((name, u, [score, L.w_alive.float() if L.w_alive is not None else torch.full((u,), float("nan"), device=flat.device),
+                                      hist, active / s_count.clamp_min(1.0), (zero / (s_count * u).clamp_min(1.0)).reshape(1),
+                                      revived, sampled.reshape(1), s_count.reshape(1), L.w_count.reshape(1)]))
+        host = torch.cat([torch.cat([v.reshape(-1).float() for v in vs]) for _, _, vs in results]).cpu().numpy()
+        j = 0
+        for name, u, _ in results:
+            L = self.layers[name]
+            score = host[j:j + u]; j += u
+            alive = host[j:j + u]; j += u
+            hist = host[j:j + self.bins]; j += self.bins
+            activity = host[j:j + u]; j += u
+            zero_frac, revived, sampled, s_count, w_count = host[j:j + 5]; j += 5
+            d = {"dormant": float((score <= tau).mean()), "score": score, "hist": hist, "activity": activity,
+                 "zero_frac": float(zero_frac) if sampled > 0 else float("nan"),
+                 "sampled_batches": int(sampled), "sampled_samples": float(s_count), "window_samples": float(w_count)}
+            if L.rule is not None:
+                d["alive"] = alive > 0.5
+                d["dead"] = float(1.0 - d["alive"].mean())
+                if revived == revived:  # not NaN: there was a previous window
+                    d["revived"] = int(revived)
+            out[name] = d
+        for L in self.layers.values():
+            L.reset_interval()
         return out
+
+    def end_window(self):
+        """Close the window: remember who was dead, start fresh sums and masks. Call right after a flush."""
+        for L in self.layers.values():
+            if L.w_alive is not None:
+                L.prev_dead = ~L.w_alive
+            L.reset_window()
 
     def edges(self) -> list[float]:
         lo, hi = self.hist_range
         return torch.linspace(lo, hi, self.bins + 1, dtype=torch.float64).tolist()
 
-    def flush(self, writer, step: int, epoch: float | None = None) -> dict:
-        s = self.stats()
-        scalars = {}
-        for name, d in s["layers"].items():
-            scalars[f"dead/{name}"] = d["dead"]
-            scalars[f"zero_frac/{name}"] = d["zero_frac"]
-            scalars[f"revived/{name}"] = d["revived"]
-        scalars.update({f"grad_norm/{n}": v for n, v in s["grad_norm"].items()})
-        if writer is not None:
-            if scalars:
-                writer.log_scalars(step, scalars, epoch=epoch)
-            edges = self.edges()
-            for name, d in s["layers"].items():
-                writer.log_histogram(step, f"pre/{name}", edges, d["hist"], epoch=epoch)
-                writer.log_unit_activity(step, name, d["activity"], epoch=epoch)
-        # Histograms and activity are per interval; the alive mask lives for the whole window.
-        for L in self.layers.values():
-            L.hist = L.active = L.zero_sum = None
-            L.batches = L.samples = L.calls = L.sampled = 0
-        self.grad_norms = None
-        return scalars
-
-    def end_window(self):
-        """Close the window (an epoch): remember who was dead, start a fresh "ever alive" mask."""
-        for L in self.layers.values():
-            if L.alive is not None:
-                L.prev_dead = ~L.alive
-            L.alive = None
-            L.window_samples = 0
-
     @torch.no_grad()
-    def exact_dead_count(self, model: nn.Module, probe_inputs: torch.Tensor, batch_size: int = 2048) -> dict[str, float]:
-        """Dataset-level dead fraction on a fixed probe set, eval mode: {'dead_exact/<layer>': frac}."""
+    def exact_dead_count(self, model: nn.Module, batches) -> dict[str, float]:
+        """Dataset-level dead fraction in eval mode over `batches` (tensors, or (args, kwargs) pairs):
+        {'dead_exact/<layer>': frac}. Does not touch the training window."""
         was_training = model.training
         model.eval()
         self._exact = {}
         try:
-            for i in range(0, len(probe_inputs), batch_size):
-                model(probe_inputs[i:i + batch_size])
+            for b in batches:
+                if isinstance(b, tuple) and len(b) == 2 and isinstance(b[1], dict):
+                    model(*b[0], **b[1])
+                else:
+                    model(b)
             masks = self._exact
         finally:
             self._exact = None
@@ -284,3 +378,11 @@ class ActivationProbes:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+
+def grad_norms(named_params) -> tuple[list[str], torch.Tensor | None]:
+    """Per-parameter gradient L2 norms, on the device (one foreach kernel)."""
+    named = [(n, p.grad) for n, p in named_params if p.grad is not None]
+    if not named:
+        return [], None
+    return [n for n, _ in named], torch.stack(torch._foreach_norm([g.detach().float() for _, g in named]))
