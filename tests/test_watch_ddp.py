@@ -1,0 +1,68 @@
+"""watch() under DDP: two CPU processes with gloo. A unit is dead only if dead on every rank; rank 0 writes."""
+import json
+import os
+import socket
+import sys
+import types
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from core.runs import RunStore
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Per rank, which of 4 units get a positive bias (alive). Union: units 0, 1, 2 -> 1/4 dead overall.
+ALIVE = {0: [1.0, -1.0, 1.0, -1.0], 1: [-1.0, 1.0, -1.0, -1.0]}
+
+
+def _worker(rank, world, port, runs_dir, out_dir):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+    from torch import nn
+
+    from core.watch import watch
+
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    fc = nn.Linear(3, 4)
+    model = nn.parallel.DistributedDataParallel(nn.Sequential(fc, nn.ReLU()))
+    with torch.no_grad():  # after wrapping: DDP broadcasts rank 0's weights when it is built
+        fc.weight.zero_()
+        fc.bias.copy_(torch.tensor(ALIVE[rank]))
+    local = []
+    with watch(model, run="ddp", log_every=2, runs_dir=runs_dir, verbose=False) as w:
+        w.on_flush.append(lambda watcher, step, layers: local.append(layers["1"]["dead"]))
+        for _ in range(3):  # 2 flushes: one at step 2, one at close (step 3)
+            model(torch.randn(rank + 2, 3)).sum().backward()  # different batch sizes per rank
+            w.step(loss=torch.tensor(float(rank)))
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({"dead": local, "writer": w.writer is not None}, f)
+    dist.destroy_process_group()
+
+
+@pytest.mark.timeout(180)
+def test_two_gloo_ranks_merge_masks_and_rank0_writes(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    runs = tmp_path / "runs"
+    mp.start_processes(_worker, args=(2, _free_port(), str(runs), str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    r0, r1 = (json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2))
+    # Alone, each rank would read 0.5 dead (rank 0) or 0.75 (rank 1); merged, only unit 3 is dead on both.
+    assert r0["dead"] == r1["dead"] == [0.25, 0.25]
+    assert r0["writer"] and not r1["writer"]
+    store = RunStore(runs)
+    assert store.names() == ["ddp"]
+    r = store.open("ddp")
+    assert r.status().state == "finished" and r.config["world_size"] == 2
+    df, _ = r.scalars()
+    assert df[df.key == "dead/1"].value.tolist() == [0.25, 0.25]
+    # Window sums merged too: per-unit mean |output| over all samples of both ranks.
+    score = r.unit_activity("score/1")[0]["values"]
+    assert score[3] == 0.0 and all(s > 0 for s in score[:3])
