@@ -48,16 +48,21 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def find_layers(model: nn.Module, modules: dict[str, str] | None = None, auto: bool = True) -> tuple[list[Target], list[dict]]:
+def find_layers(model: nn.Module, modules: dict[str, str] | None = None, auto: bool = True,
+                exclude: tuple[str, ...] = ()) -> tuple[list[Target], list[dict]]:
     """(targets to hook, skipped rows). `modules` names layers by hand: {"features.3": "relu"} hooks
     that module; if it is not an activation (a Linear or Conv whose output feeds F.relu in forward),
-    its output is taken as the pre-activation of the named activation."""
+    its output is taken as the pre-activation of the named activation. `exclude`: name prefixes
+    the automatic search leaves alone (e.g. a frozen backbone)."""
     targets: dict[str, Target] = {}
     skipped: list[dict] = []
     if auto:
         for name, m in model.named_modules():
             ident = identify(m)
             if ident is None or not name:
+                continue
+            if any(name == p or name.startswith(p + ".") for p in exclude):
+                skipped.append({"name": name, "class": type(m).__name__, "reason": "excluded by the caller"})
                 continue
             cls = type(m).__name__
             if ident.kind == "skip":
@@ -128,9 +133,10 @@ class Watcher:
 
     def __init__(self, model: nn.Module, run: str | None = None, log_every: int = 50, runs_dir=None,
                  tau: float = 0.1, eps: float = 0.0, histograms: bool = True, grads: bool = True,
-                 modules: dict[str, str] | None = None, auto: bool = True, window: int | str | None = None,
-                 stats_every: int = 16, bins: int = 64, hist_range=(-6.0, 6.0), config: dict | None = None,
-                 kind: str = "watch", resume: bool = False, verbose: bool = True):
+                 modules: dict[str, str] | None = None, auto: bool = True, exclude: tuple[str, ...] = (),
+                 window: int | str | None = None, stats_every: int = 16, bins: int = 64, hist_range=(-6.0, 6.0),
+                 config: dict | None = None, kind: str = "watch", resume: bool = False, start_step: int = 0,
+                 check=None, verbose: bool = True):
         if int(log_every) < 1:
             raise UserError(f"log_every must be >= 1, got {log_every}")
         if not 0.0 <= float(tau) <= 1.0:
@@ -140,19 +146,20 @@ class Watcher:
         self.model = _unwrap(model)
         self.log_every, self.tau, self.eps, self.grads, self.window = int(log_every), float(tau), float(eps), bool(grads), window
         self.on_flush: list = []
+        self.check = check  # check(values, step) before anything of a flush is written; may raise (NaN guard)
         self.epoch: float | None = None  # set it (e.g. per epoch) and rows carry it
-        self.step_count = 0
+        self.step_count = self.last_flush_step = int(start_step)
         self.last: dict[str, float] = {}
         self.closed = False
         d = _dist()
         self.rank, self.world = (d.get_rank(), d.get_world_size()) if d else (0, 1)
 
-        targets, skipped = find_layers(self.model, modules, auto)
+        targets, skipped = find_layers(self.model, modules, auto, tuple(exclude))
         notes = []
-        fn_note = _functional_note(self.model)
+        fn_note = _functional_note(self.model) if auto else None
         if fn_note:
             notes.append(fn_note)
-        if not targets:
+        if not targets and auto:
             notes.append("no activation modules found; name layers by hand with modules={'fc1': 'relu'}")
         self.table = {"hooked": [{"name": t.name, "class": t.cls, "activation": t.activation, "params": t.params,
                                   "definition": t.definition, "dead": t.dead, "role": t.role, "reason": t.reason}
@@ -176,11 +183,14 @@ class Watcher:
             if verbose:
                 print(format_table(targets, skipped, notes), file=sys.stderr)
 
-        # Padding mask: captured from the outermost module(s) whose forward takes `attention_mask`.
+        # Padding mask: taken from the outermost running module whose forward takes `attention_mask`
+        # (inner ones, like BERT's attention, get the 4-D additive form, which is not a padding mask).
         self._handles = []
-        for m in self._mask_owners():
-            self._handles.append(m.register_forward_pre_hook(self._mask_pre_hook(m), with_kwargs=True))
-            self._handles.append(m.register_forward_hook(self._mask_post_hook))
+        self._mask_depth = 0
+        if targets:
+            for m in self._mask_owners():
+                self._handles.append(m.register_forward_pre_hook(self._mask_pre_hook(m), with_kwargs=True))
+                self._handles.append(m.register_forward_hook(self._mask_post_hook, always_call=True))
         # Gradient norms: read just before the optimizer step that ends a log interval (any optimizer
         # over this model's parameters, whether or not the loop zeroes grads before calling step()).
         self._param_ids = {id(p) for p in self.model.parameters()}
@@ -201,17 +211,13 @@ class Watcher:
 
     # ---------------------------------------------------------------- padding mask
     def _mask_owners(self) -> list[nn.Module]:
-        owners, taken = [], []
-        for name, m in self.model.named_modules():
-            if any(t == "" or name.startswith(t + ".") for t in taken):
-                continue  # inside an owner: its attention_mask is already the 4-D additive form
+        owners = []
+        for m in self.model.modules():
             try:
-                params = inspect.signature(m.forward).parameters
+                if "attention_mask" in inspect.signature(m.forward).parameters:
+                    owners.append(m)
             except (TypeError, ValueError):
                 continue
-            if "attention_mask" in params:
-                owners.append(m)
-                taken.append(name)
         return owners
 
     def _mask_pre_hook(self, module):
@@ -221,6 +227,9 @@ class Watcher:
             sig = None
 
         def hook(mod, args, kwargs):
+            self._mask_depth += 1
+            if self._mask_depth > 1:
+                return
             mask = kwargs.get("attention_mask")
             if mask is None and sig is not None and args:
                 try:
@@ -231,7 +240,9 @@ class Watcher:
         return hook
 
     def _mask_post_hook(self, module, inputs, output):
-        self.probes.mask = None
+        self._mask_depth = max(0, self._mask_depth - 1)
+        if self._mask_depth == 0:
+            self.probes.mask = None
 
     # ---------------------------------------------------------------- gradient norms
     def _opt_pre_hook(self, opt, args, kwargs):
@@ -270,6 +281,7 @@ class Watcher:
         """Fetch and write everything since the last flush (step() calls this every log_every steps)."""
         t0 = time.perf_counter()
         step = self.step_count if step is None else int(step)
+        self.last_flush_step = step
         if self._grad_norms is None and self.grads:  # no optimizer hook fired (e.g. a hand-written update)
             self._grad_names, self._grad_norms = grad_norms(self.model.named_parameters())
         d = _dist()
@@ -297,6 +309,10 @@ class Watcher:
             values[f"dormant/{name}"] = s["dormant"]
             if s["zero_frac"] == s["zero_frac"]:
                 values[f"zero_frac/{name}"] = s["zero_frac"]
+        self._sums, self._counts = {}, {}
+        self._grad_norms, self._grad_names = None, []
+        if self.check is not None:
+            self.check(values, step)
         now = time.perf_counter()
         busy = self._busy + (now - t0) + (self.probes.hook_seconds - self._hook_base)
         values["watch/overhead_pct"] = 100.0 * busy / max(now - self._t_flush, 1e-9)
@@ -309,8 +325,6 @@ class Watcher:
                 if s["sampled_batches"]:
                     self.writer.log_unit_activity(step, name, s["activity"], epoch=self.epoch)
                 self.writer.log_unit_activity(step, f"score/{name}", s["score"], epoch=self.epoch)
-        self._sums, self._counts = {}, {}
-        self._grad_norms, self._grad_names = None, []
         if self.window is None or (isinstance(self.window, int) and step - self._window_start >= self.window):
             self.end_window()
         self.last = values
@@ -356,7 +370,7 @@ class Watcher:
             return
         self.closed = True
         try:
-            if state == "finished" and self.step_count % self.log_every:
+            if state == "finished" and self.step_count != self.last_flush_step:
                 self.flush()  # the partial last interval (every rank: the flush all-reduces)
         finally:
             self.remove_hooks()

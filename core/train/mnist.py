@@ -2,7 +2,8 @@
 
 The loop reads top to bottom in `train_mnist`. The config is plain values; a checkpoint is a plain
 dict (model, optimizer, config, step, epoch). Statistics accumulate on the device and are fetched
-once every `log_every` steps: nothing in the step forces a GPU->CPU sync.
+once every `log_every` steps: nothing in the step forces a GPU->CPU sync. Probes, scalars and the
+run store all go through `core.watch.watch`, the same path a user loop takes.
 """
 from __future__ import annotations
 
@@ -19,11 +20,10 @@ from core import argtypes as T
 from core.activations import parse_param_args, resolve_params
 from core.data import load_mnist
 from core.models import MLP
-from core.probes import ActivationProbes
 from core.runs import RunStore, check_lookup_name, validate_run_name
-from core.train.loop import (layer_activations, GracefulStop, NonFiniteLoss, add_common_args, autocast,
-                             check_finite, load_checkpoint, maybe_compile, pick_device, progress,
-                             save_checkpoint, seed_everything)
+from core.train.loop import (GracefulStop, NonFiniteLoss, add_common_args, autocast, check_finite, load_checkpoint,
+                             maybe_compile, pick_device, progress, save_checkpoint, seed_everything)
+from core.watch import watch
 
 DEFAULTS = dict(
     epochs=1, lr=1e-3, batch_size=64, optimizer="adam", weight_decay=0.0, momentum=0.9,
@@ -121,12 +121,13 @@ def train_mnist(config: dict) -> str:
         optimizer.load_state_dict(ckpt["optimizer"])
         step, start_epoch = int(ckpt["step"]), int(ckpt["epoch"])
 
-    probes = ActivationProbes(model, eps=cfg["eps"], bins=cfg["hist_bins"], hist_range=cfg["hist_range"])
-    store = RunStore(cfg["runs_dir"])
-    writer = store.create(name, cfg, kind="mnist", resume=ckpt is not None, layers=layer_activations(probes),
-                          resume_step=step if ckpt is not None else None)
+    # Our trainer is a user of watch() like any other loop. The dead/dormant window is the epoch.
+    w = watch(model, run=name, log_every=cfg["log_every"], runs_dir=cfg["runs_dir"], eps=cfg["eps"],
+              bins=cfg["hist_bins"], hist_range=cfg["hist_range"], auto=bool(cfg["probes"]), grads=bool(cfg["probes"]),
+              window="manual", config=cfg, kind="mnist", resume=ckpt is not None, start_step=step, verbose=False,
+              # A NaN loss stops the run before anything of its interval is written.
+              check=lambda values, at: check_finite(values.get("loss/train", 0.0), at))
     ckpt_path = Path(cfg["checkpoints_dir"]) / name / "last.pt"
-    probes.enabled = bool(cfg["probes"])
     fmodel = maybe_compile(model, device, cfg["compile"])
 
     n = len(x_train)
@@ -134,16 +135,12 @@ def train_mnist(config: dict) -> str:
     total = cfg["epochs"] * steps_per_epoch
     if cfg["max_steps"]:
         total = min(total, int(cfg["max_steps"]))
-    log_every = int(cfg["log_every"])
 
     def checkpoint(epoch_mark: int):
         save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                     "config": cfg, "step": step, "epoch": epoch_mark})
 
-    # Running sums live on the device; the host reads them once per log interval.
-    loss_sum = torch.zeros((), device=device)
-    correct_sum = torch.zeros((), device=device)
-    seen, batches, t_last = 0, 0, time.perf_counter()
+    seen, t_last = 0, time.perf_counter()
     state, reason = "finished", None
     stop = GracefulStop()
     bar = progress(total, initial=min(step, total), desc=name, disable=not cfg["progress"] or None)
@@ -169,42 +166,31 @@ def train_mnist(config: dict) -> str:
                     loss = loss * fault  # fault injection for the reliability tests
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                last = step + 1 >= total or b == steps_per_epoch - 1
-                flush_now = (step + 1) % log_every == 0 or last
-                if flush_now:  # gradient norms are reported at the flush step only: skip the work otherwise
-                    probes.after_backward(model)
                 optimizer.step()
                 step += 1
-                loss_sum += loss.detach()
-                correct_sum += (logits.detach().argmax(1) == y).sum()
                 seen += len(y)
-                batches += 1
                 bar.update(1)
-
-                if flush_now:
-                    loss_v, correct_v = torch.stack([loss_sum, correct_sum]).cpu().tolist()
-                    check_finite(loss_v, step)
-                    now = time.perf_counter()
-                    ep = step / steps_per_epoch
-                    writer.log_scalars(step, {"loss/train": loss_v / batches, "acc/train": correct_v / seen,
-                                              "lr": optimizer.param_groups[0]["lr"],
-                                              "samples_per_s": seen / max(now - t_last, 1e-9)}, epoch=ep)
-                    probes.flush(writer, step, ep)
-                    bar.set_postfix(loss=f"{loss_v / batches:.3f}", acc=f"{correct_v / seen:.3f}")
-                    loss_sum.zero_()
-                    correct_sum.zero_()
-                    seen, batches, t_last = 0, 0, time.perf_counter()
+                w.epoch = step / steps_per_epoch
+                # Tensors stay on the device; watch fetches them once per log interval.
+                out = w.step(loss=loss.detach(), **{"acc/train": (logits.detach().argmax(1) == y).float().mean(),
+                                                    "lr": optimizer.param_groups[0]["lr"]})
+                if out is None and (step >= total or b == steps_per_epoch - 1):
+                    out = w.flush()  # the epoch's (or the run's) partial last interval
+                if out is not None:
+                    w.log({"samples_per_s": seen / max(time.perf_counter() - t_last, 1e-9)})
+                    bar.set_postfix(loss=f"{out['loss/train']:.3f}", acc=f"{out['acc/train']:.3f}")
+                    seen, t_last = 0, time.perf_counter()
                 if stop.requested or step >= total:
                     break
             epoch_done = not stop.requested and b == steps_per_epoch - 1
-            with probes.paused():
+            with w.paused():
                 test_loss, test_acc = evaluate(fmodel, data["x_test"], data["y_test"])
                 check_finite(test_loss, step, "test loss")
-                exact = probes.exact_dead_count(model, data["x_test"][:cfg["probe_size"]]) if cfg["probes"] else {}
-            writer.log_scalars(step, {"loss/test": test_loss, "acc/test": test_acc, **exact},
-                               epoch=step / steps_per_epoch)
+                probe_x = data["x_test"][:cfg["probe_size"]]
+                exact = w.probes.exact_dead_count(model, probe_x.split(2048)) if cfg["probes"] else {}
+            w.log({"loss/test": test_loss, "acc/test": test_acc, **exact}, epoch=step / steps_per_epoch)
             if epoch_done:
-                probes.end_window()
+                w.end_window()
             checkpoint(epoch + 1 if epoch_done else epoch)
             t_last = time.perf_counter()
         if stop.requested:
@@ -213,15 +199,13 @@ def train_mnist(config: dict) -> str:
         # The last good checkpoint (previous epoch) stays as it is: nothing non-finite is saved.
         state, reason = "failed", str(e)
     except BaseException as e:
-        writer.set_status("failed", f"{e.__class__.__name__}: {e}"[:500])
-        writer.close()
+        w.close("failed", f"{e.__class__.__name__}: {e}"[:500])
         bar.close()
         stop.restore()
         raise
     bar.close()
     stop.restore()
-    writer.set_status(state, reason)
-    writer.close()
+    w.close(state, reason)
     if state == "failed" and cfg["progress"]:
         print(f"run {name} failed: {reason}")
     return name
