@@ -26,15 +26,17 @@ def _worker(rank, world, port, cfg, out_dir):
     import core.train.biencoder as tb
 
     seen = []
+    real_watch = tb.watch
 
-    class RecordingProbes(tb.ActivationProbes):
-        # Each rank's own "ever alive" masks before the all-reduce, and what it holds after.
-        def all_reduce(self):
-            before = {k: v.tolist() for k, v in self.masks().items()}
-            super().all_reduce()
-            seen.append((before, {k: v.tolist() for k, v in self.masks().items()}))
+    def recording_watch(*a, **kw):
+        # What each rank holds after every flush's all-reduce (tests/test_watch_ddp.py checks the
+        # merge rule itself on constructed masks).
+        w = real_watch(*a, **kw)
+        w.on_flush.append(lambda watcher, step, layers: seen.append(
+            {k: v["alive"].tolist() for k, v in layers.items() if "alive" in v}))
+        return w
 
-    tb.ActivationProbes = RecordingProbes
+    tb.watch = recording_watch
     captured = {}
     real_ddp = torch.nn.parallel.DistributedDataParallel
 
@@ -63,12 +65,10 @@ def test_two_gloo_ranks_agree(tmp_path, monkeypatch):
     mp.start_processes(_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
     r0, r1 = (json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2))
     assert len(r0["masks"]) == len(r1["masks"]) == 7  # 4 interval logs + 3 epoch ends
-    for (before0, after0), (before1, after1) in zip(r0["masks"], r1["masks"]):
+    for after0, after1 in zip(r0["masks"], r1["masks"]):
         assert any(k.startswith("head.") for k in after0) and any(k.startswith("backbone.") for k in after0)
-        # After the all-reduce both ranks hold the same mask: alive on either rank = alive.
+        # After the all-reduce both ranks hold the same mask.
         assert after0 == after1
-        for k in after0:
-            assert after0[k] == [a or b for a, b in zip(before0[k], before1[k])]
     # DDP kept the replicas identical.
     assert r0["params"].keys() == r1["params"].keys()
     assert all(abs(r0["params"][k] - r1["params"][k]) < 1e-4 for k in r0["params"])

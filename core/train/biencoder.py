@@ -27,12 +27,12 @@ from core import argtypes as T
 from core.biencoder import (PRESETS, BiEncoder, TokenCache, backbone_activations, feature_key, load_backbone,
                             load_features, save_features, set_backbone_activation)
 from core.negatives import hard_negatives, retrieval_metrics, retrieval_ranks
-from core.probes import ActivationProbes
 from core.retrieval import ndcg_during_training, training_eval_set
-from core.runs import DEFAULT_RUNS_DIR, RunStore, check_lookup_name
+from core.runs import DEFAULT_RUNS_DIR, check_lookup_name
 from core.text_data import load_pairs, split_by_topic
-from core.train.loop import (layer_activations, GracefulStop, NonFiniteLoss, add_common_args, check_finite, load_checkpoint, pick_device, progress,
+from core.train.loop import (GracefulStop, NonFiniteLoss, add_common_args, check_finite, load_checkpoint, pick_device, progress,
                              save_checkpoint, seed_everything)
+from core.watch import watch
 
 DEFAULTS = dict(
     backbone="minilm", head="with_layernorm_relu", head_dim=None, pooling="cls", freeze_backbone=False,
@@ -204,19 +204,19 @@ def train_biencoder(config: dict) -> str:
         start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
     triplet = torch.nn.TripletMarginLoss(margin=cfg["triplet_margin"])
 
-    extra = backbone_activations(encoder) if cfg["probe_backbone"] else {}
-    # Head activations by module path (head.<i>); the backbone's only through `extra`, by layer.
-    probes = ActivationProbes(torch.nn.ModuleDict({"head": encoder.head}), eps=cfg["eps"], bins=cfg["hist_bins"], hist_range=tuple(cfg["hist_range"]), extra=extra)
-
-    # -- run store (rank 0 only) -------------------------------------------------------------
+    # -- watch (rank 0 writes the run store; every rank hooks, statistics are all-reduced) ----
     name = cfg["name"] or f"biencoder-{cfg['head'] if cfg['head'] in PRESETS else 'custom'}-s{cfg['seed']}-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg["name"] = name
-    writer = None
+    # Our trainer is a user of watch() like any loop. The head's activations by module path (head.<i>);
+    # under --probe-backbone the backbone's FFN activations too, named by layer (backbone.layer<i>.ffn).
+    # Window: the epoch.
+    w = watch(encoder, run=name, log_every=cfg["log_every"], runs_dir=cfg["runs_dir"], eps=cfg["eps"],
+              bins=cfg["hist_bins"], hist_range=tuple(cfg["hist_range"]), window="manual", start_step=step,
+              exclude=("backbone",), extra=backbone_activations(encoder) if cfg["probe_backbone"] else None,
+              kind="biencoder", resume=ckpt is not None,
+              config={**cfg, "world_size": world, "n_train": len(train_df), "n_test": len(test_df)}, verbose=False)
+    writer = w.writer
     if master:
-        store = RunStore(cfg["runs_dir"])
-        writer = store.create(name, {**cfg, "world_size": world, "n_train": len(train_df), "n_test": len(test_df)},
-                              kind="biencoder", resume=ckpt is not None, layers=layer_activations(probes),
-                              resume_step=step if ckpt is not None else None)
         if cfg["text_log"] and ckpt is None:
             Path(cfg["text_log"]).parent.mkdir(parents=True, exist_ok=True)
             Path(cfg["text_log"]).write_text("")
@@ -244,7 +244,7 @@ def train_biencoder(config: dict) -> str:
                 break
             # -- hard negatives from the current embeddings --------------------------------
             encoder.eval()
-            with probes.paused():
+            with w.paused():
                 a_emb = encode_texts(encoder, cache, tr_arg, device, 64, features).cpu()
                 c_emb = encode_texts(encoder, cache, tr_ctr, device, 64, features).cpu()
             neg = torch.from_numpy(hard_negatives(a_emb.numpy(), c_emb.numpy(), torch.arange(len(tr_ctr)).numpy(), k=1, exclude=exclude)[:, 0])
@@ -268,10 +268,6 @@ def train_biencoder(config: dict) -> str:
                 loss = triplet(a, p, n) + cfg["ce_weight"] * F.cross_entropy(logits, labels[: 2 * len(idx)])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                # Only the last gradient norms before a flush are reported: skip the work on other steps.
-                if ((step + 1) % cfg["log_every"] == 0 or b == steps_per_epoch - 1 or step + 1 >= total_steps
-                        or stop.requested):
-                    probes.after_backward(encoder)
                 optimizer.step()
                 # Accumulate on the device; the host reads it only at log intervals.
                 loss_sum += loss.detach()
@@ -280,16 +276,15 @@ def train_biencoder(config: dict) -> str:
                 n_epoch += 1
                 step += 1
                 bar.update(1)
+                w.epoch = epoch + (b + 1) / steps_per_epoch
+                # Every rank steps (and so flushes, with its all-reduce) at the same steps.
+                w.step()
                 # The epoch's last step is logged by the evaluation below, once per step.
                 if step % cfg["log_every"] == 0 and b < steps_per_epoch - 1 and step < total_steps:
                     train_loss = float(loss_sum) / n_since
                     check_finite(train_loss, step)
                     loss_sum.zero_()
                     n_since = 0
-                    if ddp:
-                        probes.all_reduce()
-                    # Every rank flushes (writer None off rank 0) so all start the next interval together.
-                    probes.flush(writer, step, epoch + (b + 1) / steps_per_epoch)
                     if master:
                         writer.log_scalars(step, {"loss/train": train_loss}, epoch=epoch + (b + 1) / steps_per_epoch)
                         bar.set_postfix(loss=f"{train_loss:.4f}")
@@ -297,13 +292,12 @@ def train_biencoder(config: dict) -> str:
             # -- evaluate on the held-out topics ----------------------------------------------
             epoch_loss = float(epoch_loss_sum) / max(n_epoch, 1)
             check_finite(epoch_loss, step)
-            if ddp and n_since:  # right after a log step everything is merged and flushed already
-                probes.all_reduce()
-            probes.flush(writer, step, epoch + 1)
+            if w.last_flush_step != step:  # the epoch's partial last interval (all ranks together)
+                w.flush()
             loss_sum.zero_()
             n_since = 0
             encoder.eval()
-            with probes.paused():
+            with w.paused():
                 q = encode_texts(encoder, cache, te_arg, device, 64, features)
                 c = encode_texts(encoder, cache, te_cand, device, 64, features)
                 ndcg = None
@@ -328,25 +322,23 @@ def train_biencoder(config: dict) -> str:
                     save_checkpoint(Path(cfg["checkpoints_dir"]) / name / "last.pt", {
                         "model": weights, "optimizer": optimizer.state_dict(),
                         "config": cfg, "step": step, "epoch": epoch + 1})
-            probes.end_window()
+            w.end_window()
         if stop.requested:
             state = "stopped"
     except BaseException as e:
-        if writer is not None:
-            # A NaN/inf loss is the reason itself ("loss became nan at step N"); the checkpoint of
-            # the last good epoch is kept, since one is only saved after check_finite passed.
-            reason = str(e) if isinstance(e, NonFiniteLoss) else f"{type(e).__name__}: {e}"
-            writer.set_status("stopped" if isinstance(e, KeyboardInterrupt) else "failed", reason)
+        # A NaN/inf loss is the reason itself ("loss became nan at step N"); the checkpoint of
+        # the last good epoch is kept, since one is only saved after check_finite passed.
+        reason = str(e) if isinstance(e, NonFiniteLoss) else f"{type(e).__name__}: {e}"
+        w.close("stopped" if isinstance(e, KeyboardInterrupt) else "failed", reason[:500])
         raise
     finally:
         torch.set_num_threads(threads)
         bar.close()
         stop.restore()
+        if not w.closed:
+            w.close(state, "signal" if state == "stopped" else None)
         if ddp and dist.is_initialized():
             dist.destroy_process_group()
-    if writer is not None:
-        writer.set_status(state, "signal" if state == "stopped" else None)
-        writer.close()
     return name
 
 

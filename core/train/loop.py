@@ -115,11 +115,6 @@ def check_finite(value: float, step: int, what: str = "loss"):
         raise NonFiniteLoss(f"{what} became {value} at step {step}")
 
 
-def layer_activations(probes) -> dict:
-    """Probed layer -> its registry activation, recorded in run.json for the monitor's f' overlay."""
-    return {name: {"activation": L.act, "params": dict(L.params or {})} for name, L in probes.layers.items()}
-
-
 def autocast(device: torch.device, bf16: bool):
     if bf16 and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
