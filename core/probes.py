@@ -130,7 +130,8 @@ class ActivationProbes:
         self.mask: torch.Tensor | None = None  # (N, T) padding mask of the current forward, set by the watcher
         self._exact: dict[str, torch.Tensor] | None = None
         self.layers: dict[str, _Layer] = {t.name: _Layer(t, self.eps) for t in targets}
-        self._handles = [t.module.register_forward_hook(self._hook(t.name)) for t in targets]
+        self._handles = []
+        self.attach()
         self.hook_seconds = 0.0  # host time spent inside the hooks (the watcher reports its share)
 
     # ---------------------------------------------------------------- hot path (no host syncs)
@@ -373,6 +374,10 @@ class ActivationProbes:
         names = list(masks)
         dead = torch.stack([1.0 - masks[n].float().mean() for n in names]).cpu().tolist()
         return {f"dead_exact/{n}": d for n, d in zip(names, dead)}
+
+    def attach(self):
+        if not self._handles:
+            self._handles = [L.t.module.register_forward_hook(self._hook(n)) for n, L in self.layers.items()]
 
     def remove(self):
         for h in self._handles:

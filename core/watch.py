@@ -18,6 +18,7 @@ registry activation name, the module object).
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import re
@@ -187,10 +188,8 @@ class Watcher:
         # (inner ones, like BERT's attention, get the 4-D additive form, which is not a padding mask).
         self._handles = []
         self._mask_depth = 0
-        if targets:
-            for m in self._mask_owners():
-                self._handles.append(m.register_forward_pre_hook(self._mask_pre_hook(m), with_kwargs=True))
-                self._handles.append(m.register_forward_hook(self._mask_post_hook, always_call=True))
+        self._mask_modules = self._mask_owners() if targets else []
+        self._attach_mask_hooks()
         # Gradient norms: read just before the optimizer step that ends a log interval (any optimizer
         # over this model's parameters, whether or not the loop zeroes grads before calling step()).
         self._param_ids = {id(p) for p in self.model.parameters()}
@@ -210,6 +209,11 @@ class Watcher:
         self._window_start = 0
 
     # ---------------------------------------------------------------- padding mask
+    def _attach_mask_hooks(self):
+        for m in self._mask_modules:
+            self._handles.append(m.register_forward_pre_hook(self._mask_pre_hook(m), with_kwargs=True))
+            self._handles.append(m.register_forward_hook(self._mask_post_hook, always_call=True))
+
     def _mask_owners(self) -> list[nn.Module]:
         owners = []
         for m in self.model.modules():
@@ -356,6 +360,28 @@ class Watcher:
     def paused(self):
         """Forward passes inside do not count (model.eval() passes never count anyway)."""
         return self.probes.paused()
+
+    @contextlib.contextmanager
+    def detached(self):
+        """No hooks at all inside (zero cost; bench/watch_overhead.py times this against watching)."""
+        self.probes.remove()
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        opt_was = self._opt_handle is not None
+        if opt_was:
+            self._opt_handle.remove()
+            self._opt_handle = None
+        try:
+            yield
+        finally:
+            if not self.closed:
+                self.probes.attach()
+                self._attach_mask_hooks()
+                if opt_was:
+                    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+                    self._opt_handle = register_optimizer_step_pre_hook(self._opt_pre_hook)
 
     def exact_dead(self, batches, step: int | None = None, epoch: float | None = None) -> dict[str, float]:
         """Dead fraction in eval mode over fixed batches, logged as dead_exact/<layer>."""
