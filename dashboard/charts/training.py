@@ -63,8 +63,9 @@ def loss_figure(df, x="step", smoothing=0.0, max_points=2000):
 
 
 def accuracy_figure(df, x="step", smoothing=0.0, max_points=2000):
-    # Every accuracy-like key: acc/train and acc/test for MNIST, acc/top1..10 and mrr for retrieval.
-    keys = keys_with(df, "acc/") + (["mrr"] if len(df) and (df["key"] == "mrr").any() else [])
+    # Every accuracy-like key: acc/train and acc/test for MNIST, acc/top1..10 and mrr for retrieval,
+    # and a bare `acc` (what w.step(acc=...) writes in a user loop).
+    keys = keys_with(df, "acc/") + [k for k in ("acc", "mrr") if len(df) and (df["key"] == k).any()]
     return scalar_figure(df, keys, x, smoothing, "Accuracy", max_points, y_title="accuracy")
 
 
@@ -81,17 +82,60 @@ def grad_norm_figure(df, x="step", smoothing=0.0, max_points=2000):
                          max_points, log_y=True, y_title="L2 norm")
 
 
-def activity_heatmap(rows: list[dict], max_rows: int = 200) -> go.Figure:
-    """Per-unit activity (fraction of samples with f' > eps) over time: units on x, log step on y.
-    A column that stays at 0 is a dead unit."""
+def dormant_from_scores(units: list[dict], tau: float, run: str = "") -> pd.DataFrame:
+    """dormant/<layer> at any tau from the stored per-unit scores (`score/<layer>` rows): the fraction
+    of units whose score (mean |output| / the layer's mean) is <= tau. Same columns as the scalars."""
+    rows = []
+    for u in units:
+        if not u["key"].startswith("score/"):
+            continue
+        v = np.asarray(u["values"], float)
+        if v.size:
+            rows.append({"run": run, "step": u["step"], "epoch": u.get("epoch"), "key": "dormant/" + u["key"][6:],
+                         "value": float((v <= tau).mean()), "wall_time": u.get("wall_time", float(u["step"]))})
+    return pd.DataFrame(rows, columns=["run", "step", "epoch", "key", "value", "wall_time"])
+
+
+def dormant_figure(df, x="step", smoothing=0.0, max_points=2000, tau: float | None = None):
+    """dormant/<layer>: fraction of tau-dormant units (Sokar et al. 2023) over the window."""
+    title = "τ-dormant fraction per layer" + (f" (τ = {tau:g})" if tau is not None else "")
+    fig = scalar_figure(df, keys_with(df, "dormant/"), x, smoothing, title, max_points, y_title="fraction of units dormant")
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+def quiet_order(z: np.ndarray, threshold: float, by: str = "quiet") -> np.ndarray:
+    """Unit order for the heatmap. "quiet": units that went quiet (value <= threshold from some row
+    to the last) first, earliest first; units that never did follow, least active first. "activity":
+    mean value, ascending. "index": as stored."""
+    n_rows, n_units = z.shape
+    if by == "index" or n_rows == 0:
+        return np.arange(n_units)
+    mean = z.mean(0)
+    if by == "activity":
+        return np.lexsort((np.arange(n_units), mean))
+    quiet = z <= threshold
+    # Row from which each unit stays quiet to the end (n_rows: not quiet at the end).
+    tail = np.flip(np.cumprod(np.flip(quiet, 0), 0), 0).astype(bool)
+    since = np.where(tail.any(0), n_rows - tail.sum(0), n_rows)
+    return np.lexsort((np.arange(n_units), mean, since))
+
+
+def activity_heatmap(rows: list[dict], max_rows: int = 200, order: str = "quiet", threshold: float = 0.0,
+                     zmax: float = 1.0, label: str = "active") -> go.Figure:
+    """Per-unit values over time (activity: fraction of samples with f' > eps; or tau-scores): units
+    on x, step on y. Units are sorted by when they went quiet (`quiet_order`), so a dying layer reads
+    as a block; the x labels keep each unit's own index."""
     fig = go.Figure()
     if rows:
         keep = downsample(len(rows), max_rows)
         rows = [rows[i] for i in keep]
         z = np.array([r["values"] for r in rows], float)
-        fig.add_trace(go.Heatmap(z=z, x=np.arange(z.shape[1]), y=[r["step"] for r in rows], zmin=0, zmax=1,
-                                 colorscale="Viridis", colorbar=dict(title="active")))
-        fig.update_layout(title=f"Per-unit activity: {rows[0]['key']}")
+        idx = quiet_order(z, threshold, order)
+        fig.add_trace(go.Heatmap(z=z[:, idx].tolist(), x=[f"u{i}" for i in idx], y=[r["step"] for r in rows], zmin=0,
+                                 zmax=zmax, colorscale="Viridis", colorbar=dict(title=label)))
+        fig.update_layout(title=f"Per-unit {label}: {rows[0]['key']} (sorted by {order})")
+        fig.update_xaxes(type="category", showticklabels=len(idx) <= 64)
     fig.update_layout(xaxis_title="unit", yaxis_title="step", height=360, margin=dict(t=50, b=40))
     return fig
 

@@ -1,4 +1,5 @@
-"""Training monitor: start/stop MNIST runs and watch loss, accuracy and dead units live.
+"""Training monitor: start/stop MNIST and bi-encoder runs, and follow any run live (ours, or one a
+user loop writes through core.watch): loss, accuracy, dead and tau-dormant units per layer.
 
 A thin view: core.launcher starts and stops trainers, core.runs.RunFollower reads only the rows
 after the last ones seen (kept per run in st.session_state), dashboard.charts.training draws.
@@ -14,6 +15,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from core import UserError, launcher  # noqa: E402
+from core.activations import RELU_LIKE  # noqa: E402
 from core.activations import names as activation_names  # noqa: E402
 from core.runs import RunFollower, RunStore  # noqa: E402
 from dashboard.charts import training as charts  # noqa: E402
@@ -33,36 +35,60 @@ with st.sidebar:
 store = RunStore(runs_dir)
 
 with st.expander("Start a run", expanded=not store.names()):
+    st.caption("Runs from your own loop (`with watch(model, run=...)`) need no form: they show up below while they train.")
+    task = st.radio("Task", ["mnist", "biencoder"], horizontal=True, key="f_task",
+                    format_func={"mnist": "MNIST MLP", "biencoder": "Bi-encoder (argument retrieval)"}.get)
     with st.form("start_form"):
-        c1, c2, c3, c4 = st.columns(4)
-        acts = activation_names(vector=False)
-        activation = c1.selectbox("Activation", acts, index=acts.index("relu"), key="f_activation")
-        alpha = c1.text_input("Activation params (K=V, comma separated)", "", key="f_params",
-                              help="e.g. alpha=0.05 for leaky_relu")
-        hidden = c2.text_input("Hidden sizes", "512", key="f_hidden")
-        preset = c2.selectbox("Preset", ["", "stress"], key="f_preset",
-                              format_func=lambda p: p or "none", help="stress: large lr + negative bias kills ReLU units")
-        lr = c3.text_input("Learning rate", "0.001", key="f_lr")
-        batch_size = c3.number_input("Batch size", 1, 65536, 64, key="f_batch")
-        epochs = c4.number_input("Epochs", 1, 1000, 1, key="f_epochs")
-        max_steps = c4.number_input("Max steps (0 = no limit)", 0, 10**9, 0, key="f_max_steps")
-        c5, c6, c7 = st.columns(3)
-        log_every = c5.number_input("Log every (steps)", 1, 100000, 20, key="f_log_every")
-        optimizer = c6.selectbox("Optimizer", ["adam", "adamw", "sgd"], key="f_optimizer")
-        name = c7.text_input("Run name (optional)", "", key="f_name")
+        if task == "mnist":
+            c1, c2, c3, c4 = st.columns(4)
+            acts = activation_names(vector=False)
+            activation = c1.selectbox("Activation", acts, index=acts.index("relu"), key="f_activation")
+            alpha = c1.text_input("Activation params (K=V, comma separated)", "", key="f_params",
+                                  help="e.g. alpha=0.05 for leaky_relu")
+            hidden = c2.text_input("Hidden sizes", "512", key="f_hidden")
+            preset = c2.selectbox("Preset", ["", "stress"], key="f_preset",
+                                  format_func=lambda p: p or "none", help="stress: large lr + negative bias kills ReLU units")
+            # Empty = the preset's or the trainer's default; a typed value always wins.
+            lr = c3.text_input("Learning rate", "", key="f_lr", placeholder="default (1e-3; stress: 2e-2)")
+            batch_size = c3.number_input("Batch size", 1, 65536, 64, key="f_batch")
+            epochs = c4.number_input("Epochs", 1, 1000, 1, key="f_epochs")
+            max_steps = c4.number_input("Max steps (0 = no limit)", 0, 10**9, 0, key="f_max_steps")
+            c5, c6, c7 = st.columns(3)
+            log_every = c5.number_input("Log every (steps)", 1, 100000, 20, key="f_log_every")
+            optimizer = c6.selectbox("Optimizer", ["adam", "adamw", "sgd"], key="f_optimizer")
+        else:
+            c1, c2, c3, c4 = st.columns(4)
+            backbone = c1.selectbox("Backbone", ["tiny", "minilm"], key="f_backbone",
+                                    format_func={"tiny": "tiny (random 2-layer BERT)", "minilm": "MiniLM-L6 (bundled)"}.get)
+            head = c2.selectbox("Head variant", launcher.TASKS["biencoder"]["head"].extra["choices_fn"](),
+                                index=launcher.TASKS["biencoder"]["head"].extra["choices_fn"]().index("with_layernorm_relu"),
+                                key="f_head")
+            freeze = c3.checkbox("Freeze backbone", False, key="f_freeze")
+            probe_backbone = c3.checkbox("Watch the backbone's FFN too", False, key="f_probe_backbone")
+            epochs = c4.number_input("Epochs", 1, 1000, 1, key="f_bi_epochs")
+            c5, c6, c7 = st.columns(3)
+            lr = c5.text_input("Learning rate", "", key="f_bi_lr", placeholder="default (5e-5)")
+            max_steps = c6.number_input("Max steps (0 = no limit)", 0, 10**9, 0, key="f_bi_max_steps")
+            log_every = c5.number_input("Log every (steps)", 1, 100000, 10, key="f_bi_log_every")
+        name = st.text_input("Run name (optional)", "", key="f_name")
         submitted = st.form_submit_button("Start training")
     if submitted:
         try:
-            params = {}
-            for item in filter(None, (s.strip() for s in alpha.split(","))):
-                k, sep, v = item.partition("=")
-                if not sep:
-                    raise UserError(f"activation params: expected K=V, got {item!r}")
-                params[k.strip()] = v.strip()
-            fields = {"activation": activation, "act_params": params or None, "hidden": hidden, "preset": preset,
-                      "lr": lr, "batch_size": int(batch_size), "epochs": int(epochs),
-                      "max_steps": int(max_steps) or None, "log_every": int(log_every), "optimizer": optimizer}
-            run, pid = launcher.start("mnist", fields, runs_dir, name=name.strip() or None)
+            if task == "mnist":
+                params = {}
+                for item in filter(None, (s.strip() for s in alpha.split(","))):
+                    k, sep, v = item.partition("=")
+                    if not sep:
+                        raise UserError(f"activation params: expected K=V, got {item!r}")
+                    params[k.strip()] = v.strip()
+                fields = {"activation": activation, "act_params": params or None, "hidden": hidden, "preset": preset,
+                          "lr": lr.strip() or None, "batch_size": int(batch_size), "epochs": int(epochs),
+                          "max_steps": int(max_steps) or None, "log_every": int(log_every), "optimizer": optimizer}
+            else:
+                fields = {"backbone": backbone, "head": head, "freeze_backbone": bool(freeze),
+                          "probe_backbone": bool(probe_backbone), "epochs": int(epochs), "lr": lr.strip() or None,
+                          "max_steps": int(max_steps) or None, "log_every": int(log_every)}
+            run, pid = launcher.start(task, fields, runs_dir, name=name.strip() or None)
             # Selected once its metrics.db exists (the trainer takes a few seconds to start).
             st.session_state["mon_pending"] = run
             st.success(f"started {run} (pid {pid}); log: {store.path(run) / 'train.log'}")
@@ -83,7 +109,8 @@ def live_panel():
     # Inside the fragment, so a run started from the form shows up without a full rerun.
     all_runs = store.names()
     if not all_runs:
-        st.info(f"No runs in {runs_dir} yet. Start one above or with `python -m core train mnist`.")
+        st.info(f"No runs in {runs_dir} yet. Start one above, with `python -m core train mnist`, or from your own "
+                "loop with `with watch(model, run=...)` (README: Watch your own model).")
         return
     pending = st.session_state.get("mon_pending")
     chosen = [r for r in st.session_state.get("mon_runs", []) if r in all_runs]
@@ -120,34 +147,85 @@ def live_panel():
             except UserError as e:
                 st.error(str(e))
     df = pd.concat([f.scalars for f in followers], ignore_index=True)
-    st.caption("dead/<layer>: fraction of units with f' ≤ eps on every training sample of the current epoch "
-               "(train mode); dashed dead_exact/<layer>: eval mode on a fixed probe set, at epoch ends.")
     c1, c2 = st.columns(2)
     c1.plotly_chart(charts.loss_figure(df, x_axis, smoothing), key="chart_loss")
     c2.plotly_chart(charts.accuracy_figure(df, x_axis, smoothing), key="chart_acc")
+    tau = st.select_slider("τ for τ-dormant", TAUS, value=0.1, key="mon_tau", help=TAU_HELP)
     c1, c2 = st.columns(2)
     c1.plotly_chart(charts.dead_figure(df, x_axis, smoothing), key="chart_dead")
-    c2.plotly_chart(charts.grad_norm_figure(df, x_axis, smoothing), key="chart_grad")
+    c2.plotly_chart(charts.dormant_figure(dormant_frame(followers, df, tau), x_axis, smoothing, tau=tau), key="chart_dormant")
+    st.caption("dead/<layer>: fraction of units with f' ≤ eps on every training sample of the window (train "
+               "mode); dashed dead_exact/<layer>: eval mode on a fixed probe set, at epoch ends. "
+               "τ-dormant: mean |output| ÷ the layer's mean ≤ τ (Sokar et al., ICML 2023).")
+    st.plotly_chart(charts.grad_norm_figure(df, x_axis, smoothing), key="chart_grad")
 
     f = followers[0] if len(followers) == 1 else next((x for x in followers if x.name == st.session_state.get("mon_detail_run")), followers[0])
     if len(followers) > 1:
         st.selectbox("Run for the layer views", [x.name for x in followers], key="mon_detail_run")
-    layers = sorted({h["key"].removeprefix("pre/") for h in f.histograms})
+    layers = sorted(set(f.layers) | {h["key"].removeprefix("pre/") for h in f.histograms})
     if not layers:
         return
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns([2, 2, 1])
     layer = c1.selectbox("Layer", layers, key="mon_layer")
-    hists = [h for h in f.histograms if h["key"] == f"pre/{layer}"]
-    steps = [h["step"] for h in hists]
-    # Follow the newest step unless the user picked an older one.
-    step = c2.select_slider("Step", steps, value=steps[-1], key=f"mon_step_{f.name}_{layer}_{len(steps)}") if len(steps) > 1 else steps[0]
-    hist = next(h for h in hists if h["step"] == step)
-    c1, c2 = st.columns(2)
     cfg = f.config
     # Older runs lack the per-layer map; their config's activation is the best guess.
     act = f.layers.get(layer, {"activation": cfg.get("activation", "relu"), "params": cfg.get("act_params") or {}})
-    c1.plotly_chart(charts.histogram_figure(hist, act["activation"], act["params"], cfg.get("eps", 0.0)), key="chart_hist")
-    c2.plotly_chart(charts.activity_heatmap([u for u in f.units if u["key"] == layer]), key="chart_activity")
+    definition = layer_definition(act)
+    c1.markdown(DEFINITION_TEXT[definition].format(tau=tau, cls=act.get("class") or act.get("activation") or "?"))
+    order = c3.radio("Sort units", ["quiet", "activity", "index"], key="mon_order",
+                     format_func={"quiet": "by when they went quiet", "activity": "by activity", "index": "by index"}.get)
+    hists = [h for h in f.histograms if h["key"] == f"pre/{layer}"]
+    c1, c2b = st.columns(2)
+    if hists:
+        steps = [h["step"] for h in hists]
+        # Follow the newest step unless the user picked an older one.
+        step = c2.select_slider("Step", steps, value=steps[-1], key=f"mon_step_{f.name}_{layer}_{len(steps)}") if len(steps) > 1 else steps[0]
+        hist = next(h for h in hists if h["step"] == step)
+        if act.get("activation"):
+            c1.plotly_chart(charts.histogram_figure(hist, act["activation"], act.get("params") or {}, cfg.get("eps", 0.0)),
+                            key="chart_hist")
+        else:
+            c1.info(f"{layer}: no registry curve for this class, so no f' overlay.")
+    if definition == "dead":
+        rows, threshold, zmax, label = [u for u in f.units if u["key"] == layer], 0.0, 1.0, "active"
+    else:
+        rows, threshold, zmax, label = [u for u in f.units if u["key"] == f"score/{layer}"], tau, 2.0, "τ-score"
+    c2b.plotly_chart(charts.activity_heatmap(rows, order=order, threshold=threshold, zmax=zmax, label=label),
+                     key="chart_activity")
+
+
+TAUS = [0.0, 0.025, 0.05, 0.1, 0.2, 0.3]
+TAU_HELP = ("A unit is τ-dormant when its mean |activation output| over the window, divided by the layer's mean of "
+            "that figure over its units, is at most τ (Sokar et al., \"The Dormant Neuron Phenomenon in Deep "
+            "Reinforcement Learning\", ICML 2023). The paper uses τ = 0, 0.025 and 0.1.")
+DEFINITION_TEXT = {
+    "dead": "**Definition: dead** ({cls} is ReLU-like: f′ = 0 on an interval). A unit is dead when f′ ≤ eps on "
+            "every sample of the window; the heatmap shows per-unit activity.",
+    "dormant": "**Definition: τ-dormant, τ = {tau:g}** ({cls}: f′ is almost never exactly 0, so dead/ stays near 0). "
+               "The heatmap shows each unit's τ-score; ≤ τ is dormant.",
+}
+
+
+def layer_definition(act: dict) -> str:
+    """The figure a layer leads with: run.json's `definition` (watch runs), else by activation name."""
+    if act.get("definition") in ("dead", "dormant"):
+        return act["definition"]
+    return "dead" if act.get("activation") in RELU_LIKE else "dormant"
+
+
+def dormant_frame(followers, df, tau: float):
+    """dormant/<layer> at the chosen tau: recomputed from the stored per-unit scores where the run has
+    them; otherwise the stored dormant/ keys (written at the run's own tau)."""
+    import pandas as pd
+
+    parts = []
+    for f in followers:
+        stored = f.scalars[f.scalars["key"].str.startswith("dormant/")] if len(f.scalars) else f.scalars
+        scores = charts.dormant_from_scores(f.units, tau, run=f.name)
+        # The run's own tau: its dormant/ keys are exact (every axis); another tau: from the scores.
+        use_stored = len(stored) and (float(f.config.get("tau", 0.1)) == float(tau) or not len(scores))
+        parts.append(stored if use_stored else scores)
+    return pd.concat(parts, ignore_index=True) if parts else df.iloc[0:0]
 
 
 st.fragment(run_every=interval if auto else None)(live_panel)()
