@@ -26,6 +26,7 @@ def test_run_json_records_each_layers_activation(tmp_path):
                         "activation": "leaky_relu", "act_params": {"alpha": 0.2}, "hidden": [16, 8],
                         "max_steps": 3, "epochs": 1, "progress": False, "log_every": 2})
     meta = json.loads((RunStore(tmp_path / "runs").path(name) / "run.json").read_text())
-    assert meta["layers"] and all(v == {"activation": "leaky_relu", "params": {"alpha": 0.2}}
-                                  for v in meta["layers"].values())
+    # LeakyReLU is never dead (f' >= alpha): the page leads with tau-dormant for it.
+    assert meta["layers"] and all(v == {"activation": "leaky_relu", "params": {"alpha": 0.2}, "definition": "dormant",
+                                        "dead": True, "class": "LeakyReLU"} for v in meta["layers"].values())
     assert len(meta["layers"]) == 2
