@@ -57,6 +57,8 @@ def test_watch_run_shows_definitions_and_tau_dormant(app, runs_dir):
     make_watch_run(runs_dir)
     at = app()
     assert any(":blue-badge[finished]" in m.value for m in at.markdown)
+    pct = RunStore(runs_dir).open("w1").last()["watch/overhead_pct"]
+    assert any(f"monitoring costs {pct:.1f} %" in c.value for c in at.caption)
     dead = chart(at, "chart_dead")
     assert arr(trace(dead, "w1 dead/relu")["y"]) == [0.5, 0.5, 0.5]
     dormant = chart(at, "chart_dormant")
