@@ -100,6 +100,8 @@ class _Layer:
         # Since the last flush, local to this process (all-reduced at the flush).
         self.d_sum = self.d_count = self.d_alive = None
         self.hist = self.active = self.zero = self.s_count = None
+        # Sample counts without a padding mask are known on the host: no tensor per step for them.
+        self.d_count_host = self.s_count_host = 0.0
         self.calls = self.sampled = 0
 
     def reset_window(self):
@@ -194,13 +196,15 @@ class ActivationProbes:
         if w is not None:
             a = a * w
         s = a.sum(dims, dtype=torch.float32)
-        n = (pad.sum(dtype=torch.float32) if pad is not None
-             else torch.tensor(float(x.numel() // units), device=x.device))
+        n = pad.sum(dtype=torch.float32) if pad is not None else None
+        n_host = 0.0 if pad is not None else float(x.numel() // units)
+        L.d_count_host += n_host
         if L.d_sum is None:
-            L.d_sum, L.d_count = s, n
+            L.d_sum = s
         else:
             L.d_sum += s
-            L.d_count += n
+        if n is not None:
+            L.d_count = n if L.d_count is None else L.d_count + n
         sample = L.calls % self.stats_every == 0
         L.calls += 1
         if L.rule == "flat" or (L.rule == "autograd" and sample) or (L.rule == "always" and L.d_alive is None):
@@ -231,13 +235,15 @@ class ActivationProbes:
             h = torch.bincount(idx.to(torch.int64).flatten(), weights=weights, minlength=self.bins).float()
         else:
             h = torch.zeros(self.bins, device=x.device)
+        L.s_count_host += n_host
+        if n is not None:
+            L.s_count = n if L.s_count is None else L.s_count + n
         if L.hist is None:
-            L.hist, L.active, L.zero, L.s_count = h, active, zsum, n.clone()
+            L.hist, L.active, L.zero = h, active, zsum
         else:
             L.hist += h
             L.active += active
             L.zero += zsum
-            L.s_count += n
         L.sampled += 1
 
     def _record_exact(self, L: _Layer, x: torch.Tensor):
@@ -273,11 +279,13 @@ class ActivationProbes:
                 continue
             z = lambda k: torch.zeros(k, device=dev)  # noqa: E731
             alive = L.d_alive.float().reshape(-1) if L.d_alive is not None else z(u)
-            parts += [L.d_sum.reshape(-1).float(), L.d_count.reshape(1).float(), alive,
+            d_count = L.d_count.reshape(1) + L.d_count_host if L.d_count is not None else torch.full((1,), L.d_count_host, device=dev)
+            s_count = L.s_count.reshape(1) + L.s_count_host if L.s_count is not None else torch.full((1,), L.s_count_host, device=dev)
+            parts += [L.d_sum.reshape(-1).float(), d_count.float(), alive,
                       L.hist if L.hist is not None else z(self.bins),
                       L.active.reshape(-1) if L.active is not None else z(u),
                       L.zero.reshape(1) if L.zero is not None else z(1),
-                      L.s_count.reshape(1) if L.s_count is not None else z(1),
+                      s_count.float(),
                       torch.full((1,), float(L.sampled), device=dev)]
             layout.append(name)
         if not parts:

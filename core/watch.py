@@ -145,6 +145,8 @@ class Watcher:
         if window not in (None, "manual") and not (isinstance(window, int) and window >= 1):
             raise UserError(f"window must be None, 'manual' or a number of steps >= 1, got {window!r}")
         self.model = _unwrap(model)
+        self.run = run or time.strftime("watch-%Y%m%d-%H%M%S")
+        validate_run_name(self.run)
         self.log_every, self.tau, self.eps, self.grads, self.window = int(log_every), float(tau), float(eps), bool(grads), window
         self.on_flush: list = []
         self.check = check  # check(values, step) before anything of a flush is written; may raise (NaN guard)
@@ -170,8 +172,6 @@ class Watcher:
                                        histograms=histograms)
         self.layers: dict[str, Target] = {t.name: t for t in targets}
 
-        self.run = run or time.strftime("watch-%Y%m%d-%H%M%S")
-        validate_run_name(self.run)
         self.writer = None
         if self.rank == 0:
             cfg = {"model": type(self.model).__name__, "log_every": self.log_every, "tau": self.tau, "eps": self.eps,
@@ -180,7 +180,11 @@ class Watcher:
             layers = {t.name: {"activation": t.activation, "params": dict(t.params), "definition": t.definition,
                                "dead": t.dead, "class": t.cls} for t in targets}
             store = RunStore(runs_dir if runs_dir is not None else os.environ.get("ACTLAB_RUNS_DIR", "runs"))
-            self.writer = store.create(self.run, cfg, kind=kind, resume=resume, layers=layers)
+            try:
+                self.writer = store.create(self.run, cfg, kind=kind, resume=resume, layers=layers)
+            except BaseException:
+                self.probes.remove()  # e.g. the run exists: leave the model as it was
+                raise
             if verbose:
                 print(format_table(targets, skipped, notes), file=sys.stderr)
 
@@ -206,7 +210,7 @@ class Watcher:
         self._busy = 0.0  # host seconds inside the watcher since the last flush
         self._t_flush = time.perf_counter()
         self._hook_base = 0.0
-        self._window_start = 0
+        self._window_start = self.step_count
 
     # ---------------------------------------------------------------- padding mask
     def _attach_mask_hooks(self):

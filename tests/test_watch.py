@@ -199,6 +199,10 @@ def test_bad_arguments_are_clear_errors(runs_dir):
     with pytest.raises(UserError, match="may not contain"):
         watch(m, run="../x")
     assert RunStore(runs_dir).names() == []
+    watch(m, run="taken", verbose=False).close()
+    with pytest.raises(UserError, match="already exists"):
+        watch(m, run="taken")
+    assert not m.act._forward_hooks  # nothing left behind by the refused run
 
 
 def test_grad_norms_from_the_optimizer_even_when_grads_are_zeroed_before_step(runs_dir):
