@@ -159,3 +159,17 @@ def test_biencoder_form_refuses_a_bad_learning_rate(app, captured):
     at.button[0].click()
     at.run()
     assert any("lr: expected a number" in e.value for e in at.error) and not captured
+
+
+def test_a_subclassed_activation_says_why_it_has_no_dead_figure(app, runs_dir):
+    class MyReLU(nn.ReLU):
+        pass
+
+    m = nn.Sequential(nn.Linear(2, 3), MyReLU())
+    with watch(m, run="sub", log_every=1, verbose=False) as w:
+        m(torch.randn(4, 2))
+        w.step()
+    at = app()
+    assert any("subclass or a class not in the map" in md.value for md in at.markdown)
+    assert not any(t["name"].startswith("sub dead/") for t in chart(at, "chart_dead")["data"])
+    assert [t["name"] for t in chart(at, "chart_dormant")["data"]] == ["sub dormant/1"]

@@ -173,7 +173,8 @@ def live_panel():
     # Older runs lack the per-layer map; their config's activation is the best guess.
     act = f.layers.get(layer, {"activation": cfg.get("activation", "relu"), "params": cfg.get("act_params") or {}})
     definition = layer_definition(act)
-    c1.markdown(DEFINITION_TEXT[definition].format(tau=tau, cls=act.get("class") or act.get("activation") or "?"))
+    text = DEFINITION_TEXT["fallback" if act.get("dead") is False else definition]
+    c1.markdown(text.format(tau=tau, cls=act.get("class") or act.get("activation") or "?"))
     order = c3.radio("Sort units", ["quiet", "activity", "index"], key="mon_order",
                      format_func={"quiet": "by when they went quiet", "activity": "by activity", "index": "by index"}.get)
     hists = [h for h in f.histograms if h["key"] == f"pre/{layer}"]
@@ -205,6 +206,8 @@ DEFINITION_TEXT = {
             "every sample of the window; the heatmap shows per-unit activity.",
     "dormant": "**Definition: τ-dormant, τ = {tau:g}** ({cls}: f′ is almost never exactly 0, so dead/ stays near 0). "
                "The heatmap shows each unit's τ-score; ≤ τ is dormant.",
+    "fallback": "**Definition: τ-dormant, τ = {tau:g}** ({cls}: a subclass or a class not in the map, so its f′ is "
+                "not vouched for and there is no dead/). The heatmap shows each unit's τ-score; ≤ τ is dormant.",
 }
 
 
