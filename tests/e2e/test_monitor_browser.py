@@ -20,6 +20,10 @@ def _fill(page, label, value):
 
 def test_start_run_and_watch_dead_fraction_grow(page, app_url, e2e_runs_dir):
     open_page(page, app_url, "monitor")
+    # On a loaded machine the first script run can start late: wait for the expander before asking
+    # whether it is open (asking too early reads "closed" and the click below would close it).
+    page.get_by_text("Start a run", exact=True).wait_for(timeout=60_000)
+    wait_idle(page)
     # The form's expander starts open only while the store is empty; other e2e tests may have made runs.
     if not page.get_by_label("Run name (optional)", exact=True).is_visible():
         page.get_by_text("Start a run", exact=True).click()
