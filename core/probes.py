@@ -135,6 +135,7 @@ class ActivationProbes:
         self._handles = []
         self.attach()
         self.hook_seconds = 0.0  # host time spent inside the hooks (the watcher reports its share)
+        self._bufs: dict = {}
 
     # ---------------------------------------------------------------- hot path (no host syncs)
     def _hook(self, name: str):
@@ -175,6 +176,19 @@ class ActivationProbes:
             (g,) = torch.autograd.grad(L.fn(xx).sum(), xx)
         return g.abs() > self.eps
 
+    def _abs(self, y: torch.Tensor) -> torch.Tensor:
+        """|y| into a reused buffer on the CPU: a fresh activation-sized tensor per call costs more in
+        page faults than the abs itself (CUDA's caching allocator makes this moot there)."""
+        if y.device.type != "cpu":
+            return y.abs()
+        key = (tuple(y.shape), y.dtype)
+        buf = self._bufs.get(key)
+        if buf is None:
+            if len(self._bufs) > 8:
+                self._bufs.clear()
+            buf = self._bufs[key] = torch.empty_like(y, memory_format=torch.contiguous_format)
+        return torch.abs(y, out=buf)
+
     def _pad_mask(self, x: torch.Tensor) -> torch.Tensor | None:
         m = self.mask
         if m is not None and x.dim() == 3 and tuple(m.shape) == tuple(x.shape[:2]):
@@ -192,10 +206,12 @@ class ActivationProbes:
         w = pad.unsqueeze(-1).to(torch.float32) if pad is not None else None
         if y is None or y.shape != x.shape:
             y = L.fn(x)
-        a = y.abs() if L.rule != "sum" else y  # relu output is already >= 0
-        if w is not None:
-            a = a * w
-        s = a.sum(dims, dtype=torch.float32)
+        a = y if L.rule == "sum" else self._abs(y)  # relu output is already >= 0
+        if w is None:
+            s = a.sum(dims, dtype=torch.float32)
+        else:
+            # Padding weights times |y| as one matrix-vector product over the tokens.
+            s = (pad.reshape(1, -1).to(a.dtype) @ a.reshape(-1, units)).reshape(-1).float()
         n = pad.sum(dtype=torch.float32) if pad is not None else None
         n_host = 0.0 if pad is not None else float(x.numel() // units)
         L.d_count_host += n_host
