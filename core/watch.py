@@ -31,7 +31,7 @@ from torch import nn
 from core import UserError
 from core.activations import get_spec, identify
 from core.probes import ActivationProbes, Target, grad_norms
-from core.runs import RunStore, validate_run_name
+from core.runs import RunStore, check_lookup_name, validate_run_name
 
 _FUNCTIONAL = re.compile(r"\b(?:F|functional|torch|nn\.functional)\.(relu6?|gelu|silu|mish|elu|selu|celu|leaky_relu|"
                          r"hardswish|hardtanh|sigmoid|tanh|softplus)\(")
@@ -146,7 +146,8 @@ class Watcher:
             raise UserError(f"window must be None, 'manual' or a number of steps >= 1, got {window!r}")
         self.model = _unwrap(model)
         self.run = run or time.strftime("watch-%Y%m%d-%H%M%S")
-        validate_run_name(self.run)
+        # A resumed run may carry a name an older version allowed; a new one must pass the strict check.
+        (check_lookup_name if resume else validate_run_name)(self.run)
         self.log_every, self.tau, self.eps, self.grads, self.window = int(log_every), float(tau), float(eps), bool(grads), window
         self.on_flush: list = []
         self.check = check  # check(values, step) before anything of a flush is written; may raise (NaN guard)
@@ -181,7 +182,9 @@ class Watcher:
                                "dead": t.dead, "class": t.cls} for t in targets}
             store = RunStore(runs_dir if runs_dir is not None else os.environ.get("ACTLAB_RUNS_DIR", "runs"))
             try:
-                self.writer = store.create(self.run, cfg, kind=kind, resume=resume, layers=layers)
+                # On resume, what a crashed process wrote after start_step is superseded.
+                self.writer = store.create(self.run, cfg, kind=kind, resume=resume, layers=layers,
+                                           resume_step=self.step_count if resume else None)
             except BaseException:
                 self.probes.remove()  # e.g. the run exists: leave the model as it was
                 raise
