@@ -50,7 +50,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def find_layers(model: nn.Module, modules: dict[str, str] | None = None, auto: bool = True,
-                exclude: tuple[str, ...] = ()) -> tuple[list[Target], list[dict]]:
+                exclude: tuple[str, ...] = (), extra: dict | None = None) -> tuple[list[Target], list[dict]]:
     """(targets to hook, skipped rows). `modules` names layers by hand: {"features.3": "relu"} hooks
     that module; if it is not an activation (a Linear or Conv whose output feeds F.relu in forward),
     its output is taken as the pre-activation of the named activation. `exclude`: name prefixes
@@ -88,6 +88,14 @@ def find_layers(model: nn.Module, modules: dict[str, str] | None = None, auto: b
         targets[name] = Target(name, m, act, resolve_params(act), dead=True, role="act" if is_act else "pre",
                                cls=type(m).__name__,
                                reason="named by hand" + ("" if is_act else f": output of {type(m).__name__} fed to {act}"))
+    # extra: {key: (activation module, registry name)}, hooked under a name of the caller's choosing
+    # (e.g. backbone.layer0.ffn rather than its module path).
+    from core.activations import resolve_params as _resolve
+
+    for key, (m, act) in (extra or {}).items():
+        ident = identify(m)
+        targets[key] = Target(key, m, act, _resolve(act), dead=ident is not None and ident.kind == "exact",
+                              role="act", cls=type(m).__name__, reason="named by the caller")
     return list(targets.values()), skipped
 
 
@@ -135,6 +143,7 @@ class Watcher:
     def __init__(self, model: nn.Module, run: str | None = None, log_every: int = 50, runs_dir=None,
                  tau: float = 0.1, eps: float = 0.0, histograms: bool = True, grads: bool = True,
                  modules: dict[str, str] | None = None, auto: bool = True, exclude: tuple[str, ...] = (),
+                 extra: dict | None = None,
                  window: int | str | None = None, stats_every: int = 16, bins: int = 64, hist_range=(-6.0, 6.0),
                  config: dict | None = None, kind: str = "watch", resume: bool = False, start_step: int = 0,
                  check=None, verbose: bool = True):
@@ -158,7 +167,7 @@ class Watcher:
         d = _dist()
         self.rank, self.world = (d.get_rank(), d.get_world_size()) if d else (0, 1)
 
-        targets, skipped = find_layers(self.model, modules, auto, tuple(exclude))
+        targets, skipped = find_layers(self.model, modules, auto, tuple(exclude), extra)
         notes = []
         fn_note = _functional_note(self.model) if auto else None
         if fn_note:
