@@ -2,6 +2,7 @@
 import json
 
 import pandas as pd
+import pytest
 
 from core.runs import RunStore
 from core.train.mnist import train_mnist
@@ -14,11 +15,12 @@ def _df(rows):
 
 def test_accuracy_figure_shows_retrieval_keys_and_mrr():
     df = _df([("r", s, 0, k, v + s / 10, float(s)) for s in (1, 2) for k, v in
-              [("acc/top1", 0.1), ("acc/top5", 0.5), ("mrr", 0.3), ("loss/train", 2.0)]])
+              [("acc/top1", 0.1), ("acc/top5", 0.5), ("mrr", 0.3), ("ndcg@10/test", 0.2), ("loss/train", 2.0)]])
     fig = charts.accuracy_figure(df)
     traces = {t.name: list(t.y) for t in fig.data}
-    assert set(traces) == {"r acc/top1", "r acc/top5", "r mrr"}
+    assert set(traces) == {"r acc/top1", "r acc/top5", "r mrr", "r ndcg@10/test"}
     assert traces["r mrr"] == [0.4, 0.5]
+    assert traces["r ndcg@10/test"] == pytest.approx([0.3, 0.4])
 
 
 def test_run_json_records_each_layers_activation(tmp_path):

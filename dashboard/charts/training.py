@@ -65,7 +65,8 @@ def loss_figure(df, x="step", smoothing=0.0, max_points=2000):
 def accuracy_figure(df, x="step", smoothing=0.0, max_points=2000):
     # Every accuracy-like key: acc/train and acc/test for MNIST, acc/top1..10 and mrr for retrieval,
     # and a bare `acc` (what w.step(acc=...) writes in a user loop).
-    keys = keys_with(df, "acc/") + [k for k in ("acc", "mrr") if len(df) and (df["key"] == k).any()]
+    keys = (keys_with(df, "acc/") + keys_with(df, "ndcg@")
+            + [k for k in ("acc", "mrr") if len(df) and (df["key"] == k).any()])
     return scalar_figure(df, keys, x, smoothing, "Accuracy", max_points, y_title="accuracy")
 
 

@@ -138,7 +138,7 @@ def live_panel():
         c1, c2, c3 = st.columns([3, 5, 1])
         c1.markdown(f"**{f.name}** :{color}-badge[{label}]")
         last = f.scalars.dropna(subset=["value"]).groupby("key")["value"].last() if len(f.scalars) else {}
-        shown = " · ".join(f"{k} {last[k]:.4g}" for k in ("loss/train", "acc/test", "acc/top1", "mrr", "samples_per_s") if k in last)
+        shown = " · ".join(f"{k} {last[k]:.4g}" for k in ("loss/train", "acc/test", "acc/top1", "mrr", "ndcg@10/test", "samples_per_s") if k in last)
         if "watch/overhead_pct" in last:  # the watcher's own host time over wall time, last interval
             shown += f" · monitoring costs {last['watch/overhead_pct']:.1f} %"
         c2.caption(shown + (f" — {f.status.reason}" if f.status.reason else ""))
