@@ -362,9 +362,15 @@ def training_eval_set(source, pairs, test, seed: int = 0) -> EvalSet:
 def ndcg_during_training(eval_set: EvalSet, module: nn.Module, tokenizer, device, max_length: int, batch_size: int = 64) -> float:
     """nDCG@10 of the current weights; no cache (the weights change every epoch), no progress bar."""
     enc = Encoder(module, tokenizer, "training", "", max_length, "")
-    was_training = module.training
-    out = eval_set.evaluate(enc, device, batch_size, use_cache=False, progress=False)
-    module.train(was_training)
+    # evaluate() puts every submodule in eval mode. Put each one back as it was, not
+    # module.train(flag): `module` may be a fresh wrapper around the trained model (the trainer's
+    # CachedFeatureEncoder), whose own flag says nothing about its children's modes.
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        out = eval_set.evaluate(enc, device, batch_size, use_cache=False, progress=False)
+    finally:
+        for m, training in modes:
+            m.training = training
     return out["ndcg@10"]
 
 
