@@ -33,7 +33,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
     wanted = argv[0] if argv and argv[0] in COMMANDS else None
     for name, module in COMMANDS.items():
-        if wanted in (None, name):
+        if wanted == name == "train":
+            importlib.import_module(module).add_cli(sub, argv[1:])
+        elif wanted in (None, name):
             importlib.import_module(module).add_cli(sub)
         else:
             sub.add_parser(name)

@@ -15,12 +15,15 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from core import UserError
 from core.argtypes import existing_run_name, lookup_name_problem, run_name_problem
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_RUNS_DIR = Path(os.environ.get("ACTLAB_RUNS_DIR", "runs"))
 # A running trainer beats at every log interval; silence this long means it is gone.
@@ -240,6 +243,8 @@ class RunReader:
         if keys:
             q += f" AND key IN ({','.join('?' * len(keys))})"
             args += keys
+        import pandas as pd  # here, not at the top: a trainer only writes, and pandas costs ~0.2 s to import
+
         df = pd.read_sql_query(q + " ORDER BY id", self.con, params=args)
         cursor = int(df["id"].max()) if len(df) else after_id
         df["value"] = df["value"].astype(float)
@@ -406,6 +411,8 @@ class RunFollower:
     def __init__(self, store: RunStore, name: str):
         self.store, self.name = store, name
         self.scalar_cursor = self.hist_cursor = self.unit_cursor = 0
+        import pandas as pd
+
         self.scalars = pd.DataFrame(columns=SCALAR_COLUMNS)
         self.histograms: list[dict] = []
         self.units: list[dict] = []
@@ -414,6 +421,8 @@ class RunFollower:
         self.layers: dict = {}
 
     def _reset(self):
+        import pandas as pd
+
         self.scalar_cursor = self.hist_cursor = self.unit_cursor = 0
         self.scalars = pd.DataFrame(columns=SCALAR_COLUMNS)
         self.histograms, self.units = [], []
@@ -434,6 +443,8 @@ class RunFollower:
         finally:
             reader.close()
         if len(new):
+            import pandas as pd
+
             if not self.scalars.empty:
                 # A rewritten (step, key) arrives as a new row: drop the old one. Only the tail can
                 # clash, so only the tail is checked.

