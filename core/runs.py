@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core import UserError
+from core import UserError, series
 from core.argtypes import existing_run_name, lookup_name_problem, run_name_problem
 
 if TYPE_CHECKING:
@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS status (
     id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL, reason TEXT,
     pid INTEGER, heartbeat REAL NOT NULL, started REAL NOT NULL);
 """
+
+# The min/max pyramid the monitor reads at chart resolution (core/series.py owns it).
+_SCHEMA += series.SCHEMA
 
 STATES = ("running", "finished", "stopped", "failed")
 
@@ -148,8 +151,12 @@ class RunWriter:
         t = time.time() if wall_time is None else wall_time
         rows = [(self.name, int(step), epoch, k, _finite_or_none(v), t) for k, v in values.items()]
         with self.con:
+            # Rows that replace an existing (key, step) are found first: their old value may be a
+            # block's extreme in the pyramid, which then has to be recomputed (core/series.py).
+            rewritten = series.existing(self.con, [(r[3], r[1]) for r in rows])
             self.con.executemany(
                 "INSERT OR REPLACE INTO scalars(run, step, epoch, key, value, wall_time) VALUES (?,?,?,?,?,?)", rows)
+            series.add_rows(self.con, [(r[3], r[1], r[4]) for r in rows], rewritten)
             self._beat(t)
 
     def log_histogram(self, step: int, key: str, edges, counts, epoch: float | None = None):
@@ -331,6 +338,7 @@ class RunStore:
             if resume_step is not None:
                 for table in _TAIL_TABLES:
                     con.execute(f"DELETE FROM {table} WHERE step > ?", (int(resume_step),))
+                series.trim_after(con, int(resume_step))
             con.execute(
                 "INSERT OR REPLACE INTO status(id, state, reason, pid, heartbeat, started) VALUES (1, 'running', NULL, ?, ?, ?)",
                 (os.getpid(), now, now))
@@ -338,6 +346,7 @@ class RunStore:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        series.ensure_blocks(con)  # a resumed run from before the pyramid: build it once
         return writer
 
     def open(self, name: str) -> RunReader:

@@ -1,8 +1,9 @@
 """Training monitor: start/stop MNIST and bi-encoder runs, and follow any run live (ours, or one a
 user loop writes through core.watch): loss, accuracy, dead and tau-dormant units per layer.
 
-A thin view: core.launcher starts and stops trainers, core.runs.RunFollower reads only the rows
-after the last ones seen (kept per run in st.session_state), dashboard.charts.training draws.
+A thin view: core.launcher starts and stops trainers, core.series.SeriesFollower reads each run at
+chart resolution (min/max per bucket, never the whole run) and then only the rows after the last
+ones seen (kept per run in st.session_state), dashboard.charts.training draws.
 """
 import os
 import sys
@@ -17,7 +18,8 @@ if str(ROOT) not in sys.path:
 from core import UserError, launcher  # noqa: E402
 from core.activations import RELU_LIKE  # noqa: E402
 from core.activations import names as activation_names  # noqa: E402
-from core.runs import RunFollower, RunStore  # noqa: E402
+from core.runs import RunStore  # noqa: E402
+from core.series import SeriesFollower  # noqa: E402
 from dashboard.charts import training as charts  # noqa: E402
 
 BADGE = {"running": ("green", "running"), "finished": ("blue", "finished"), "stopped": ("orange", "stopped"),
@@ -95,11 +97,15 @@ with st.expander("Start a run", expanded=not store.names()):
         except UserError as e:
             st.error(str(e))
 
-def follower(name: str) -> RunFollower:
+# Points per series: about one min and one max per pixel column of a half-width chart.
+CHART_POINTS = 700
+
+
+def follower(name: str) -> SeriesFollower:
     cache = st.session_state.setdefault("mon_followers", {})
     key = (str(Path(runs_dir).resolve()), name)
     if key not in cache:
-        cache[key] = RunFollower(store, name)
+        cache[key] = SeriesFollower(store, name, points=CHART_POINTS)
     return cache[key]
 
 

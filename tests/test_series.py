@@ -1,0 +1,123 @@
+"""core.series: downsampling in the query (min/max per bucket) keeps spikes, reads at chart resolution."""
+import numpy as np
+import pytest
+
+from core import series
+from core.runs import RunStore
+
+
+def _run(tmp_path, values: dict[str, np.ndarray], name="r", start=0):
+    store = RunStore(tmp_path)
+    w = store.create(name, {})
+    n = len(next(iter(values.values())))
+    for s in range(n):
+        w.log_scalars(start + s, {k: v[s] for k, v in values.items()}, epoch=(start + s) / 100, wall_time=1000.0 + s)
+    w.close()
+    return store
+
+
+def _local_extremes(vals, radius):
+    """Rows that are the strict max (or min) of every row within `radius` steps either side."""
+    out = set()
+    for i in range(len(vals)):
+        win = vals[max(0, i - radius):i + radius + 1]
+        if vals[i] == win.max() and (win == vals[i]).sum() == 1 or vals[i] == win.min() and (win == vals[i]).sum() == 1:
+            out.add(i)
+    return out
+
+
+@pytest.mark.parametrize("pyramid", [True, False])
+def test_query_keeps_every_spike_and_only_real_rows(tmp_path, pyramid):
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=6000)
+    a[[7, 2500, 5999]] = [40.0, -35.0, 30.0]  # spikes, one at the very end
+    store = _run(tmp_path, {"a": a, "b": np.linspace(0, 1, 6000)})
+    r = store.open("r")
+    if not pyramid:  # a run written before the pyramid existed
+        con = r.con
+        r.close()
+        import sqlite3
+        c = sqlite3.connect(store.path("r") / "metrics.db")
+        c.execute("DROP TABLE scalar_blocks")
+        c.commit(), c.close()
+    assert series.has_blocks(r.con) is pyramid
+    for lo, hi, points in [(0, 5999, 100), (13, 4777, 37), (2400, 2600, 30), (0, 5999, 700)]:
+        s, v = series.query(r.con, ["a"], lo, hi, points)["a"]
+        assert len(s) <= 2 * points + 2 and np.all(np.diff(s) >= 0)
+        assert s.min() >= lo and s.max() <= hi
+        assert np.allclose(a[s], v)  # every point is a real row at its real step
+        assert s[0] == lo and s[-1] == hi  # first and last row in range
+        radius = -(-(hi - lo + 1) // points)
+        must = {i for i in _local_extremes(a[lo:hi + 1], radius)}
+        assert must <= set((s - lo).tolist()), sorted(must - set((s - lo).tolist()))[:5]
+    whole = series.query(r.con, ["a", "b", "missing"], points=50)
+    assert set(whole) == {"a", "b"}
+    s, v = whole["a"]
+    assert {7, 2500, 5999} <= set(s.tolist()) and v.max() == 40.0 and v.min() == -35.0
+    assert series.query(r.con, ["a"], 10, 5) == {}
+    r.close()
+
+
+def test_writer_pyramid_equals_a_rebuild_and_skips_non_finite(tmp_path):
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=3000)
+    a[100] = np.nan
+    store = _run(tmp_path, {"a": a, "c": rng.normal(size=3000)})
+    import sqlite3
+    con = sqlite3.connect(store.path("r") / "metrics.db")
+    incremental = sorted(con.execute("SELECT * FROM scalar_blocks").fetchall())
+    assert series.build_blocks(con, chunk=777) == 5999  # the NaN row (stored NULL) is not folded
+    rebuilt = sorted(con.execute("SELECT * FROM scalar_blocks").fetchall())
+    con.close()
+    assert incremental == rebuilt
+    assert ("a", 1, 12, 7) == incremental[12][:4]  # steps 96..103 minus the NaN at 100
+
+
+def test_resuming_a_run_from_before_the_pyramid_builds_it(tmp_path):
+    import sqlite3
+    store = _run(tmp_path, {"a": np.arange(500.0)})
+    c = sqlite3.connect(store.path("r") / "metrics.db")
+    c.execute("DROP TABLE scalar_blocks")
+    c.commit(), c.close()
+    w = store.create("r", {}, resume=True)
+    w.log_scalars(500, {"a": 1000.0})
+    w.close()
+    r = store.open("r")
+    s, v = series.query(r.con, ["a"], points=20)["a"]
+    assert v.max() == 1000.0 and v.min() == 0.0 and s[-1] == 500
+    r.close()
+
+
+def test_follower_holds_chart_resolution_and_reads_only_new_rows(tmp_path):
+    store = RunStore(tmp_path)
+    w = store.create("f", {})
+    for s in range(0, 20000, 2):
+        w.log_scalars(s, {"loss/train": 1.0 / (1 + s), "dead/act1": 0.9 if s == 9000 else 0.1}, epoch=s / 1000,
+                      wall_time=5000.0 + s)
+    for s in range(0, 600):
+        w.log_histogram(s, "pre/act1", [0.0, 1.0, 2.0], [s, 1])
+    f = series.SeriesFollower(store, "f", points=50, max_blobs=100)
+    f.poll()
+    df = f.scalars
+    per_key = df.groupby("key").size()
+    assert per_key.max() <= 2 * 50 + 2 and set(per_key.index) == {"loss/train", "dead/act1"}
+    dead = df[df["key"] == "dead/act1"]
+    assert 0.9 in dead["value"].tolist() and dead.loc[dead["value"] == 0.9, "step"].tolist() == [9000]
+    # epoch and wall time are placed by interpolation on the run's clock
+    assert np.allclose(dead["epoch"], dead["step"] / 1000) and np.allclose(dead["wall_time"], 5000 + dead["step"])
+    assert len(f.histograms) == 100 and f.histograms[-1]["step"] == 599 and f.histograms[-1]["counts"] == [599, 1]
+    # Refresh: only the rows written since, appended; the last value is the true last value.
+    for s in range(20000, 20010, 2):
+        w.log_scalars(s, {"loss/train": 7.0, "dead/act1": 0.2})
+    assert f.poll() == 10
+    assert f.scalars[f.scalars["key"] == "loss/train"]["value"].iloc[-1] == 7.0
+    # Many new rows: re-bucketed in memory, the spike still there.
+    for s in range(20010, 30000, 2):
+        w.log_scalars(s, {"loss/train": 0.5, "dead/act1": 0.1})
+    f.poll()
+    per_key = f.scalars.groupby("key").size()
+    assert per_key.max() <= 2 * 50 + 4
+    dead = f.scalars[f.scalars["key"] == "dead/act1"]
+    assert dead["value"].max() == 0.9 and dead["step"].max() == 29998
+    assert f.poll() == 0
+    w.close()
