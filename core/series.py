@@ -167,7 +167,9 @@ def step_range(con: sqlite3.Connection, keys: list[str]) -> tuple[int, int] | No
     """(first, last) step over these keys: two index seeks per key."""
     los, his = [], []
     for k in keys:
-        lo, hi = con.execute("SELECT MIN(step), MAX(step) FROM scalars WHERE key = ?", (k,)).fetchone()
+        # Two statements: SQLite answers a lone MIN or MAX with one index seek, but scans for both.
+        lo = con.execute("SELECT MIN(step) FROM scalars WHERE key = ?", (k,)).fetchone()[0]
+        hi = con.execute("SELECT MAX(step) FROM scalars WHERE key = ?", (k,)).fetchone()[0]
         if lo is not None:
             los.append(lo), his.append(hi)
     return (min(los), max(his)) if los else None
@@ -225,14 +227,19 @@ def query(con: sqlite3.Connection, keys: list[str], lo: int | None = None, hi: i
             if b_lo > b_hi:
                 s, v = _raw(con, k, lo, hi)
             else:
-                rows = con.execute("SELECT min_step, min_value, max_step, max_value FROM scalar_blocks "
-                                   "WHERE key = ? AND level = ? AND block BETWEEN ? AND ?",
-                                   (k, levels[-1], b_lo, b_hi)).fetchall()
-                a = np.array(rows, dtype=np.float64).reshape(-1, 4)
+                # Whole blocks grouped into `points` block-aligned buckets inside SQLite: per bucket
+                # the block holding the lowest min and the one holding the highest max. A bare
+                # column next to a single MIN/MAX comes from that row (documented SQLite behaviour).
+                n_blocks = b_hi - b_lo + 1
+                rows = []
+                for agg, cols in (("MIN", "min_step, MIN(min_value)"), ("MAX", "max_step, MAX(max_value)")):
+                    rows += con.execute(f"SELECT {cols} FROM scalar_blocks WHERE key = ? AND level = ? AND block BETWEEN ? AND ? "
+                                        f"GROUP BY (block - ?) * ? / ?", (k, levels[-1], b_lo, b_hi, b_lo, points, n_blocks)).fetchall()
+                a = np.array(rows, dtype=np.float64).reshape(-1, 2)
                 s1, v1 = _raw(con, k, lo, b_lo * w - 1)
                 s2, v2 = _raw(con, k, (b_hi + 1) * w, hi)
-                s = np.r_[s1, a[:, 0].astype(np.int64), a[:, 2].astype(np.int64), s2]
-                v = np.r_[v1, a[:, 1], a[:, 3], v2]
+                s = np.r_[s1, a[:, 0].astype(np.int64), s2]
+                v = np.r_[v1, a[:, 1], v2]
         if len(s) and levels:
             # The first and last row in range (two seeks): the line starts and ends where the data does.
             ends = [con.execute(f"SELECT step, value FROM scalars WHERE key = ? AND step BETWEEN ? AND ? AND value IS NOT NULL "
@@ -245,7 +252,7 @@ def query(con: sqlite3.Connection, keys: list[str], lo: int | None = None, hi: i
     return out
 
 
-def clock(con: sqlite3.Connection, key: str, lo: int, hi: int, samples: int = 256) -> np.ndarray:
+def clock(con: sqlite3.Connection, key: str, lo: int, hi: int, samples: int = 64) -> np.ndarray:
     """[step, epoch, wall_time] rows of `key` at ~samples evenly spaced steps, by index seeks. Used to
     place downsampled points on the epoch or wall-time axis by interpolation (sub-pixel at chart
     resolution), without reading every row's epoch and wall time."""

@@ -1,0 +1,161 @@
+"""Monitor at scale: `python bench/monitor_scale.py --rows 1000000 [--keys 10] [--out FILE]`.
+
+Builds one run of N scalar rows (--keys keys, one row per key per step, with a loss spike and a
+dead-rate jump in it) plus a histogram and a unit-activity row per layer every 100 steps, bulk
+inserted with executemany in large transactions, then the min/max pyramid with
+core.series.build_blocks (what the trainer's writer keeps incrementally). Then, as the monitor
+page does for one browser tab:
+
+  first poll   SeriesFollower.poll() on a fresh follower: every key at 700 points, newest blobs
+  refresh      one more log interval written by a RunWriter, then poll() (median of --refreshes)
+
+and prints both times, the peak Python memory of the polls (tracemalloc) and the rows the
+follower holds. --old also times the previous whole-run RunFollower (slow on big runs).
+Targets: first poll and refresh <= 0.15 s at 1M rows, <= 0.3 s at 10M. Nothing here asserts a time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas  # noqa: E402,F401  (loaded in the dashboard long before a poll: not part of its time)
+
+from core import series  # noqa: E402
+from core.runs import RunFollower, RunStore  # noqa: E402
+
+KEYS = ["loss/train", "acc/train", "lr", "samples_per_s", "dead/act1", "zero_frac/act1", "revived/act1",
+        "grad_norm/fc1.weight", "grad_norm/fc1.bias", "grad_norm/out.weight", "grad_norm/out.bias",
+        "dead/act2", "zero_frac/act2", "revived/act2", "loss/test", "acc/test"]
+
+
+def build(store: RunStore, name: str, rows: int, n_keys: int, chunk_steps: int = 50_000) -> dict:
+    keys = KEYS[:n_keys] if n_keys <= len(KEYS) else KEYS + [f"extra/k{i}" for i in range(n_keys - len(KEYS))]
+    steps = rows // len(keys)
+    w = store.create(name, {"rows": rows}, kind="mnist", layers={"act1": {"activation": "relu", "params": {}}})
+    con = w.con
+    rng = np.random.default_rng(0)
+    spike_step, jump_step = steps // 3, (2 * steps) // 3
+    t = time.perf_counter()
+    edges = json.dumps(np.linspace(-6, 6, 65).tolist())
+    for s0 in range(0, steps, chunk_steps):
+        s = np.arange(s0, min(steps, s0 + chunk_steps))
+        base = 2.0 / np.sqrt(1 + s / 100) + rng.normal(0, 0.01, len(s))
+        cols = {}
+        for i, k in enumerate(keys):
+            v = base * (1 + i / 10)
+            if k == "loss/train":
+                v = np.where(s == spike_step, 25.0, v)  # one-step spike: must survive downsampling
+            if k.startswith("dead/"):
+                v = np.where(s == jump_step, 0.95, 0.05 + 0.001 * rng.random(len(s)))
+            cols[k] = v
+        epoch = s / 1000.0
+        wall = 1.7e9 + s * 0.01
+        # Interleaved as the trainer writes them: all keys of a step, step after step.
+        data = [(name, int(st), float(ep), k, float(cols[k][j]), float(wt))
+                for j, (st, ep, wt) in enumerate(zip(s, epoch, wall)) for k in keys]
+        blobs = [int(st) for st in s if st % 100 == 0]
+        with con:
+            con.executemany("INSERT INTO scalars(run, step, epoch, key, value, wall_time) VALUES (?,?,?,?,?,?)", data)
+            con.executemany("INSERT INTO histograms(run, step, epoch, key, edges, counts, wall_time) VALUES (?,?,?,?,?,?,?)",
+                            [(name, st, st / 1000, "pre/act1", edges, json.dumps(rng.integers(0, 500, 64).tolist()), 1.7e9)
+                             for st in blobs])
+            con.executemany("INSERT INTO unit_activity(run, step, epoch, key, values_json, wall_time) VALUES (?,?,?,?,?,?)",
+                            [(name, st, st / 1000, "act1", json.dumps(np.round(rng.random(128), 4).tolist()), 1.7e9)
+                             for st in blobs])
+        print(f"  wrote {min(steps, s0 + chunk_steps) * len(keys):,} rows ({time.perf_counter() - t:.0f} s)", flush=True)
+    t2 = time.perf_counter()
+    series.build_blocks(con)
+    print(f"  pyramid built from the raw rows in {time.perf_counter() - t2:.0f} s", flush=True)
+    return {"writer": w, "keys": keys, "steps": steps, "spike_step": spike_step, "jump_step": jump_step,
+            "build_s": time.perf_counter() - t}
+
+
+def timed_poll(f) -> tuple[float, int]:
+    tracemalloc.start()
+    t = time.perf_counter()
+    f.poll()
+    dt = time.perf_counter() - t
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return dt, peak
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--keys", type=int, default=10)
+    ap.add_argument("--points", type=int, default=700)
+    ap.add_argument("--refreshes", type=int, default=9)
+    ap.add_argument("--dir", default=None, help="where to build the run (default: a temp folder)")
+    ap.add_argument("--old", action="store_true", help="also time the whole-run RunFollower")
+    ap.add_argument("--out", default=None, help="result JSON (default bench/results/monitor_scale_<rows>.json)")
+    args = ap.parse_args()
+    if args.rows < args.keys or args.keys < 1 or args.points < 1:
+        print("error: need --rows >= --keys >= 1 and --points >= 1", file=sys.stderr)
+        return 2
+    store = RunStore(args.dir or tempfile.mkdtemp())
+    name = f"scale{args.rows}"
+    print(f"building {args.rows:,} scalar rows ({args.keys} keys) in {store.root} ...", flush=True)
+    b = build(store, name, args.rows, args.keys)
+    db = store.path(name) / "metrics.db"
+    size_mb = sum(p.stat().st_size for p in db.parent.glob("metrics.db*")) / 1e6
+
+    f = series.SeriesFollower(store, name, points=args.points)
+    first, first_peak = timed_poll(f)
+    held = len(f.scalars)
+    loss = f.scalars[f.scalars["key"] == "loss/train"]
+    dead = f.scalars[f.scalars["key"] == "dead/act1"]
+    spike_kept = bool(((loss["step"] == b["spike_step"]) & (loss["value"] == 25.0)).any())
+    jump_kept = bool(((dead["step"] == b["jump_step"]) & (dead["value"] == 0.95)).any())
+
+    w, step = b["writer"], b["steps"]
+    refresh, refresh_peak = [], 0
+    for i in range(args.refreshes):
+        w.log_scalars(step + i, {k: 0.5 for k in b["keys"]}, epoch=(step + i) / 1000)
+        w.log_histogram(step + i, "pre/act1", np.linspace(-6, 6, 65), np.ones(64))
+        dt, peak = timed_poll(f)
+        refresh.append(dt)
+        refresh_peak = max(refresh_peak, peak)
+    w.close()
+    result = {
+        "rows": args.rows, "keys": args.keys, "steps_per_key": b["steps"], "points": args.points,
+        "db_mb": round(size_mb, 1), "build_s": round(b["build_s"], 1),
+        "first_poll_s": round(first, 4), "refresh_s_median": round(statistics.median(refresh), 4),
+        "refresh_s_max": round(max(refresh), 4),
+        "peak_python_mb_first_poll": round(first_peak / 1e6, 2), "peak_python_mb_refresh": round(refresh_peak / 1e6, 2),
+        "rows_held": held, "spike_kept": spike_kept, "dead_jump_kept": jump_kept,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}",
+        "python": platform.python_version(), "command": "python bench/monitor_scale.py " + " ".join(sys.argv[1:]),
+    }
+    if args.old:
+        old = RunFollower(store, name)
+        t = time.perf_counter()
+        old.poll()
+        result["old_runfollower_first_poll_s"] = round(time.perf_counter() - t, 3)
+    print(f"run: {args.rows:,} rows, {args.keys} keys, {b['steps']:,} steps, metrics.db {size_mb:.0f} MB")
+    print(f"first poll {first:.3f} s  (holds {held:,} rows; loss spike kept: {spike_kept}, dead jump kept: {jump_kept})")
+    print(f"refresh {statistics.median(refresh):.3f} s  (median of {args.refreshes}; max {max(refresh):.3f} s)")
+    print(f"peak memory {max(first_peak, refresh_peak) / 1e6:.1f} MB (Python allocations during a poll)")
+    if "old_runfollower_first_poll_s" in result:
+        print(f"old whole-run RunFollower first poll {result['old_runfollower_first_poll_s']:.3f} s")
+    out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"monitor_scale_{args.rows}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
