@@ -47,7 +47,7 @@ def test_query_keeps_every_spike_and_only_real_rows(tmp_path, pyramid):
         assert s.min() >= lo and s.max() <= hi
         assert np.allclose(a[s], v)  # every point is a real row at its real step
         assert s[0] == lo and s[-1] == hi  # first and last row in range
-        radius = -(-(hi - lo + 1) // points)
+        radius = -(-(hi - lo + 1) // points) * (2 if pyramid else 1)
         must = {i for i in _local_extremes(a[lo:hi + 1], radius)}
         assert must <= set((s - lo).tolist()), sorted(must - set((s - lo).tolist()))[:5]
     whole = series.query(r.con, ["a", "b", "missing"], points=50)
