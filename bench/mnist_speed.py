@@ -6,9 +6,12 @@
    Dataset with a per-sample transform, DataLoader(batch 64, shuffle, num_workers=2), loss.item()
    every step, default Adam, a test pass at the end). Alternated --repeats times; medians.
    Printed as seed time ÷ our time (`N.NN×`, higher is faster; target >= 2.5×).
+   Each process runs with its own defaults: ours uses 1 CPU thread (the trainer's default), the
+   seed script torch's default (2 here).
 2. **steps only**: samples/s of the training steps alone, in this process: our step (on-device
    batches by randperm, probes on, a run-store flush every 50 steps, the trainer's optimizer) ÷ the
-   seed loop's steps (its DataLoader iteration included, since that is where its time goes).
+   seed loop's steps (its DataLoader iteration included, since that is where its time goes). All
+   in-process arms share one thread count (--threads).
 3. **probes ÷ bare**: our step with probes ÷ the same tensor loop with no probes and no store
    (samples/s; target >= 0.95): the median ratio of --rounds adjacent epoch pairs, order alternating.
 
@@ -211,6 +214,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="end-to-end runs of each process (medians)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--rounds", type=int, default=15, help="adjacent probes/bare epoch pairs")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for the in-process arms, all alike (default 1, as the trainer; 0 = torch default)")
     ap.add_argument("--skip-e2e", action="store_true")
     args = ap.parse_args()
     if args.epochs < 1 or args.repeats < 1 or args.rounds < 1:
@@ -223,6 +228,10 @@ def main() -> int:
         print(f"  ours: {o_line}\n  seed: {s_line}")
         print(f"end to end (process start to final test accuracy, median of {args.repeats}): ours {o:.2f} s, "
               f"seed-style {s:.2f} s -> {s / o:.2f}× (target >= 2.5×)")
+    import torch
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     r = steps_only(args.epochs, args.device, args.rounds)
     print(f"steps only ({r['device']}, {r['threads']} threads, median samples/s per epoch): ours with probes "
           f"{r['probes']:,.0f}, seed-style DataLoader loop {r['seed']:,.0f} -> {r['probes'] / r['seed']:.2f}×")

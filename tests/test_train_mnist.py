@@ -100,6 +100,7 @@ def test_cli_runs_and_prints_status(tmp_path, capsys):
     (["--resume", "missing"], "no checkpoint"),
     (["--device", "tpu"], "--device"),
     (["--data", "full", "--data-dir", "/nonexistent/dir"], "not a folder"),
+    (["--threads", "-1"], "--threads"),
 ])
 def test_cli_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, args, msg):
     runs = tmp_path / "runs"
@@ -131,3 +132,16 @@ def test_corrupt_checkpoint_is_a_user_error(tmp_path):
 def test_cuda_bf16_compile_run(tmp_path):
     train_mnist(_cfg(tmp_path, name="gpu", device="cuda", bf16=True, compile=True, max_steps=8))
     assert RunStore(tmp_path / "runs").open("gpu").status().state == "finished"
+
+
+def test_threads_apply_during_training_and_are_restored(tmp_path, monkeypatch):
+    import core.train.mnist as tm
+
+    seen = []
+    orig = tm.evaluate
+    monkeypatch.setattr(tm, "evaluate", lambda *a, **k: (seen.append(torch.get_num_threads()), orig(*a, **k))[1])
+    before = torch.get_num_threads()
+    train_mnist(_cfg(tmp_path, max_steps=2, name="t1", threads=1))
+    assert seen == [1] and torch.get_num_threads() == before
+    train_mnist(_cfg(tmp_path, max_steps=2, name="t0", threads=0))  # 0: torch's own default, untouched
+    assert seen[-1] == before

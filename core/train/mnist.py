@@ -31,7 +31,7 @@ DEFAULTS = dict(
     data="bundled", data_dir=None, seed=0, device="auto", bf16=False, compile=False,
     log_every=50, max_steps=None, eps=0.0, hist_bins=64, hist_range=[-6.0, 6.0], probes=True, probe_size=1000,
     runs_dir=None, checkpoints_dir=None, name=None, resume=None,
-    fault_nan_at_step=None, progress=True,
+    fault_nan_at_step=None, progress=True, threads=1,
 )
 # Large Adam steps on a negatively biased first layer push most ReLU pre-activations below zero
 # for every digit within a few hundred steps; LeakyReLU under the same preset keeps them alive.
@@ -46,6 +46,8 @@ def validate(cfg: dict) -> dict:
     cfg["act_params"] = resolve_params(cfg["activation"], **(cfg["act_params"] or {}))
     if cfg["optimizer"] not in OPTIMIZERS:
         raise UserError(f"--optimizer {cfg['optimizer']!r}: expected one of {', '.join(OPTIMIZERS)}")
+    if int(cfg["threads"]) < 0:
+        raise UserError(f"--threads must be >= 0 (0 = torch's default), got {cfg['threads']}")
     for key in ("epochs", "batch_size", "log_every"):
         if int(cfg[key]) < 1:
             raise UserError(f"--{key.replace('_', '-')} must be >= 1, got {cfg[key]}")
@@ -104,6 +106,21 @@ def evaluate(model, x, y, batch_size: int = 2048) -> tuple[float, float]:
 
 def train_mnist(config: dict) -> str:
     """Train one run into the run store; returns its name. Also what the ablation runner calls."""
+    # CPU threads: one by default. A step's matmuls are ~25 MFLOP, too small for intra-op threads
+    # to pay, and on a shared 2-core box OpenMP workers spin against other processes: measured
+    # 2.5 ms/step on one thread vs 34 ms/step on two at load 10 (bench/mnist_speed.py notes).
+    # Restored afterwards, since the ablation runner and tests call this in-process.
+    threads = int({**DEFAULTS, **config}["threads"] or 0)
+    before = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        return _train_mnist(config)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_mnist(config: dict) -> str:
     cfg = {**DEFAULTS, **config}
     # Read at call time, so a test or the dashboard can point ACTLAB_RUNS_DIR elsewhere after import.
     for key, env, fallback in (("runs_dir", "ACTLAB_RUNS_DIR", "runs"), ("checkpoints_dir", "ACTLAB_CHECKPOINTS_DIR", "checkpoints")):
@@ -241,6 +258,7 @@ def add_cli(sub) -> None:
     p.add_argument("--preset", default=None, choices=list(PRESETS))
     p.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (CUDA only)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile (CUDA only)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default 1; 0 = torch's default)")
     p.add_argument("--no-probes", dest="probes", action="store_false", default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.add_argument("--fault-nan-at-step", type=T.positive_int, default=None, help=argparse_suppress())
