@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 CHROMIUM = os.environ.get("ACTLAB_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
-PAGES = {"explorer": "", "monitor": "monitor", "compare": "compare", "benchmark": "benchmark"}
+PAGES = {"explorer": "explorer", "monitor": "monitor", "compare": "compare", "benchmark": "benchmark"}
 FIX = ROOT / "tests" / "fixtures" / "logs"
 
 
