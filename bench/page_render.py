@@ -8,6 +8,9 @@ timed), then:
          empty caches), from `page.goto` until the page's main plotly chart has drawn its SVG;
   warm   --warm more visits in new browser contexts (new sessions, same server), median.
 
+Also printed: when the page's title (its first element) appeared, which splits the browser loading
+Streamlit's frontend and opening the session from the page's own script.
+
 The monitor page reads a run made here (2,000 steps of a synthetic MNIST-like run); the compare
 page's main chart needs logs, so its time includes uploading the two fixture logs the e2e test
 uses. Target <= 1.5 s each. Prints measured times only; nothing here asserts a time.
@@ -74,13 +77,17 @@ def serve(runs_dir: Path):
     raise SystemExit("error: streamlit did not come up within 90 s")
 
 
-def visit(browser, url: str, page_name: str) -> float:
+def visit(browser, url: str, page_name: str) -> tuple[float, float]:
+    """(seconds until the main chart is drawn, seconds until Streamlit's frontend shell is up)."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = ctx.new_page()
     pg.set_default_timeout(120_000)
     try:
         t = time.perf_counter()
         pg.goto(f"{url}/{PAGES[page_name]}")
+        # The app shell: Streamlit's JS bundle loaded and the page's first element (its title) in.
+        pg.locator("h1").first.wait_for(state="attached")
+        shell = time.perf_counter() - t
         if page_name == "compare":
             pg.get_by_text("Upload two or more logs").wait_for()
             files = [{"name": n, "mimeType": "text/plain", "buffer": (FIX / src).read_bytes()}
@@ -89,7 +96,7 @@ def visit(browser, url: str, page_name: str) -> float:
             pg.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(files)
         # Plotly has drawn: the chart's SVG with at least one trace in it.
         pg.locator(".js-plotly-plot .main-svg .trace").first.wait_for(state="attached")
-        return time.perf_counter() - t
+        return time.perf_counter() - t, shell
     finally:
         ctx.close()
 
@@ -119,16 +126,21 @@ def main() -> int:
         for name in pages:
             proc, url = serve(runs_dir)
             try:
-                cold = visit(browser, url, name)
-                warm = [visit(browser, url, name) for _ in range(args.warm)]
+                cold, cold_shell = visit(browser, url, name)
+                warm_runs = [visit(browser, url, name) for _ in range(args.warm)]
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
-            results[name] = {"cold_s": round(cold, 3), "warm_s": round(statistics.median(warm), 3)}
-            print(f"{name:<10} cold {cold:.2f} s   warm {statistics.median(warm):.2f} s  (median of {args.warm})"
-                  f"  {'ok' if max(cold, statistics.median(warm)) <= 1.5 else 'over'} (target <= 1.5 s)", flush=True)
+            warm = statistics.median(w for w, _ in warm_runs)
+            warm_shell = statistics.median(sh for _, sh in warm_runs)
+            results[name] = {"cold_s": round(cold, 3), "warm_s": round(warm, 3),
+                             "cold_title_s": round(cold_shell, 3), "warm_title_s": round(warm_shell, 3)}
+            print(f"{name:<10} cold {cold:.2f} s   warm {warm:.2f} s  (median of {args.warm})"
+                  f"  {'ok' if max(cold, warm) <= 1.5 else 'over'} (target <= 1.5 s); page title shown after "
+                  f"{cold_shell:.2f} / {warm_shell:.2f} s", flush=True)
         browser.close()
     print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    results["load"] = os.getloadavg()[0]
     if args.out:
         Path(args.out).write_text(json.dumps({"pages": results, "cpus": os.cpu_count(),
                                               "command": "python bench/page_render.py " + " ".join(sys.argv[1:])}, indent=2) + "\n")
