@@ -4,9 +4,10 @@ The browser the e2e tests use (Debian /usr/bin/chromium driven by playwright, te
 against `streamlit run dashboard/app.py`. For each page a fresh Streamlit server is started (not
 timed), then:
 
-  cold   the first visit: the page's script runs for the first time in that server (its imports,
-         empty caches), from `page.goto` until the page's main plotly chart has drawn its SVG;
-  warm   --warm more visits in new browser contexts (new sessions, same server), median.
+  cold   the first visit, in a fresh browser profile: the page's script runs for the first time in
+         that server (its imports, empty caches), from `page.goto` until the page's main plotly
+         chart has drawn its SVG;
+  warm   --warm more visits in the same browser (cached JS, a new Streamlit session each), median.
 
 Also printed: when the page's title (its first element) appeared, which splits the browser loading
 Streamlit's frontend and opening the session from the page's own script.
@@ -77,28 +78,22 @@ def serve(runs_dir: Path):
     raise SystemExit("error: streamlit did not come up within 90 s")
 
 
-def visit(browser, url: str, page_name: str) -> tuple[float, float]:
-    """(seconds until the main chart is drawn, seconds until Streamlit's frontend shell is up)."""
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = ctx.new_page()
-    pg.set_default_timeout(120_000)
-    try:
-        t = time.perf_counter()
-        pg.goto(f"{url}/{PAGES[page_name]}")
-        # The app shell: Streamlit's JS bundle loaded and the page's first element (its title) in.
-        pg.locator("h1").first.wait_for(state="attached")
-        shell = time.perf_counter() - t
-        if page_name == "compare":
-            pg.get_by_text("Upload two or more logs").wait_for()
-            files = [{"name": n, "mimeType": "text/plain", "buffer": (FIX / src).read_bytes()}
-                     for n, src in (("with_relu_seed1.log", "with_relu_seed1.log"),
-                                    ("without_relu_seed1.log", "with_relu_seed2.log"))]
-            pg.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(files)
-        # Plotly has drawn: the chart's SVG with at least one trace in it.
-        pg.locator(".js-plotly-plot .main-svg .trace").first.wait_for(state="attached")
-        return time.perf_counter() - t, shell
-    finally:
-        ctx.close()
+def visit(pg, url: str, page_name: str) -> tuple[float, float]:
+    """(seconds until the main chart is drawn, seconds until the page's title is in)."""
+    t = time.perf_counter()
+    pg.goto(f"{url}/{PAGES[page_name]}")
+    # The app shell: Streamlit's JS bundle loaded and the page's first element (its title) in.
+    pg.locator("h1").first.wait_for(state="attached")
+    shell = time.perf_counter() - t
+    if page_name == "compare":
+        pg.get_by_text("Upload two or more logs").wait_for()
+        files = [{"name": n, "mimeType": "text/plain", "buffer": (FIX / src).read_bytes()}
+                 for n, src in (("with_relu_seed1.log", "with_relu_seed1.log"),
+                                ("without_relu_seed1.log", "with_relu_seed2.log"))]
+        pg.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(files)
+    # Plotly has drawn: the chart's SVG with at least one trace in it.
+    pg.locator(".js-plotly-plot .main-svg .trace").first.wait_for(state="attached")
+    return time.perf_counter() - t, shell
 
 
 def main() -> int:
@@ -126,8 +121,14 @@ def main() -> int:
         for name in pages:
             proc, url = serve(runs_dir)
             try:
-                cold, cold_shell = visit(browser, url, name)
-                warm_runs = [visit(browser, url, name) for _ in range(args.warm)]
+                ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+                pg = ctx.new_page()
+                pg.set_default_timeout(120_000)
+                cold, cold_shell = visit(pg, url, name)
+                # Warm: the same browser (its HTTP cache holds Streamlit's and plotly's JS, as a
+                # returning user's would), a new Streamlit session per visit, the server warm.
+                warm_runs = [visit(pg, url, name) for _ in range(args.warm)]
+                ctx.close()
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
