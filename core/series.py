@@ -139,12 +139,14 @@ def _codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _argext(values: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the minimum and of the maximum within each group [starts[i], starts[i+1])."""
+    """Index of the minimum and of the maximum within each group [starts[i], starts[i+1]); ties go
+    to the earliest row, as in the writer's incremental upsert (strict comparisons)."""
     group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))
-    by_min = np.lexsort((values, group))  # within a group, ascending value
+    order = np.arange(len(values))
+    by_min = np.lexsort((order, values, group))
+    by_max = np.lexsort((order, -values, group))
     first = np.r_[0, np.flatnonzero(group[by_min][1:] != group[by_min][:-1]) + 1]
-    last = np.r_[first[1:] - 1, len(values) - 1]
-    return by_min[first], by_min[last]
+    return by_min[first], by_max[first]
 
 
 def _minmax_buckets(steps: np.ndarray, values: np.ndarray, lo: int, hi: int, points: int) -> np.ndarray:

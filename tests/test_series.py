@@ -121,3 +121,29 @@ def test_follower_holds_chart_resolution_and_reads_only_new_rows(tmp_path):
     assert dead["value"].max() == 0.9 and dead["step"].max() == 29998
     assert f.poll() == 0
     w.close()
+
+
+def test_pyramid_follows_replaced_values_and_a_resume_trim(tmp_path):
+    import sqlite3
+    store = RunStore(tmp_path)
+    w = store.create("r", {})
+    for s in range(300):
+        w.log_scalars(s, {"a": 100.0 if s == 70 else float(s % 7), "b": 1.0})
+    w.log_scalars(70, {"a": 2.5})  # the spike is replaced: it must leave the pyramid too
+    w.close()
+    r = store.open("r")
+    s, v = series.query(r.con, ["a"], 0, 299, 10)["a"]
+    assert v.max() == 6.0 and 100.0 not in v
+    r.close()
+    w = store.create("r", {}, resume=True, resume_step=150)  # rows after step 150 are superseded
+    w.log_scalars(151, {"a": -9.0})
+    w.close()
+    con = sqlite3.connect(store.path("r") / "metrics.db")
+    live = sorted(con.execute("SELECT * FROM scalar_blocks").fetchall())
+    series.build_blocks(con)
+    assert live == sorted(con.execute("SELECT * FROM scalar_blocks").fetchall())
+    con.close()
+    r = store.open("r")
+    s, v = series.query(r.con, ["a"], points=10)["a"]
+    assert s.max() == 151 and v.min() == -9.0
+    r.close()
