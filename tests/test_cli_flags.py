@@ -28,7 +28,7 @@ BAD = {
         ("--dropout", "1"), ("--dropout", "-0.1"), ("--dropout", "nan"), ("--weight-decay", "-1"),
         ("--weight-decay", "nan"), ("--param", "negative_slope=inf"), ("--name", LONG), ("--name", "a/b"),
         ("--name", ".."), ("--name", "x\x00y"), ("--name", "bad name"), ("--name", "-dash"), ("--name", ".hidden"),
-        ("--resume", "../up"), ("--resume", "a/b")],
+        ("--resume", "../up"), ("--resume", "a/b"), ("--threads", "-1"), ("--threads", "1.5")],
     ("train", "biencoder"): [
         ("--epochs", "0"), ("--lr", "-1"), ("--lr", "nan"), ("--batch-size", "0"), ("--seed", "-1"),
         ("--log-every", "0"), ("--max-steps", "-2"), ("--head-dim", "0"), ("--max-length", "0"),

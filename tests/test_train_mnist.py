@@ -100,7 +100,6 @@ def test_cli_runs_and_prints_status(tmp_path, capsys):
     (["--resume", "missing"], "no checkpoint"),
     (["--device", "tpu"], "--device"),
     (["--data", "full", "--data-dir", "/nonexistent/dir"], "not a folder"),
-    (["--threads", "-1"], "--threads"),
 ])
 def test_cli_bad_input_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, args, msg):
     runs = tmp_path / "runs"

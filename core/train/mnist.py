@@ -258,7 +258,7 @@ def add_cli(sub) -> None:
     p.add_argument("--preset", default=None, choices=list(PRESETS))
     p.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (CUDA only)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile (CUDA only)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default 1; 0 = torch's default)")
+    p.add_argument("--threads", type=T.non_negative_int, default=None, help="CPU threads for torch (default 1; 0 = torch's default)")
     p.add_argument("--no-probes", dest="probes", action="store_false", default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.add_argument("--fault-nan-at-step", type=T.positive_int, default=None, help=argparse_suppress())
