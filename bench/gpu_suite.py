@@ -258,7 +258,7 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^a-z0-9]+", "_", gpu.lower()).strip("_")
     out = out_dir / f"gpu_{slug}_{time.strftime('%Y%m%d_%H%M%S')}.json"
-    result = {"gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
+    result = {"kind": "bench:gpu_suite", "gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
               "command": "python bench/gpu_suite.py " + " ".join(sys.argv[1:])}
     tmp = tempfile.mkdtemp()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -162,7 +162,7 @@ def main() -> int:
             refresh.append(timed_poll(f))
     w.close()
     result = {
-        "rows": args.rows, "keys": args.keys, "steps_per_key": b["steps"], "points": args.points,
+        "kind": "bench:monitor_scale", "rows": args.rows, "keys": args.keys, "steps_per_key": b["steps"], "points": args.points,
         "db_mb": round(size_mb, 1), "build_s": None if b["build_s"] is None else round(b["build_s"], 1),
         "first_poll_s": round(first, 4), "first_poll_cold_process_s": round(cold, 4), "refresh_s_median": round(statistics.median(refresh), 4),
         "refresh_s_max": round(max(refresh), 4),

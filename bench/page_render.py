@@ -143,7 +143,7 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     results["load"] = os.getloadavg()[0]
     if args.out:
-        Path(args.out).write_text(json.dumps({"pages": results, "cpus": os.cpu_count(),
+        Path(args.out).write_text(json.dumps({"kind": "bench:page_render", "pages": results, "cpus": os.cpu_count(),
                                               "command": "python bench/page_render.py " + " ".join(sys.argv[1:])}, indent=2) + "\n")
     return 0
 

@@ -38,7 +38,7 @@ def test_bench_scripts_reject_bad_input(args, message):
 def test_committed_monitor_scale_results_keep_spikes_at_chart_resolution():
     for rows in (1_000_000, 10_000_000):
         r = json.loads((ROOT / "bench" / "results" / f"monitor_scale_{rows}.json").read_text())
-        assert r["rows"] == rows and r["spike_kept"] and r["dead_jump_kept"]
+        assert r["kind"] == "bench:monitor_scale" and r["rows"] == rows and r["spike_kept"] and r["dead_jump_kept"]
         assert r["rows_held"] <= r["keys"] * (2 * r["points"] + 4)  # chart resolution, not the run
 
 
