@@ -114,8 +114,7 @@ def steps_only(epochs: int, device_name: str, rounds: int = 15) -> dict:
 
     from core.data import bundled_digits, load_mnist
     from core.models import MLP
-    from core.probes import ActivationProbes
-    from core.runs import RunStore
+    from core.watch import watch
     from core.train.loop import pick_device
     from core.train.mnist import make_optimizer
 
@@ -137,13 +136,14 @@ def steps_only(epochs: int, device_name: str, rounds: int = 15) -> dict:
     X, y = bundled_digits()
     perm = np.random.default_rng(0).permutation(len(X))[1000:]
     loader = DataLoader(Digits(X[perm], y[perm]), batch_size=64, shuffle=True, num_workers=2)
-    writer = RunStore(tempfile.mkdtemp()).create("bench", {})
+    runs_dir = tempfile.mkdtemp()
     torch.manual_seed(0)
     cfg = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0}
     models = {arm: MLP().to(device) for arm in ("probes", "bare", "seed")}
     opts = {arm: make_optimizer(cfg, m.parameters()) for arm, m in models.items()}
     opts["seed"] = torch.optim.Adam(models["seed"].parameters(), lr=1e-3)  # the seed's default Adam
-    probes = ActivationProbes(models["probes"])
+    # The probes arm is watched exactly as the trainer watches its model (core.watch).
+    w = watch(models["probes"], run="bench", log_every=50, runs_dir=runs_dir, window="manual", verbose=False)
     n, bs, log_every = len(x_all), 64, 50
     step = {"probes": 0, "bare": 0}
 
@@ -160,16 +160,14 @@ def steps_only(epochs: int, device_name: str, rounds: int = 15) -> dict:
             loss = F.cross_entropy(logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            flush = (step[arm] + 1) % log_every == 0
-            if arm == "probes" and flush:
-                probes.after_backward(model)
             opt.step()
-            loss_sum += loss.detach()
             step[arm] += 1
-            if flush:
-                loss_sum.cpu()  # the trainer's one fetch per interval
-                if arm == "probes":
-                    probes.flush(writer, step[arm], 0.0)
+            if arm == "probes":
+                w.step(loss=loss.detach())  # statistics, grad norms and the store flush every 50 steps
+            else:
+                loss_sum += loss.detach()
+                if step[arm] % log_every == 0:
+                    loss_sum.cpu()  # the bare loop's one fetch per interval
         sync()
         return n / (time.perf_counter() - t)
 
@@ -202,7 +200,7 @@ def steps_only(epochs: int, device_name: str, rounds: int = 15) -> dict:
             pair[arm] = ours(arm)
         out["probes"].append(pair["probes"]), out["bare"].append(pair["bare"])
         ratios.append(pair["probes"] / pair["bare"])
-    writer.close()
+    w.close("finished")
     return {k: statistics.median(v) for k, v in out.items()} | {"device": str(device), "threads": torch.get_num_threads(),
                                                                 "probes_over_bare": statistics.median(ratios),
                                                                 "rounds": rounds}
