@@ -247,8 +247,10 @@ class ActivationProbes:
             # Bin index by arithmetic (cheaper than bucketize); values outside the range are clamped
             # into the end bins, NaN goes to the last bin.
             idx = x.float().sub(lo).mul_(self.bins / (hi - lo)).floor_().clamp_(0, self.bins - 1).nan_to_num_(self.bins - 1)
-            weights = w.expand_as(x).flatten() if w is not None else None
-            h = torch.bincount(idx.to(torch.int64).flatten(), weights=weights, minlength=self.bins).float()
+            weights = w.expand_as(x).flatten().float() if w is not None else torch.ones(x.numel(), device=x.device)
+            # index_add_ into a fixed-size buffer, not bincount: on CUDA bincount reads max(idx) back to
+            # the host to size its output, a sync on every sampled batch.
+            h = torch.zeros(self.bins, device=x.device).index_add_(0, idx.to(torch.int64).flatten(), weights)
         else:
             h = torch.zeros(self.bins, device=x.device)
         L.s_count_host += n_host
