@@ -85,6 +85,14 @@ def probability(text: str) -> float:
     return v
 
 
+def unit_interval(text: str) -> float:
+    """A threshold on a ratio that may sit at either end (tau for tau-dormant units): [0, 1]."""
+    v = _float(text, "a number in [0, 1]")
+    if not 0 <= v <= 1:
+        raise _bad("a number in [0, 1]", text)
+    return v
+
+
 def open_unit(text: str) -> float:
     """A fraction that must leave something on both sides (a test split, a significance level): (0, 1)."""
     v = _float(text, "a number in (0, 1)")

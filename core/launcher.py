@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import UserError
-from core.runs import RunStore, validate_run_name
+from core.runs import RunStore, check_lookup_name, validate_run_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,6 +68,9 @@ TASKS: dict[str, dict[str, Opt]] = {
         "log_every": Opt("--log-every", int, low=1, high=100000),
         "bf16": Opt("--bf16", "flag"),
         "compile": Opt("--compile", "flag"),
+        "recycle_every": Opt("--recycle-every", int, low=1, high=10**9),
+        "recycle_tau": Opt("--recycle-tau", float, low=0.0, high=1.0),
+        "branch_from": Opt("--branch-from", "run"),
     },
     # Backbone and data are picked from fixed lists: the dashboard never passes a free path or hub name.
     "biencoder": {
@@ -137,6 +140,8 @@ def build_argv(task: str, fields: dict, name: str | None = None, runs_dir: str |
                 argv += [opt.flag, f"{k}={_number(f'{key}.{k}', Opt('', float), v)}"]
         elif opt.kind in (int, float):
             argv += [opt.flag, str(_number(key, opt, value))]
+        elif opt.kind == "run":
+            argv += [opt.flag, check_lookup_name(str(value))]
         else:
             choices = opt.choices if opt.choices is not None else opt.extra.get("choices_fn", lambda: None)()
             value = str(value)
@@ -180,6 +185,34 @@ def start(task: str, fields: dict, runs_dir: str | os.PathLike, name: str | None
     _CHILDREN[proc.pid] = proc
     _reap()
     return name, proc.pid
+
+
+# What a counterfactual branch may change (the diagnosis alerts offer these), per task.
+BRANCHABLE = {"mnist": ("recycle_every", "recycle_tau", "activation", "lr")}
+
+
+def branch(run: str, runs_dir: str | os.PathLike, overrides: dict, name: str | None = None,
+           checkpoints_dir: str | None = None) -> tuple[str, int]:
+    """Start a counterfactual: a new run from `run`'s latest checkpoint with `overrides` (e.g.
+    {"recycle_every": 50}); the original run goes on untouched. Returns (branch name, pid)."""
+    reader = RunStore(runs_dir).open(run)
+    try:
+        kind, cfg = reader.meta.get("kind", ""), reader.config
+    finally:
+        reader.close()
+    if kind not in BRANCHABLE:
+        raise UserError(f"run {run!r} ({kind or 'a watch() run'}) has no checkpoint of ours to branch from; "
+                        "only runs of the built-in MNIST trainer can branch")
+    bad = set(overrides) - set(BRANCHABLE[kind])
+    if bad:
+        raise UserError(f"a branch may change {', '.join(BRANCHABLE[kind])}; not {', '.join(sorted(bad))}")
+    ckdir = checkpoints_dir or cfg.get("checkpoints_dir") or os.environ.get("ACTLAB_CHECKPOINTS_DIR") \
+        or str(Path(runs_dir).resolve().parent / "checkpoints")
+    if not (Path(ckdir) / run / "last.pt").is_file():
+        raise UserError(f"run {run!r} has no checkpoint yet (one is written at each epoch end); try again after its first epoch")
+    suffix = "-".join(f"{k.replace('_', '')}{v}" for k, v in overrides.items())[:40] or "copy"
+    name = name or f"{run[:50]}-{suffix}-{time.strftime('%H%M%S')}"
+    return start(kind, {"branch_from": run, **overrides}, runs_dir, name=name, checkpoints_dir=str(Path(ckdir).resolve()))
 
 
 def _reap():

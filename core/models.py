@@ -58,6 +58,8 @@ class MLP(nn.Module):
 
 
 def _init(fc: nn.Linear, init: str, activation: str, bias: float):
+    # core.recycle redraws recycled rows the way the layer was first drawn.
+    fc.actlab_init = (init, activation)
     if init == "he":
         nonlinearity = "leaky_relu" if activation in ("leaky_relu", "prelu") else "relu"
         nn.init.kaiming_normal_(fc.weight, nonlinearity=nonlinearity)

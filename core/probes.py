@@ -374,6 +374,13 @@ class ActivationProbes:
                 L.prev_dead = ~L.w_alive
             L.reset_window()
 
+    def restart_window(self, name: str):
+        """One layer's window starts again (after a recycle, so the next window shows its effect)."""
+        L = self.layers[name]
+        if L.w_alive is not None:
+            L.prev_dead = ~L.w_alive
+        L.reset_window()
+
     def edges(self) -> list[float]:
         lo, hi = self.hist_range
         return torch.linspace(lo, hi, self.bins + 1, dtype=torch.float64).tolist()

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core import UserError, series
-from core.argtypes import existing_run_name, lookup_name_problem, run_name_problem
+from core.argtypes import (existing_run_name, lookup_name_problem, non_negative_float, run_name_problem,
+                           unit_interval)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,6 +46,21 @@ CREATE TABLE IF NOT EXISTS status (
     id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL, reason TEXT,
     pid INTEGER, heartbeat REAL NOT NULL, started REAL NOT NULL);
 """
+
+# The control path (ARCHITECTURE.md, "Acting on a run"): the dashboard or the CLI writes a command
+# row; the trainer's watcher reads pending ones at its next flush, applies them between optimizer
+# steps, and writes an event row for what it did (or why it could not). Ids make a command
+# idempotent: the same id sent twice (a double click, a page rerun) is one command.
+_CONTROL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS commands (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, args TEXT NOT NULL, created REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending', result TEXT, applied_step INTEGER, updated REAL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, run TEXT NOT NULL, step INTEGER NOT NULL, kind TEXT NOT NULL, layer TEXT,
+    units INTEGER, reason TEXT, command_id TEXT, details TEXT, wall_time REAL NOT NULL);
+"""
+_SCHEMA += _CONTROL_SCHEMA
+COMMAND_KINDS = ("recycle",)
 
 # The min/max pyramid the monitor reads at chart resolution (core/series.py owns it).
 _SCHEMA += series.SCHEMA
@@ -178,6 +194,28 @@ class RunWriter:
         with self.con:
             self._beat(time.time())
 
+    def pending_commands(self) -> list[dict]:
+        """Commands not yet applied, oldest first (read once per flush, never per step)."""
+        rows = self.con.execute("SELECT id, kind, args, created FROM commands WHERE state = 'pending' "
+                                "ORDER BY created, id").fetchall()
+        return [{"id": i, "kind": k, "args": json.loads(a), "created": c} for i, k, a, c in rows]
+
+    def log_event(self, step: int, kind: str, layer: str | None = None, units: int | None = None,
+                  reason: str | None = None, command_id: str | None = None, details: dict | None = None,
+                  command_state: str | None = None):
+        """An event row; with `command_id` and `command_state`, the command is closed in the same
+        transaction, so a crash never leaves a command applied twice or an event without its command."""
+        t = time.time()
+        with self.con:
+            self.con.execute(
+                "INSERT INTO events(run, step, kind, layer, units, reason, command_id, details, wall_time) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (self.name, int(step), kind, layer, units, reason, command_id,
+                 json.dumps(details or {}, default=str), t))
+            if command_id is not None and command_state is not None:
+                self.con.execute("UPDATE commands SET state = ?, result = ?, applied_step = ?, updated = ? WHERE id = ?",
+                                 (command_state, reason, int(step), t, command_id))
+
     def _beat(self, t: float):
         self.con.execute("UPDATE status SET heartbeat = ? WHERE id = 1", (t,))
 
@@ -272,6 +310,28 @@ class RunReader:
         return [{"id": i, "step": s, "epoch": e, "key": k, "edges": json.loads(ed), "counts": json.loads(c)}
                 for i, s, e, k, ed, c in self.con.execute(q + " ORDER BY id", args)]
 
+    def events(self, after_id: int = 0) -> list[dict]:
+        """Recycles and refusals, as the watcher recorded them (drawn as markers on every chart)."""
+        if not self._has_table("events"):
+            return []
+        rows = self.con.execute("SELECT id, step, kind, layer, units, reason, command_id, details, wall_time "
+                                "FROM events WHERE id > ? ORDER BY id", (after_id,)).fetchall()
+        return [{"id": i, "run": self.name, "step": s, "kind": k, "layer": l, "units": u, "reason": r,
+                 "command_id": c, "details": json.loads(d or "{}"), "wall_time": w}
+                for i, s, k, l, u, r, c, d, w in rows]
+
+    def commands(self) -> list[dict]:
+        if not self._has_table("commands"):
+            return []
+        rows = self.con.execute("SELECT id, kind, args, created, state, result, applied_step FROM commands "
+                                "ORDER BY created, id").fetchall()
+        return [{"id": i, "kind": k, "args": json.loads(a), "created": c, "state": s, "result": r, "applied_step": st}
+                for i, k, a, c, s, r, st in rows]
+
+    def _has_table(self, name: str) -> bool:
+        # A store written before the control path existed has neither table (and a reader is read-only).
+        return self.con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
     def unit_activity(self, key: str | None = None, after_id: int = 0) -> list[dict]:
         q, args = "SELECT id, step, epoch, key, values_json FROM unit_activity WHERE id > ?", [after_id]
         if key:
@@ -355,6 +415,52 @@ class RunStore:
         _migrate_for_readers(self.path(name) / "metrics.db")
         return RunReader(self.path(name), name)
 
+    def send_command(self, name: str, kind: str, args: dict, command_id: str | None = None) -> dict:
+        """Queue a command for a running run. Refused (UserError) for a run that is not running (finished,
+        failed, stopped, or stale: its trainer is gone), for an unknown kind, and for a layer the run
+        does not have. The same `command_id` again returns the first command, unchanged."""
+        import uuid
+
+        if kind not in COMMAND_KINDS:
+            raise UserError(f"unknown command {kind!r}; expected one of {', '.join(COMMAND_KINDS)}")
+        r = self.open(name)
+        try:
+            st, meta = r.status(), r.meta
+        finally:
+            r.close()
+        cid = command_id or uuid.uuid4().hex
+        if not isinstance(cid, str) or not 0 < len(cid) <= 64:
+            raise UserError("a command id is a string of 1 to 64 characters")
+        db = self.path(name) / "metrics.db"
+        con = _connect(db)
+        try:
+            con.executescript(_CONTROL_SCHEMA)
+            old = con.execute("SELECT id, kind, args, created, state, result, applied_step FROM commands WHERE id = ?",
+                              (cid,)).fetchone()
+            if old is not None:
+                i, k, a, c, s, res, at = old
+                return {"id": i, "kind": k, "args": json.loads(a), "created": c, "state": s, "result": res,
+                        "applied_step": at, "duplicate": True}
+            if st.state != "running":
+                why = f" ({st.reason})" if st.reason else ""
+                raise UserError(f"run {name!r} is {st.state}{why}: commands go to a running run")
+            layer = args.get("layer")
+            layers = meta.get("layers", {})
+            if kind == "recycle":
+                if layer not in layers:
+                    raise UserError(f"run {name!r} has no layer {layer!r}; its layers: {', '.join(layers) or 'none'}")
+                why = layers[layer].get("recycle")
+                if isinstance(why, str) and why.startswith("cannot"):
+                    raise UserError(f"{layer}: {why}")
+            now = time.time()
+            with con:
+                con.execute("INSERT INTO commands(id, kind, args, created, state) VALUES (?,?,?,?, 'pending')",
+                            (cid, kind, json.dumps(args), now))
+            return {"id": cid, "kind": kind, "args": args, "created": now, "state": "pending", "result": None,
+                    "applied_step": None, "duplicate": False}
+        finally:
+            con.close()
+
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
@@ -384,6 +490,22 @@ def add_cli(sub) -> None:
     sp.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cli_show)
+    rp = s.add_parser("recycle", help="recycle a running run's dead or tau-dormant units at its next flush")
+    rp.add_argument("run", type=existing_run_name)
+    rp.add_argument("--layer", required=True, help="a hooked layer (python -m core runs show RUN --json: config.watch)")
+    how = rp.add_mutually_exclusive_group()
+    how.add_argument("--tau", type=unit_interval, default=None, help="recycle units with tau-score <= TAU (default: the run's tau)")
+    how.add_argument("--dead", action="store_true", help="recycle the units dead over the window instead")
+    rp.add_argument("--id", default=None, help="command id (the same id twice is one command)")
+    rp.add_argument("--wait", type=non_negative_float, default=0.0, metavar="S",
+                    help="wait up to S seconds for the trainer to apply it")
+    rp.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
+    rp.set_defaults(func=_cli_recycle)
+    ep = s.add_parser("events", help="what the control path did to a run (recycles, refusals)")
+    ep.add_argument("run", type=existing_run_name)
+    ep.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
+    ep.add_argument("--json", action="store_true")
+    ep.set_defaults(func=_cli_events)
 
 
 def _cli_list(args) -> int:
@@ -408,6 +530,45 @@ def _cli_show(args) -> int:
         print(f"{s['name']}: {s['status']}" + (f" ({s['reason']})" if s["reason"] else ""))
         for k, v in s["last"].items():
             print(f"  {k:<32} {v}")
+    return 0
+
+
+def _cli_recycle(args) -> int:
+    store = RunStore(args.runs_dir)
+    cmd_args = {"layer": args.layer, **({"dead": True} if args.dead else {}),
+                **({"tau": args.tau} if args.tau is not None else {})}
+    cmd = store.send_command(args.run, "recycle", cmd_args, command_id=args.id)
+    every = store.open(args.run).config.get("log_every", "?")
+    print(f"command {cmd['id']} {'already queued' if cmd['duplicate'] else 'queued'}: recycle {args.layer} "
+          f"({'dead units' if args.dead else 'tau-dormant units'}); the trainer applies it at its next flush "
+          f"(every {every} steps)")
+    deadline = time.time() + args.wait
+    while args.wait and time.time() < deadline:
+        r = store.open(args.run)
+        try:
+            done = next((c for c in r.commands() if c["id"] == cmd["id"] and c["state"] != "pending"), None)
+        finally:
+            r.close()
+        if done:
+            print(f"{done['state']} at step {done['applied_step']}: {done['result']}")
+            return 0 if done["state"] == "applied" else 1
+        time.sleep(0.2)
+    return 0
+
+
+def _cli_events(args) -> int:
+    r = RunStore(args.runs_dir).open(args.run)
+    try:
+        events = r.events()
+    finally:
+        r.close()
+    if args.json:
+        print(json.dumps(events, indent=2, default=str))
+    else:
+        for e in events:
+            print(f"step {e['step']:>7}  {e['kind']:<8} {e['layer'] or '-':<28} {e['reason']}")
+        if not events:
+            print(f"{args.run}: no events")
     return 0
 
 

@@ -31,6 +31,7 @@ from torch import nn
 from core import UserError
 from core.activations import get_spec, identify
 from core.probes import ActivationProbes, Target, grad_norms
+from core.recycle import RecyclePair, find_pairs, recycle_mask, recycle_units
 from core.runs import RunStore, check_lookup_name, validate_run_name
 
 _FUNCTIONAL = re.compile(r"\b(?:F|functional|torch|nn\.functional)\.(relu6?|gelu|silu|mish|elu|selu|celu|leaky_relu|"
@@ -146,13 +147,20 @@ class Watcher:
                  extra: dict | None = None,
                  window: int | str | None = None, stats_every: int = 16, bins: int = 64, hist_range=(-6.0, 6.0),
                  config: dict | None = None, kind: str = "watch", resume: bool = False, start_step: int = 0,
-                 check=None, verbose: bool = True):
+                 check=None, verbose: bool = True, optimizer=None, recycle_every: int | None = None,
+                 recycle_tau: float | None = None, recycle_mode: str = "tau", recycle_pairs: dict | None = None):
         if int(log_every) < 1:
             raise UserError(f"log_every must be >= 1, got {log_every}")
         if not 0.0 <= float(tau) <= 1.0:
             raise UserError(f"tau must be in [0, 1], got {tau}")
         if window not in (None, "manual") and not (isinstance(window, int) and window >= 1):
             raise UserError(f"window must be None, 'manual' or a number of steps >= 1, got {window!r}")
+        if recycle_every is not None and not (isinstance(recycle_every, int) and recycle_every >= 1):
+            raise UserError(f"recycle_every must be a number of steps >= 1, got {recycle_every!r}")
+        if recycle_mode not in ("tau", "dead"):
+            raise UserError(f"recycle_mode must be 'tau' or 'dead', got {recycle_mode!r}")
+        if recycle_tau is not None and not 0.0 <= float(recycle_tau) <= 1.0:
+            raise UserError(f"recycle_tau must be in [0, 1], got {recycle_tau}")
         self.model = _unwrap(model)
         self.run = run or time.strftime("watch-%Y%m%d-%H%M%S")
         # A resumed run may carry a name an older version allowed; a new one must pass the strict check.
@@ -168,6 +176,13 @@ class Watcher:
         self.rank, self.world = (d.get_rank(), d.get_world_size()) if d else (0, 1)
 
         targets, skipped = find_layers(self.model, modules, auto, tuple(exclude), extra)
+        # Which Linear/Conv pair each layer's units live between (core/recycle.py), for recycling.
+        self.recycle_pairs = find_pairs(self.model, targets, recycle_pairs)
+        self.recycle_every, self.recycle_mode = recycle_every, recycle_mode
+        self.recycle_tau = self.tau if recycle_tau is None else float(recycle_tau)
+        self._last_recycle = self.step_count
+        self._optimizer = optimizer
+        self.events: list[dict] = []  # what the control path did in this process (also in the store)
         notes = []
         fn_note = _functional_note(self.model) if auto else None
         if fn_note:
@@ -175,7 +190,8 @@ class Watcher:
         if not targets and auto:
             notes.append("no activation modules found; name layers by hand with modules={'fc1': 'relu'}")
         self.table = {"hooked": [{"name": t.name, "class": t.cls, "activation": t.activation, "params": t.params,
-                                  "definition": t.definition, "dead": t.dead, "role": t.role, "reason": t.reason}
+                                  "definition": t.definition, "dead": t.dead, "role": t.role, "reason": t.reason,
+                                  "recycle": self._recycle_text(t.name)}
                                  for t in targets],
                       "skipped": skipped, "notes": notes}
         self.probes = ActivationProbes(targets, eps=eps, bins=bins, hist_range=hist_range, stats_every=stats_every,
@@ -188,7 +204,7 @@ class Watcher:
                    "window": window, "stats_every": stats_every, "world_size": self.world, **(config or {}),
                    "watch": self.table}
             layers = {t.name: {"activation": t.activation, "params": dict(t.params), "definition": t.definition,
-                               "dead": t.dead, "class": t.cls} for t in targets}
+                               "dead": t.dead, "class": t.cls, "recycle": self._recycle_text(t.name)} for t in targets}
             store = RunStore(runs_dir if runs_dir is not None else os.environ.get("ACTLAB_RUNS_DIR", "runs"))
             try:
                 # On resume, what a crashed process wrote after start_step is superseded.
@@ -212,7 +228,8 @@ class Watcher:
         self._grad_names: list[str] = []
         self._grad_norms: torch.Tensor | None = None
         self._opt_handle = None
-        if self.grads:
+        # The hook also finds the loop's optimizer, whose state a recycle must reset.
+        if self.grads or self._optimizer is None:
             from torch.optim.optimizer import register_optimizer_step_pre_hook
 
             self._opt_handle = register_optimizer_step_pre_hook(self._opt_pre_hook)
@@ -266,7 +283,11 @@ class Watcher:
 
     # ---------------------------------------------------------------- gradient norms
     def _opt_pre_hook(self, opt, args, kwargs):
-        if (self.step_count + 1) % self.log_every != 0 or not opt.param_groups or not opt.param_groups[0]["params"]:
+        if self._optimizer is None and opt.param_groups and opt.param_groups[0]["params"] \
+                and id(opt.param_groups[0]["params"][0]) in self._param_ids:
+            self._optimizer = opt
+        if not self.grads or (self.step_count + 1) % self.log_every != 0 or not opt.param_groups \
+                or not opt.param_groups[0]["params"]:
             return
         if id(opt.param_groups[0]["params"][0]) not in self._param_ids:
             return
@@ -348,12 +369,95 @@ class Watcher:
         if self.window is None or (isinstance(self.window, int) and step - self._window_start >= self.window):
             self.end_window()
         self.last = values
+        self._last_layers = layers
+        self._control(step, layers)
         for fn in list(self.on_flush):
             fn(self, step, layers)
         self._busy = 0.0
         self._hook_base = self.probes.hook_seconds
         self._t_flush = time.perf_counter()
         return values
+
+    # ---------------------------------------------------------------- acting on the run
+    def _recycle_text(self, name: str) -> str:
+        p = self.recycle_pairs.get(name)
+        return p.describe() if isinstance(p, RecyclePair) else f"cannot recycle: {p}"
+
+    def _control(self, step: int, layers: dict):
+        """At a flush, between optimizer steps: the scheduled recycle, then the commands the dashboard
+        or `runs recycle` queued. Under DDP rank 0 reads the commands and every rank applies them
+        (the masks were all-reduced and the redraw is seeded by step and layer, so replicas agree)."""
+        todo = []
+        if self.recycle_every and step - self._last_recycle >= self.recycle_every:
+            self._last_recycle = step
+            todo += [(None, n, self.recycle_mode, self.recycle_tau, f"scheduled every {self.recycle_every} steps")
+                     for n, p in self.recycle_pairs.items() if isinstance(p, RecyclePair)]
+        cmds = self.writer.pending_commands() if self.writer is not None else []
+        d = _dist()
+        if d is not None and self.world > 1:
+            box = [cmds]
+            d.broadcast_object_list(box, src=0)
+            cmds = box[0]
+        for c in cmds:
+            a = c["args"] if isinstance(c["args"], dict) else {}
+            if c["kind"] != "recycle":
+                self._event(step, "refused", a.get("layer"), None, f"unknown command {c['kind']!r}", c["id"], "refused")
+                continue
+            try:
+                tau = float(a.get("tau", self.tau))
+            except (TypeError, ValueError):
+                tau = float("nan")
+            if not 0.0 <= tau <= 1.0:
+                self._event(step, "refused", a.get("layer"), None, f"tau must be in [0, 1], got {a.get('tau')!r}",
+                            c["id"], "refused")
+                continue
+            todo.append((c["id"], a.get("layer"), "dead" if a.get("dead") else "tau", tau, "asked for"))
+        for cid, name, mode, tau, why in todo:
+            self._recycle_one(step, layers, cid, name, mode, tau, why)
+
+    def _recycle_one(self, step, layers, cid, name, mode, tau, why):
+        pair = self.recycle_pairs.get(name)
+        if name not in self.layers:
+            return self._event(step, "refused", name, None, f"no hooked layer {name!r}", cid, "refused")
+        if not isinstance(pair, RecyclePair):
+            return self._event(step, "refused", name, None, f"cannot recycle: {pair}", cid, "refused")
+        stats = layers.get(name)
+        if stats is None:
+            return self._event(step, "refused", name, None, "no statistics for this layer yet (no training forward)",
+                               cid, "refused")
+        mask = recycle_mask(stats, mode, tau)
+        if mask is None:
+            return self._event(step, "refused", name, None,
+                               f"dead/ is not defined for {self.layers[name].cls}; recycle by tau instead", cid, "refused")
+        import zlib
+
+        gen = torch.Generator().manual_seed(zlib.crc32(f"{step}:{name}".encode()))
+        try:
+            done = recycle_units(pair, mask, self._optimizer, self.model, gen)
+        except (ValueError, RuntimeError) as e:
+            return self._event(step, "refused", name, None, f"recycle failed: {e}", cid, "refused")
+        self.probes.restart_window(name)  # the next window shows what the recycle did
+        what = "dead" if mode == "dead" else f"τ-dormant (τ={tau:g})"
+        reason = f"{done['units']} of {mask.numel()} units {what}, {why}"
+        reason += ("; optimizer state reset" if self._optimizer is not None
+                   else "; no optimizer seen, so its state was NOT reset (pass watch(..., optimizer=opt))")
+        if self.writer is not None:
+            self.writer.log_scalars(step, {f"recycled/{name}": done["units"]}, epoch=self.epoch)
+        self._event(step, "recycle", name, done["units"], reason, cid, "applied",
+                    {**done, "pair": pair.describe(), "mode": mode, "tau": tau})
+
+    def _event(self, step, kind, layer, units, reason, cid=None, state=None, details=None):
+        ev = {"step": step, "kind": kind, "layer": layer, "units": units, "reason": reason, "command_id": cid}
+        self.events.append(ev)
+        if self.writer is not None:
+            self.writer.log_event(step, kind, layer, units, reason, cid, details, command_state=state)
+
+    def recycle(self, layer: str, tau: float | None = None, dead: bool = False) -> dict:
+        """Recycle one layer now, from the statistics of the last flush (call it right after a flush)."""
+        stats = getattr(self, "_last_layers", {})
+        self._recycle_one(self.step_count, stats, None, layer, "dead" if dead else "tau",
+                          self.tau if tau is None else float(tau), "asked for in code")
+        return self.events[-1]
 
     def end_window(self):
         """Close the dead/dormant window (trainers call this at epoch ends with window="manual")."""
@@ -417,6 +521,12 @@ class Watcher:
         finally:
             self.remove_hooks()
             if self.writer is not None:
+                try:
+                    for c in self.writer.pending_commands():
+                        self._event(self.step_count, "refused", (c["args"] or {}).get("layer"), None,
+                                    f"the run ended ({state}) before the command was applied", c["id"], "refused")
+                except Exception:  # the status below matters more than a refusal note
+                    pass
                 self.writer.set_status(state, reason)
                 self.writer.close()
 

@@ -56,7 +56,9 @@ def test_a_layer_built_half_dead_reads_half(runs_dir):
     r = RunStore(runs_dir).open("half")
     assert r.status().state == "finished"
     assert r.meta["layers"]["act"] == {"activation": "relu", "params": {}, "definition": "dead", "dead": True,
-                                       "class": "ReLU"}
+                                       "class": "ReLU",
+                                       "recycle": "cannot recycle: no Linear/Conv after the activation (it is the "
+                                                  "model's last layer)"}
     assert r.config["watch"]["hooked"][0]["name"] == "act"
 
 

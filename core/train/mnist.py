@@ -32,6 +32,7 @@ DEFAULTS = dict(
     log_every=50, max_steps=None, eps=0.0, hist_bins=64, hist_range=[-6.0, 6.0], probes=True, probe_size=1000,
     runs_dir=None, checkpoints_dir=None, name=None, resume=None,
     fault_nan_at_step=None, progress=True, threads=1,
+    recycle_every=None, recycle_tau=0.1, branch_from=None,
 )
 # Large Adam steps on a negatively biased first layer push most ReLU pre-activations below zero
 # for every digit within a few hundred steps; LeakyReLU under the same preset keeps them alive.
@@ -62,6 +63,12 @@ def validate(cfg: dict) -> dict:
         raise UserError(f"--dropout must be in [0, 1), got {cfg['dropout']}")
     if not math.isfinite(float(cfg["init_bias"])):
         raise UserError(f"--init-bias must be a finite number, got {cfg['init_bias']}")
+    if cfg["recycle_every"] is not None and int(cfg["recycle_every"]) < 1:
+        raise UserError(f"--recycle-every must be >= 1, got {cfg['recycle_every']}")
+    if not 0.0 <= float(cfg["recycle_tau"]) <= 1.0:
+        raise UserError(f"--recycle-tau must be in [0, 1], got {cfg['recycle_tau']}")
+    if cfg["resume"] and cfg["branch_from"]:
+        raise UserError("--resume and --branch-from: pick one (resume continues a run, a branch starts a new one)")
     if cfg["name"] is not None and not cfg["resume"]:  # a resumed run keeps the name it has
         validate_run_name(cfg["name"])
     cfg["hidden"] = [int(h) for h in cfg["hidden"]]
@@ -133,6 +140,16 @@ def _train_mnist(config: dict) -> str:
         # The saved config wins, except for what the caller set explicitly now (e.g. more --epochs).
         cfg = {**DEFAULTS, **ckpt["config"], **{k: v for k, v in config.items() if k != "name"}}
         cfg["name"] = name
+    branch_of = None
+    if cfg["branch_from"] and not cfg["resume"]:
+        # A counterfactual: a new run from another run's latest checkpoint, with the changes asked for
+        # (recycling, another activation, another lr); the original goes on untouched.
+        src = check_lookup_name(cfg["branch_from"])
+        ckpt = load_checkpoint(Path(cfg["checkpoints_dir"]) / src / "last.pt")
+        keep = {k: v for k, v in ckpt["config"].items() if k in DEFAULTS and k not in ("name", "resume", "branch_from")}
+        cfg = {**DEFAULTS, **keep, **config, "checkpoints_dir": cfg["checkpoints_dir"], "runs_dir": cfg["runs_dir"]}
+        cfg["name"] = cfg["name"] or f"{src}-branch-{time.strftime('%H%M%S')}"
+        branch_of = {"run": src, "step": int(ckpt["step"])}
     cfg = validate(cfg)
     name = cfg["name"] or time.strftime("mnist-%Y%m%d-%H%M%S")
     cfg["name"] = name
@@ -146,14 +163,21 @@ def _train_mnist(config: dict) -> str:
     optimizer = make_optimizer(cfg, model.parameters())
     step, start_epoch = 0, 0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as e:  # e.g. a branch to an activation with parameters (prelu)
+            raise UserError(f"checkpoint does not fit this model: {str(e).splitlines()[0][:200]}") from None
         optimizer.load_state_dict(ckpt["optimizer"])
+        for group in optimizer.param_groups:  # the lr asked for now, not the one the checkpoint saved
+            group["lr"] = cfg["lr"]
         step, start_epoch = int(ckpt["step"]), int(ckpt["epoch"])
 
     # Our trainer is a user of watch() like any other loop. The dead/dormant window is the epoch.
     w = watch(model, run=name, log_every=cfg["log_every"], runs_dir=cfg["runs_dir"], eps=cfg["eps"],
               bins=cfg["hist_bins"], hist_range=cfg["hist_range"], auto=bool(cfg["probes"]), grads=bool(cfg["probes"]),
-              window="manual", config=cfg, kind="mnist", resume=ckpt is not None, start_step=step, verbose=False,
+              window="manual", config={**cfg, **({"branch_of": branch_of} if branch_of else {})}, kind="mnist",
+              resume=bool(cfg["resume"]), start_step=step, verbose=False, optimizer=optimizer,
+              recycle_every=int(cfg["recycle_every"]) if cfg["recycle_every"] else None, recycle_tau=cfg["recycle_tau"],
               # A NaN loss stops the run before anything of its interval is written.
               check=lambda values, at: check_finite(values.get("loss/train", 0.0), at))
     ckpt_path = Path(cfg["checkpoints_dir"]) / name / "last.pt"
@@ -261,6 +285,11 @@ def add_cli(sub) -> None:
     p.add_argument("--threads", type=T.non_negative_int, default=None, help="CPU threads for torch (default 1; 0 = torch's default)")
     p.add_argument("--no-probes", dest="probes", action="store_false", default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.add_argument("--recycle-every", type=T.positive_int, default=None, metavar="N",
+                   help="recycle tau-dormant units (ReDo) at the first flush every N steps")
+    p.add_argument("--recycle-tau", type=T.unit_interval, default=None, help="tau for --recycle-every (default 0.1)")
+    p.add_argument("--branch-from", type=T.existing_run_name, default=None, metavar="RUN",
+                   help="start a new run from RUN's latest checkpoint (with the flags given here changed)")
     p.add_argument("--fault-nan-at-step", type=T.positive_int, default=None, help=argparse_suppress())
     # None = not given, so a preset or a resumed run's saved config is not overwritten by defaults.
     p.set_defaults(func=_cli, epochs=None, lr=None, batch_size=None, seed=None, device=None, log_every=None,
