@@ -188,7 +188,8 @@ def start(task: str, fields: dict, runs_dir: str | os.PathLike, name: str | None
 
 
 # What a counterfactual branch may change (the diagnosis alerts offer these), per task.
-BRANCHABLE = {"mnist": ("recycle_every", "recycle_tau", "activation", "lr")}
+# ("epochs": a branch may also train on past where the original stops.)
+BRANCHABLE = {"mnist": ("recycle_every", "recycle_tau", "activation", "lr", "epochs")}
 
 
 def branch(run: str, runs_dir: str | os.PathLike, overrides: dict, name: str | None = None,

@@ -310,6 +310,18 @@ class RunReader:
         return [{"id": i, "step": s, "epoch": e, "key": k, "edges": json.loads(ed), "counts": json.loads(c)}
                 for i, s, e, k, ed, c in self.con.execute(q + " ORDER BY id", args)]
 
+    def tail(self, n: int = 8, prefixes: tuple[str, ...] = ("dead/", "dormant/", "grad_norm/", "loss/")):
+        """The last n rows of each key with one of these prefixes, at full resolution (the alert rules
+        look at the last few flushes; a chart's downsampled frame may have merged them)."""
+        import pandas as pd
+
+        keys = [k for k in series.keys(self.con) if k.startswith(prefixes)]
+        parts = [self.con.execute("SELECT run, step, epoch, key, value, wall_time FROM scalars WHERE key = ? "
+                                  "ORDER BY step DESC LIMIT ?", (k, int(n))).fetchall() for k in keys]
+        df = pd.DataFrame([r for p in parts for r in p], columns=SCALAR_COLUMNS)
+        df["value"] = df["value"].astype(float)
+        return df.sort_values(["key", "step"], ignore_index=True)
+
     def events(self, after_id: int = 0) -> list[dict]:
         """Recycles and refusals, as the watcher recorded them (drawn as markers on every chart)."""
         if not self._has_table("events"):

@@ -29,6 +29,9 @@ def test_run_json_records_each_layers_activation(tmp_path):
                         "max_steps": 3, "epochs": 1, "progress": False, "log_every": 2})
     meta = json.loads((RunStore(tmp_path / "runs").path(name) / "run.json").read_text())
     # LeakyReLU is never dead (f' >= alpha): the page leads with tau-dormant for it.
-    assert meta["layers"] and all(v == {"activation": "leaky_relu", "params": {"alpha": 0.2}, "definition": "dormant",
-                                        "dead": True, "class": "LeakyReLU"} for v in meta["layers"].values())
+    assert meta["layers"] and all({k: v[k] for k in v if k != "recycle"} == {
+        "activation": "leaky_relu", "params": {"alpha": 0.2}, "definition": "dormant", "dead": True, "class": "LeakyReLU"}
+        for v in meta["layers"].values())
     assert len(meta["layers"]) == 2
+    # The pair each layer's units live between, for recycling.
+    assert [v["recycle"] for v in meta["layers"].values()] == ["fc1 -> fc2", "fc2 -> out"]

@@ -28,7 +28,8 @@ def _x(g: pd.DataFrame, x: str) -> pd.Series:
 
 
 def scalar_figure(df: pd.DataFrame, keys: list[str], x: str = "step", smoothing: float = 0.0,
-                  title: str = "", max_points: int = 2000, log_y: bool = False, y_title: str = "") -> go.Figure:
+                  title: str = "", max_points: int = 2000, log_y: bool = False, y_title: str = "",
+                  events: list[dict] | None = None) -> go.Figure:
     """One line per (run, key). The EMA runs over every point; only then is the series thinned, so
     smoothing does not change with the zoom level. Trace names are "<run> <key>"."""
     fig = go.Figure()
@@ -51,6 +52,47 @@ def scalar_figure(df: pd.DataFrame, keys: list[str], x: str = "step", smoothing:
                       yaxis_title=y_title, height=360, margin=dict(t=50, b=40), legend=dict(orientation="h", y=-0.25))
     if log_y:
         fig.update_yaxes(type="log")
+    add_events(fig, events, df, x)
+    return fig
+
+
+def event_x(events: list[dict], df: pd.DataFrame, x: str = "step") -> list[float]:
+    """Where each event sits on the chosen x-axis: its step, or the epoch / wall time the run had
+    reached at that step (interpolated from its own scalar rows)."""
+    out = []
+    for e in events:
+        if x == "step":
+            out.append(float(e["step"]))
+            continue
+        g = df[df["run"] == e.get("run")] if len(df) else df
+        if x == "wall_time":
+            t0 = g["wall_time"].min() if len(g) else e["wall_time"]
+            out.append(float(e["wall_time"] - t0))
+            continue
+        g = g.dropna(subset=["epoch"]).sort_values("step") if len(g) else g
+        out.append(float(np.interp(e["step"], g["step"], g["epoch"])) if len(g) else float("nan"))
+    return out
+
+
+def add_events(fig: go.Figure, events: list[dict] | None, df: pd.DataFrame, x: str = "step") -> go.Figure:
+    """Recycles (and refused commands) as markers along the top of the chart, one trace per run, with
+    a dotted line at each recycle, so an effect can be read against the moment it was applied."""
+    if not events:
+        return fig
+    # Their own hidden 0-1 axis: the markers sit along the top whatever the chart's scale (log, loss, 0-1).
+    fig.update_layout(yaxis9=dict(overlaying="y", range=[0, 1.08], visible=False, fixedrange=True))
+    for run in dict.fromkeys(e.get("run") for e in events):
+        evs = [e for e in events if e.get("run") == run]
+        xs = event_x(evs, df, x)
+        fig.add_trace(go.Scatter(
+            x=xs, y=[1.0] * len(xs), yaxis="y9", mode="markers", name=f"{run} events",
+            marker=dict(symbol=["triangle-down" if e["kind"] == "recycle" else "x" for e in evs], size=11,
+                        color=["black" if e["kind"] == "recycle" else "red" for e in evs]),
+            hovertext=[f"step {e['step']}: {e['kind']} {e.get('layer') or ''}: {e.get('reason') or ''}" for e in evs],
+            hoverinfo="text"))
+        for xv, e in zip(xs, evs):
+            if e["kind"] == "recycle" and xv == xv:
+                fig.add_vline(x=xv, line_dash="dot", line_color="black", opacity=0.5)
     return fig
 
 
@@ -58,29 +100,30 @@ def keys_with(df: pd.DataFrame, prefix: str) -> list[str]:
     return sorted(k for k in df["key"].unique() if k.startswith(prefix)) if len(df) else []
 
 
-def loss_figure(df, x="step", smoothing=0.0, max_points=2000):
-    return scalar_figure(df, ["loss/train", "loss/test"], x, smoothing, "Loss", max_points, y_title="cross-entropy")
+def loss_figure(df, x="step", smoothing=0.0, max_points=2000, events=None):
+    return scalar_figure(df, ["loss/train", "loss/test"], x, smoothing, "Loss", max_points, y_title="cross-entropy",
+                         events=events)
 
 
-def accuracy_figure(df, x="step", smoothing=0.0, max_points=2000):
+def accuracy_figure(df, x="step", smoothing=0.0, max_points=2000, events=None):
     # Every accuracy-like key: acc/train and acc/test for MNIST, acc/top1..10 and mrr for retrieval,
     # and a bare `acc` (what w.step(acc=...) writes in a user loop).
     keys = (keys_with(df, "acc/") + keys_with(df, "ndcg@")
             + [k for k in ("acc", "mrr") if len(df) and (df["key"] == k).any()])
-    return scalar_figure(df, keys, x, smoothing, "Accuracy", max_points, y_title="accuracy")
+    return scalar_figure(df, keys, x, smoothing, "Accuracy", max_points, y_title="accuracy", events=events)
 
 
-def dead_figure(df, x="step", smoothing=0.0, max_points=2000):
+def dead_figure(df, x="step", smoothing=0.0, max_points=2000, events=None):
     """dead/<layer>: train-mode window (the epoch so far); dead_exact/<layer> (dashed): eval mode on the probe set."""
     fig = scalar_figure(df, keys_with(df, "dead/") + keys_with(df, "dead_exact/"), x, smoothing,
-                        "Dead fraction per layer", max_points, y_title="fraction of units dead")
+                        "Dead fraction per layer", max_points, y_title="fraction of units dead", events=events)
     fig.update_yaxes(range=[0, 1.02])
     return fig
 
 
-def grad_norm_figure(df, x="step", smoothing=0.0, max_points=2000):
+def grad_norm_figure(df, x="step", smoothing=0.0, max_points=2000, events=None):
     return scalar_figure(df, keys_with(df, "grad_norm/"), x, smoothing, "Gradient norm per parameter",
-                         max_points, log_y=True, y_title="L2 norm")
+                         max_points, log_y=True, y_title="L2 norm", events=events)
 
 
 def dormant_from_scores(units: list[dict], tau: float, run: str = "") -> pd.DataFrame:
@@ -97,10 +140,11 @@ def dormant_from_scores(units: list[dict], tau: float, run: str = "") -> pd.Data
     return pd.DataFrame(rows, columns=["run", "step", "epoch", "key", "value", "wall_time"])
 
 
-def dormant_figure(df, x="step", smoothing=0.0, max_points=2000, tau: float | None = None):
+def dormant_figure(df, x="step", smoothing=0.0, max_points=2000, tau: float | None = None, events=None):
     """dormant/<layer>: fraction of tau-dormant units (Sokar et al. 2023) over the window."""
     title = "τ-dormant fraction per layer" + (f" (τ = {tau:g})" if tau is not None else "")
-    fig = scalar_figure(df, keys_with(df, "dormant/"), x, smoothing, title, max_points, y_title="fraction of units dormant")
+    fig = scalar_figure(df, keys_with(df, "dormant/"), x, smoothing, title, max_points, y_title="fraction of units dormant",
+                        events=events)
     fig.update_yaxes(range=[0, 1.02])
     return fig
 

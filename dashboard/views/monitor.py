@@ -7,6 +7,7 @@ ones seen (kept per run in st.session_state), dashboard.charts.training draws.
 """
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import streamlit as st
@@ -155,17 +156,23 @@ def live_panel():
             except UserError as e:
                 st.error(str(e))
     df = pd.concat([f.scalars for f in followers], ignore_index=True)
+    control = {f.name: control_state(f.name) for f in followers}
+    events = [e for c in control.values() for e in c["events"]]
+    tau = st.session_state.get("mon_tau", 0.1)
+    for f in followers:
+        act_panel(f, control[f.name], tau)
     c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.loss_figure(df, x_axis, smoothing), key="chart_loss")
-    c2.plotly_chart(charts.accuracy_figure(df, x_axis, smoothing), key="chart_acc")
+    c1.plotly_chart(charts.loss_figure(df, x_axis, smoothing, events=events), key="chart_loss")
+    c2.plotly_chart(charts.accuracy_figure(df, x_axis, smoothing, events=events), key="chart_acc")
     tau = st.select_slider("τ for τ-dormant", TAUS, value=0.1, key="mon_tau", help=TAU_HELP)
     c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.dead_figure(df, x_axis, smoothing), key="chart_dead")
-    c2.plotly_chart(charts.dormant_figure(dormant_frame(followers, df, tau), x_axis, smoothing, tau=tau), key="chart_dormant")
+    c1.plotly_chart(charts.dead_figure(df, x_axis, smoothing, events=events), key="chart_dead")
+    c2.plotly_chart(charts.dormant_figure(dormant_frame(followers, df, tau), x_axis, smoothing, tau=tau, events=events),
+                    key="chart_dormant")
     st.caption("dead/<layer>: fraction of units with f' ≤ eps on every training sample of the window (train "
                "mode); dashed dead_exact/<layer>: eval mode on a fixed probe set, at epoch ends. "
                "τ-dormant: mean |output| ÷ the layer's mean ≤ τ (Sokar et al., ICML 2023).")
-    st.plotly_chart(charts.grad_norm_figure(df, x_axis, smoothing), key="chart_grad")
+    st.plotly_chart(charts.grad_norm_figure(df, x_axis, smoothing, events=events), key="chart_grad")
 
     f = followers[0] if len(followers) == 1 else next((x for x in followers if x.name == st.session_state.get("mon_detail_run")), followers[0])
     if len(followers) > 1:
@@ -201,6 +208,88 @@ def live_panel():
         rows, threshold, zmax, label = [u for u in f.units if u["key"] == f"score/{layer}"], tau, 2.0, "τ-score"
     c2b.plotly_chart(charts.activity_heatmap(rows, order=order, threshold=threshold, zmax=zmax, label=label),
                      key="chart_activity")
+
+
+def control_state(name: str) -> dict:
+    """Events, commands and the full-resolution tail the alert rules read (small tables: read whole)."""
+    r = store.open(name)
+    try:
+        return {"events": r.events(), "commands": r.commands(), "tail": r.tail(),
+                "branchable": r.meta.get("kind", "") in launcher.BRANCHABLE}
+    finally:
+        r.close()
+
+
+def act_panel(f, control: dict, tau: float):
+    """Diagnosis alerts, recycle buttons per layer and counterfactual branches for one run."""
+    import pandas as pd
+
+    from core.diagnosis import diagnose
+
+    alerts = diagnose(control["tail"], f.config, f.layers, f.status.reason)
+    for a in alerts:
+        box = st.error if a.severity == "error" else st.warning
+        causes = "".join(f"\n- {c}" for c in a.causes[:4])
+        link = f"\n\n[See {a.activation} and its f′ in the explorer]({a.explorer_url})" if a.explorer_url else ""
+        box(f"**{f.name}**: {a.message}\n\nLikely causes:{causes}{link}")
+        if a.actions and control["branchable"]:
+            cols = st.columns(len(a.actions))
+            for col, action in zip(cols, a.actions):
+                if col.button(action["label"], key=f"alert_{f.name}_{a.kind}_{a.layer}_{action['kind']}"):
+                    start_branch(f.name, action["overrides"])
+    recyclable = {n: v for n, v in f.layers.items() if not str(v.get("recycle", "cannot")).startswith("cannot")}
+    with st.expander(f"Act on {f.name}: recycle units, branch a counterfactual", expanded=bool(alerts)):
+        if f.status.state != "running":
+            st.caption(f"{f.name} is {f.status.state}: recycling acts on a running trainer only.")
+        elif not recyclable:
+            st.caption("No layer of this run can be recycled: " + "; ".join(
+                f"{n}: {v.get('recycle', 'cannot recycle: an older run without the pair map')}" for n, v in f.layers.items()))
+        else:
+            st.caption(f"The trainer applies a command at its next flush (every {f.config.get('log_every', '?')} steps): "
+                       "incoming weights redrawn, outgoing weights and their optimizer state zeroed (ReDo).")
+            cols = st.columns(min(4, len(recyclable)))
+            for i, (layer, meta) in enumerate(recyclable.items()):
+                dead = layer_definition(meta) == "dead"
+                label = f"Recycle dead units of {layer}" if dead else f"Recycle τ-dormant units of {layer} (τ = {tau:g})"
+                if cols[i % len(cols)].button(label, key=f"recycle_{f.name}_{layer}", help=meta.get("recycle")):
+                    args = {"layer": layer, "dead": True} if dead else {"layer": layer, "tau": float(tau)}
+                    try:
+                        # One id per click: a rerun of the page never sends the command twice.
+                        cmd = store.send_command(f.name, "recycle", args, command_id=uuid.uuid4().hex)
+                        st.toast(f"queued: recycle {layer} (command {cmd['id'][:8]})")
+                    except UserError as e:
+                        st.error(str(e))
+        if control["commands"]:
+            st.dataframe(pd.DataFrame(control["commands"])[["id", "kind", "args", "state", "applied_step", "result"]],
+                         hide_index=True)
+        if control["branchable"]:
+            c1, c2 = st.columns([3, 1])
+            change = c1.selectbox("Branch here: a new run from the latest checkpoint, with", list(BRANCHES),
+                                  key=f"branch_change_{f.name}", format_func=BRANCHES.get)
+            if c2.button("Branch here", key=f"branch_{f.name}"):
+                start_branch(f.name, branch_overrides(change, f.config))
+
+
+BRANCHES = {"recycle": "recycling (ReDo) every log interval", "leaky_relu": "LeakyReLU instead", "half_lr": "half the learning rate"}
+
+
+def branch_overrides(change: str, config: dict) -> dict:
+    if change == "recycle":
+        return {"recycle_every": int(config.get("log_every") or 50)}
+    if change == "leaky_relu":
+        return {"activation": "leaky_relu"}
+    return {"lr": float(config.get("lr", 1e-3)) / 2}
+
+
+def start_branch(run: str, overrides: dict):
+    try:
+        name, pid = launcher.branch(run, runs_dir, overrides)
+    except UserError as e:
+        st.error(str(e))
+        return
+    # Both runs drawn together: the branch joins the selection beside the original.
+    st.session_state["mon_pending"] = name
+    st.success(f"started {name} (pid {pid}) from {run}'s latest checkpoint with {overrides}; {run} goes on untouched")
 
 
 TAUS = [0.0, 0.025, 0.05, 0.1, 0.2, 0.3]
