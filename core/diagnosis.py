@@ -17,9 +17,8 @@ import pandas as pd
 
 from core.activations import RELU_LIKE
 
-# The explorer page reads no query parameter (dashboard/views/explorer.py), so the link can only
-# open the page; the alert's `activation` says which curve to pick there.
-EXPLORER_URL = "/explorer"
+# The explorer opens on the activation named by its `act` query parameter (dashboard/views/explorer.py).
+EXPLORER_URL = "/explorer?act={act}"
 # Adam's step size is ~lr per weight whatever the gradient's scale, so above ~3e-3 a few steps can
 # move a whole layer's pre-activations past the kink; SGD's step scales with the gradient.
 HIGH_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 0.1}
@@ -116,7 +115,7 @@ def _dying_layers(series, config, layers, rules) -> list[Alert]:
             message=(f"{name}: {vals[-1]:.0%} of units {figure} and rising over the last {len(vals)} flushes "
                      f"({vals[0]:.0%} -> {vals[-1]:.0%})"),
             causes=_relu_causes(config) if relu else _smooth_causes(config, act),
-            activation=act, explorer_url=EXPLORER_URL if act else None, actions=actions))
+            activation=act, explorer_url=EXPLORER_URL.format(act=act) if act else None, actions=actions))
     return out
 
 

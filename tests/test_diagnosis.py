@@ -37,7 +37,7 @@ def test_rising_dead_rate_fires_with_figures_and_negative_bias_first():
     assert a.causes[0] == "negative bias init (init_bias=-1.0) puts pre-activations left of the kink"
     assert a.causes[1] == "learning rate 0.02 is high for this init"
     assert "no normalisation" in a.causes[2] and len(a.causes) == 3  # the config settles all three
-    assert a.activation == "relu" and a.explorer_url == "/explorer"
+    assert a.activation == "relu" and a.explorer_url == "/explorer?act=relu"
     assert a.actions == [
         {"label": "Branch with recycling (ReDo)", "kind": "recycle", "overrides": {"recycle_every": 10}},
         {"label": "Branch with LeakyReLU", "kind": "activation", "overrides": {"activation": "leaky_relu"}},

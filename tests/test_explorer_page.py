@@ -150,3 +150,16 @@ def test_curves_figure_hover_and_zones_from_data():
     fig = charts.curves_figure([0, 1], {"a": [1, 2]}, order=1, zones={"a": {"dead": [(0.0, 0.5)], "saturated": []}})
     assert list(fig.data[0].y) == [1, 2] and "f'(x)" in fig.data[0].hovertemplate
     assert [(s.x0, s.x1, s.name) for s in fig.layout.shapes] == [(0.0, 0.5, "dead:a")]
+
+
+def test_act_query_parameter_opens_on_that_activation():
+    """The monitor's alerts link to /explorer?act=<name>; an unknown name falls back to the default set."""
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["act"] = "leaky_relu"
+    at.run()
+    assert not at.exception
+    assert at.multiselect(key="chosen").value == ["leaky_relu"]
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["act"] = "not_an_activation"
+    at.run()
+    assert at.multiselect(key="chosen").value == ["relu", "gelu", "tanh"]

@@ -68,7 +68,7 @@ def test_alert_names_the_layer_and_causes_and_offers_branches(runs_dir, monkeypa
     warning = next(w.value for w in at.warning if "act1" in w.value)
     assert "80% of units dead" in warning and "45% -> 80%" in warning
     assert warning.index("negative bias init") < warning.index("learning rate")
-    assert "](/explorer)" in warning
+    assert "](/explorer?act=relu)" in warning
     calls = []
     monkeypatch.setattr(launcher, "branch", lambda run, runs_dir, overrides, **kw: calls.append((run, overrides)) or ("b", 1))
     next(b for b in at.button if b.label == "Branch with recycling (ReDo)").click().run()

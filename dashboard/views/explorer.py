@@ -44,7 +44,10 @@ curves_tab, softmax_tab, prop_tab = st.tabs(["Curves", "Softmax / Gumbel-Softmax
 
 with curves_tab:
     left, right = st.columns([1, 3])
-    chosen = left.multiselect("Activations", A.names(vector=False), default=["relu", "gelu", "tanh"], key="chosen")
+    # /explorer?act=relu (the monitor's alerts link here) opens on that activation.
+    linked = st.query_params.get("act")
+    default = [linked] if linked in A.names(vector=False) else ["relu", "gelu", "tanh"]
+    chosen = left.multiselect("Activations", A.names(vector=False), default=default, key="chosen")
     x_range = left.slider("x range", -20.0, 20.0, (-6.0, 6.0), 0.5, key="x_range")
     eps = left.number_input("eps (dead: |f'| <= eps)", 0.0, 1.0, 0.0, 0.001, format="%.3f", key="eps",
                             help="A unit is dead where no gradient flows: |f'(x)| <= eps.")
