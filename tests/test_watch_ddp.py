@@ -66,3 +66,49 @@ def test_two_gloo_ranks_merge_masks_and_rank0_writes(tmp_path, monkeypatch):
     # Window sums merged too: per-unit mean |output| over all samples of both ranks.
     score = r.unit_activity("score/1")[0]["values"]
     assert score[3] == 0.0 and all(s > 0 for s in score[:3])
+
+
+def _recycle_worker(rank, world, port, runs_dir, out_dir):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+    from torch import nn
+
+    from core.watch import watch
+
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    fc, out = nn.Linear(3, 4), nn.Linear(4, 2)
+    model = nn.parallel.DistributedDataParallel(nn.Sequential(fc, nn.ReLU(), out))
+    with torch.no_grad():
+        fc.weight.zero_()
+        fc.bias.copy_(torch.tensor(ALIVE[rank]))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with watch(model, run="ddp-recycle", log_every=2, runs_dir=runs_dir, verbose=False, optimizer=opt) as w:
+        if rank == 0:  # only rank 0 sees the store; the watcher broadcasts the command at the flush
+            RunStore(runs_dir).send_command("ddp-recycle", "recycle", {"layer": "1", "dead": True}, command_id="c")
+        dist.barrier()
+        for _ in range(2):
+            model(torch.randn(rank + 2, 3)).sum().backward()
+            opt.step()
+            opt.zero_grad()
+            w.step()
+        events = list(w.events)
+    torch.save({"fc": fc.weight.detach().clone(), "out": out.weight.detach().clone(), "events": events},
+               os.path.join(out_dir, f"recycle{rank}.pt"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.timeout(180)
+def test_recycle_command_reaches_every_rank_and_replicas_agree(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    runs = tmp_path / "runs"
+    mp.start_processes(_recycle_worker, args=(2, _free_port(), str(runs), str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    r0, r1 = (torch.load(tmp_path / f"recycle{i}.pt", weights_only=True) for i in range(2))
+    # Unit 3 is dead on both ranks: both recycle it, with the same redraw, so the replicas stay equal.
+    assert [e["units"] for e in r0["events"]] == [e["units"] for e in r1["events"]] == [1]
+    torch.testing.assert_close(r0["fc"], r1["fc"], rtol=0, atol=0)
+    torch.testing.assert_close(r0["out"], r1["out"], rtol=0, atol=0)
+    assert torch.all(r0["out"][:, 3] == 0) and r0["fc"][3].abs().sum() > 0
+    (ev,) = RunStore(runs).open("ddp-recycle").events()
+    assert (ev["step"], ev["layer"], ev["units"], ev["command_id"]) == (2, "1", 1, "c")
