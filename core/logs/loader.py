@@ -18,7 +18,7 @@ from core.logs.keras import looks_like_keras_console, parse_keras_console
 from core.logs.names import _stem
 from core.logs.parsed import LoadResult, LogParseError, ParsedLog
 from core.logs.tabular import _looks_like_csv, parse_csv
-from core.logs.tensorboard import looks_like_tfevents, parse_tensorboard
+from core.logs.tensorboard import looks_like_tfevents, parse_tensorboard, verify_crc_default
 from core.logs.text import parse_text
 from core.logs.trackers import find_runs, load_runs
 from core.runs import RunStore
@@ -62,19 +62,21 @@ def _is_binary(data: bytes) -> bool:
     return len(head) > 0 and ctrl / len(head) > 0.1
 
 
-def parse_bytes(name: str, data: bytes, regex: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> ParsedLog:
+def parse_bytes(name: str, data: bytes, regex: str | None = None, max_bytes: int = MAX_FILE_BYTES,
+                verify_crc: bool | None = None) -> ParsedLog:
     """One file's bytes -> ParsedLog, served from cache when the same content was parsed before."""
     if len(data) > max_bytes:
         raise LogParseError(name, f"{len(data) / 2**20:.1f} MB is over the {max_bytes / 2**20:.0f} MB upload limit")
     h = content_hash(data)
-    key = (h, PurePosixPath(name).name, regex or "")
+    verify_crc = verify_crc_default() if verify_crc is None else verify_crc
+    key = (h, PurePosixPath(name).name, regex or "", verify_crc)
     hit = _CACHE.get(key)
     if hit is not None:
         _CACHE.move_to_end(key)
         cache_stats["hits"] += 1
         return _renamed(hit, name)
     cache_stats["misses"] += 1
-    log = _parse_uncached(name, data, regex)
+    log = _parse_uncached(name, data, regex, verify_crc=verify_crc)
     log.sha256 = h
     _CACHE[key] = log
     while len(_CACHE) > _CACHE_MAX:
@@ -92,13 +94,13 @@ def _renamed(log: ParsedLog, name: str) -> ParsedLog:
                      [w.replace(log.name, name) for w in log.warnings], log.sha256, log.variant_hint)
 
 
-def _parse_uncached(name: str, data: bytes, regex: str | None) -> ParsedLog:
+def _parse_uncached(name: str, data: bytes, regex: str | None, verify_crc: bool = True) -> ParsedLog:
     if not data.strip():
         raise LogParseError(name, "empty file")
     if data[:4] == b"PK\x03\x04":
         raise LogParseError(name, "is a zip archive; load it with load_bytes/load_paths to expand it")
     if looks_like_tfevents(name, data):
-        return parse_tensorboard(data, name)
+        return parse_tensorboard(data, name, verify_crc=verify_crc)
     if data[:2] == b"\x1f\x8b":
         raise LogParseError(name, "gzip-compressed file: unpack it or upload it as a .zip")
     if _is_binary(data) and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
