@@ -69,7 +69,7 @@ def test_synthetic_results_settle_each_claim(tmp_path):
     assert rows["sigmoid_derivative"]["status"] == "refuted"
     assert "peaks at 0.2500 (x = 0)" in rows["sigmoid_derivative"]["measured"]
     assert rows["relu_6x"]["status"] == "confirmed on cuda, refuted on cpu"
-    assert "1.50× sigmoid and 1.20× tanh" in rows["relu_6x"]["measured"] and not rows["relu_6x"]["missing"]
+    assert "sigmoid takes 1.50× and tanh 1.20× relu's forward time" in rows["relu_6x"]["measured"] and not rows["relu_6x"]["missing"]
     assert rows["ffn_sparsity"]["status"] == "confirmed" and "relufied 90.0%" in rows["ffn_sparsity"]["measured"]
     assert rows["mnist_98"]["status"] == "confirmed" and "first ≥ 98% at epoch 3" in rows["mnist_98"]["measured"]
     # Frozen, no difference: not enough to refute a claim about fine-tuned encoders.

@@ -27,7 +27,7 @@ def test_rows_and_statuses_from_result_files(tmp_path, monkeypatch):
     assert status[0] == "needs sigmoid_derivative.json"
     assert status[1:3] == ["refuted", "confirmed"]
     assert status[3].startswith("needs full MNIST") and status[4].startswith("needs a fine-tuned grid")
-    assert "1.50× sigmoid" in table["measured"][1]
+    assert "sigmoid takes 1.50×" in table["measured"][1]
     # The torn MNIST file is named on the page, not hidden.
     assert any("mnist_bundled_cpu.json: not valid JSON" in e.value for e in at.error)
     # Reproduce commands are shown per claim.
