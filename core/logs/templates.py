@@ -81,23 +81,44 @@ def _hits(catch_all, pending) -> np.ndarray | None:
     return hit if hit.sum() >= 2 else None
 
 
+# Which lines have a template's shape is all the token path asks of the regex; its numbers are
+# then read strictly (a template is dropped if one fails), so a character class can stand in for
+# the number grammar: Python's re runs it about 3x faster than _NUM's nested alternatives.
+_LOOSE_NUM = r"(?:[-+.0-9eE]+|[-+]?(?i:nan|inf(?:inity)?))"
+# Lines per block when deleting tokens: a block's copies stay in cache across the replace passes.
+_BLOCK_LINES = 5000
+
+
 def _take_template_token_path(rx, spec, tokens, pending, all_lines, text):
     """One regex pass that only says which lines match (no capture groups, so no object per value);
     then the fixed tokens are deleted from those lines and numpy parses what is left, in C."""
     if tokens is None:
         return None
     block = text if pending is all_lines else "\n".join(pending)
-    hit = _hits(re.compile(rf"^(?:{rx})$|^(.*)$", re.M).findall(block), pending)
+    hit = _hits(re.compile(rf"^(?:{rx.replace(_NUM, _LOOSE_NUM)})$|^(.*)$", re.M).findall(block), pending)
     if hit is None:
         return None
-    joined = "\n".join(itertools.compress(pending, hit))
-    for t in tokens:
-        joined = joined.replace(t, " ")
-    nums = _numbers(joined)
+    nums = _token_numbers(list(itertools.compress(pending, hit)), tokens)
     if nums is None or nums.size != int(hit.sum()) * len(spec):
         return None
     table = nums.reshape(-1, len(spec))
     return hit, [np.ascontiguousarray(table[:, i]) / (100.0 if pct else 1.0) for i, (_, _, pct) in enumerate(spec)]
+
+
+def _token_numbers(lines: list[str], tokens: list[str]) -> np.ndarray | None:
+    """The numbers left once the tokens are deleted, or None if anything else is left."""
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy warns, not raises, on a token it cannot read
+        for i in range(0, len(lines), _BLOCK_LINES):
+            joined = "\n".join(lines[i:i + _BLOCK_LINES])
+            for t in tokens:
+                joined = joined.replace(t, " ")
+            try:
+                out.append(np.fromstring(joined, sep=" "))
+            except (ValueError, DeprecationWarning):
+                return None
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def _take_template_capture_path(rx, spec, pending, all_lines, text):
@@ -124,17 +145,6 @@ def _take_template_capture_path(rx, spec, pending, all_lines, text):
             v = v / 100.0
         out.append(v)
     return hit, out
-
-
-def _numbers(text: str) -> np.ndarray | None:
-    """Whitespace-separated numbers -> float array, parsed in C; None if any token is not a number."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # numpy warns, not raises, on a token it cannot read
-            return np.fromstring(text, sep=" ")
-    except (ValueError, DeprecationWarning):
-        vals = pd.to_numeric(pd.Series(text.split(), dtype=object), errors="coerce")
-        return vals.to_numpy(float)
 
 
 def _to_float(col: tuple, hit: np.ndarray, everywhere: bool) -> np.ndarray:
