@@ -56,8 +56,16 @@ def load_pairs(source: str | os.PathLike = "demo") -> pd.DataFrame:
 
 def _read_jsonl_rows(path: Path) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    try:
+        f = open(path, "rb")  # decoded line by line, so a bad byte is reported at its line
+    except OSError as e:
+        raise DataError(path, f"cannot read it ({e.strerror or e})") from None
+    with f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise DataError(path, f"line {lineno} is not UTF-8 text") from None
             if not line.strip():
                 continue
             try:
@@ -148,7 +156,8 @@ def read_beir(folder: str | os.PathLike, split: str | None = None) -> BeirData:
     """corpus.jsonl, queries.jsonl and qrels/<split>.tsv (every qrels/*.tsv when split is None)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(folder, "no such folder (a BEIR folder holds corpus.jsonl, queries.jsonl, qrels/*.tsv)")
+        what = "a file, not a folder" if folder.exists() else "no such folder"
+        raise DataError(folder, f"{what} (a BEIR folder holds corpus.jsonl, queries.jsonl, qrels/*.tsv)")
     corpus_p, queries_p, qrels_d = folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels"
     for p in (corpus_p, queries_p):
         if not p.is_file():
@@ -166,27 +175,33 @@ def read_beir(folder: str | os.PathLike, split: str | None = None) -> BeirData:
     qrels: dict[str, dict[str, int]] = {}
     skipped, judged = [], []
     for qf in qrel_files:
-        with open(qf, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                parts = line.rstrip("\n").split("\t")
-                if lineno == 1 and parts and parts[0] == "query-id":
-                    continue
-                if not line.strip():
-                    continue
-                if len(parts) < 3:
-                    raise DataError(qf, f"line {lineno}: expected query-id<TAB>corpus-id<TAB>score")
-                qid, cid, score = parts[:3]
-                try:
-                    score = int(float(score))
-                except ValueError:
-                    raise DataError(qf, f"line {lineno}: score {score!r} is not a number") from None
-                judged.append(qid)
-                if qid not in queries:
-                    skipped.append(f"{qf.name}:{lineno} query {qid!r} is not in queries.jsonl")
-                elif cid not in docs:
-                    skipped.append(f"{qf.name}:{lineno} document {cid!r} is not in corpus.jsonl")
-                else:
-                    qrels.setdefault(qid, {})[cid] = score
+        try:
+            with open(qf, encoding="utf-8") as f:
+                lines = list(f)
+        except UnicodeDecodeError:
+            raise DataError(qf, "not UTF-8 text") from None
+        except OSError as e:
+            raise DataError(qf, f"cannot read it ({e.strerror or e})") from None
+        for lineno, line in enumerate(lines, 1):
+            parts = line.rstrip("\n").split("\t")
+            if lineno == 1 and parts and parts[0] == "query-id":
+                continue
+            if not line.strip():
+                continue
+            if len(parts) < 3:
+                raise DataError(qf, f"line {lineno}: expected query-id<TAB>corpus-id<TAB>score")
+            qid, cid, score = parts[:3]
+            try:
+                score = int(float(score))
+            except (ValueError, OverflowError):  # "x", "nan", "inf"
+                raise DataError(qf, f"line {lineno}: score {score!r} is not a number") from None
+            judged.append(qid)
+            if qid not in queries:
+                skipped.append(f"{qf.name}:{lineno} query {qid!r} is not in queries.jsonl")
+            elif cid not in docs:
+                skipped.append(f"{qf.name}:{lineno} document {cid!r} is not in corpus.jsonl")
+            else:
+                qrels.setdefault(qid, {})[cid] = score
     # A query with nothing relevant left has no defined nDCG; BEIR would score it 0 and drag the mean.
     empty = [q for q in dict.fromkeys(judged) if q in queries and not any(s > 0 for s in qrels.get(q, {}).values())]
     for q in empty:
@@ -202,6 +217,8 @@ def _beir_records(path: Path) -> dict[str, dict]:
     for i, obj in enumerate(_read_jsonl_rows(path), 1):
         if "_id" not in obj or "text" not in obj:
             raise DataError(path, f"line {i}: a BEIR record needs '_id' and 'text'")
+        if not isinstance(obj["text"], str) or not isinstance(obj.get("title") or "", str):
+            raise DataError(path, f"line {i}: 'text' and 'title' must be strings")
         out[str(obj["_id"])] = {"title": str(obj.get("title") or ""), "text": str(obj["text"])}
     if not out:
         raise DataError(path, "no records (the file is empty)")

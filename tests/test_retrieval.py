@@ -286,7 +286,15 @@ def test_pairs_get_a_beir_view_shaped_like_arguana():
      "queries.jsonl: line 2 is not valid JSON"),
     (lambda f: (f / "qrels" / "test.tsv").write_text("q\tc\n"), [], "test.tsv: line 1: expected query-id"),
     (lambda f: (f / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\tc\tx\n"), [], "score 'x' is not a number"),
+    (lambda f: (f / "corpus.jsonl").write_bytes((f / "corpus.jsonl").read_bytes() + b"\xff\xfe\n"), [],
+     "corpus.jsonl: line 49 is not UTF-8 text"),
+    (lambda f: (f / "qrels" / "test.tsv").write_bytes(b"q\xff\tc\t1\n"), [], "test.tsv: not UTF-8 text"),
+    (lambda f: (f / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\tc\tinf\n"), [],
+     "score 'inf' is not a number"),
+    (lambda f: (f / "corpus.jsonl").write_text('{"_id": "d", "text": null}\n'), [], "'text' and 'title' must be strings"),
     (lambda f: None, ["--batch-size", "0"], "argument --batch-size: expected a positive integer"),
+    (lambda f: None, ["--batch-size", "-1"], "argument --batch-size: expected a positive integer"),
+    (lambda f: None, ["--max-docs", "0"], "argument --max-docs: expected a positive integer"),
     (lambda f: None, ["--max-docs", "-5"], "argument --max-docs: expected a positive integer"),
     (lambda f: None, ["--checkpoint", "ghost"], "no checkpoint at"),
     (lambda f: None, ["--checkpoint", "../x"], "run name"),
@@ -305,6 +313,10 @@ def test_missing_folder_is_an_error(tmp_path, capsys):
     rc = main(["eval", "biencoder", "--data", str(tmp_path / "nope")])
     err = capsys.readouterr().err
     assert rc == 2 and "nope: no such folder" in err
+    (tmp_path / "corpus.jsonl").write_text("{}\n")
+    rc = main(["eval", "biencoder", "--data", str(tmp_path / "corpus.jsonl")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "corpus.jsonl: a file, not a folder" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bad_checkpoint_file_is_an_error(tmp_path, capsys):
