@@ -177,3 +177,58 @@ def test_changing_the_metric_says_it_was_chosen(at):
     # every run's final mrr is 0.61: an exact permutation test, p = 1
     assert at.info[0].value == ("On the final mrr of 6 runs in 2 variants (higher is better): "
                                 "no pair differs beyond seed noise (smallest Holm p 1).")
+
+
+def test_exports_pair_csv_summary_markdown_and_each_chart_as_html_and_png(at, monkeypatch):
+    """Done when: pair table CSV, each chart PNG and HTML, summary Markdown. The files are caught
+    where Streamlit stores them (eager ones at add, deferred ones as their callables)."""
+    import io
+
+    import pandas as pd
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    from core import compare, logs
+    from dashboard.charts.export import png_export_problem
+
+    eager, deferred = {}, {}
+    add, add_deferred = MediaFileManager.add, MediaFileManager.add_deferred
+
+    def spy_add(self, data, mimetype, coordinates, file_name=None, *a, **kw):
+        eager[file_name] = data
+        return add(self, data, mimetype, coordinates, file_name, *a, **kw)
+
+    def spy_deferred(self, fn, mimetype, coordinates, file_name=None, **kw):
+        deferred[file_name] = fn
+        return add_deferred(self, fn, mimetype, coordinates, file_name, **kw)
+
+    monkeypatch.setattr(MediaFileManager, "add", spy_add)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", spy_deferred)
+    files = [(f"relu_seed{i}.log", kv_log(v), "text/plain") for i, v in enumerate((0.40, 0.41, 0.42), 1)]
+    files += [(f"gelu_seed{i}.log", kv_log(v), "text/plain") for i, v in enumerate((0.60, 0.61, 0.62), 1)]
+    at.file_uploader[0].set_value(files)
+    at.run()
+    assert not at.exception
+    labels = [b.label for b in at.get("download_button")]
+    charts = ["forest", "curves", "bands", "bars"]
+    assert labels == ["Pair table (CSV)", "Summary (Markdown)", "Summary (JSON)", "Tidy table (CSV)"] + [
+        f"{c} ({kind})" for c in charts for kind in ("HTML", "PNG")]
+
+    res = logs.load_uploads([(n, d) for n, d, _ in files])
+    expected = compare.summarize(res.scalars(), None, runs=logs.variant_seed_of(res))
+    as_text = lambda d: d.decode() if isinstance(d, bytes) else d  # noqa: E731
+    csv = pd.read_csv(io.StringIO(as_text(eager["pairs.csv"])))
+    want = compare.pair_table(expected["comparisons"])
+    assert csv[["a", "b", "verdict"]].values.tolist() == [["relu", "gelu", "gelu"]]
+    for col in ("diff", "diff_lo", "diff_hi", "p_value", "p_adjusted", "prob_improvement", "mde", "seeds_needed"):
+        assert csv[col].to_numpy(float) == pytest.approx(want[col].to_numpy(float))
+    md = as_text(eager["summary.md"])
+    assert md == compare.summary_markdown(expected) and expected["summary"] in md and "| relu | gelu |" in md
+
+    assert sorted(deferred) == sorted(f"{c}.{ext}" for c in charts for ext in ("html", "png"))
+    for c in charts:
+        html = deferred[f"{c}.html"]()
+        assert html.startswith("<!doctype html>") and "Plotly.newPlot(" in html and "<script src=" not in html
+    assert "relu − gelu" in deferred["forest.html"]() or "relu \\u2212 gelu" in deferred["forest.html"]()
+    if png_export_problem() is None:  # kaleido and a local Chromium; one chart is enough (each starts a browser)
+        png = deferred["forest.png"]()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000

@@ -41,3 +41,18 @@ def test_both_readme_examples_run_and_give_dead_and_dormant_keys(tmp_path):
     ffn = "bert.encoder.layer.1.intermediate.intermediate_act_fn"
     assert f"dormant/{ffn}" in bert["last"] and "loss/train" in bert["last"] and "lr" in bert["last"]
     assert 0.0 <= bert["last"][f"dormant/{ffn}"] <= 1.0
+
+
+def test_tau_dormant_definition_and_reference_in_readme_and_page_help():
+    """Done when: the τ-dormant definition and Sokar et al., ICML 2023, in the README and the page's help."""
+    import ast
+
+    section = (ROOT / "README.md").read_text().split("## Watch your own model", 1)[1].split("\n## ", 1)[0]
+    flat = " ".join(section.split())
+    assert "Sokar et al." in flat and "ICML 2023" in flat and "The Dormant Neuron Phenomenon" in flat
+    assert "divided by the mean of that figure over the layer's units" in flat and "score ≤ τ" in flat
+    tree = ast.parse((ROOT / "dashboard" / "views" / "monitor.py").read_text())
+    help_text = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                     and any(getattr(t, "id", None) == "TAU_HELP" for t in n.targets))
+    assert "Sokar et al." in help_text and "ICML 2023" in help_text and "at most τ" in help_text
+    assert "mean |activation output|" in help_text

@@ -93,7 +93,9 @@ test = o4.selectbox("Test", ["auto", "welch", "permutation"], key="test",
 st.caption(("Default metric " + reason) if metric == default else
            f"Metric {metric}, chosen by you (the default would be {reason}).")
 
-summary = compare.summarize(df, metric, use=use, runs=assign, test=test)
+# The default goes in as None, so the summary (and its Markdown/JSON exports) keeps the reason it
+# was picked rather than "chosen by the user".
+summary = compare.summarize(df, None if metric == default else metric, use=use, runs=assign, test=test)
 pairs = compare.pair_table(summary["comparisons"])
 verdicts = [c for c in summary["comparisons"] if c["verdict"] != compare.WITHIN_NOISE]
 st.subheader("Verdict")
