@@ -6,27 +6,55 @@ import json
 
 import pandas as pd
 
+from core.logs.guards import check_json_depth
+from core.logs.limits import DEFAULT, Limits
 from core.logs.names import _stem
 from core.logs.parsed import LogParseError, ParsedLog, _empty
-from core.logs.tabular import _flatten, _wide_to_scalars, parse_jsonl
+from core.logs.tabular import _flatten, _wide_to_scalars, parse_jsonl, records_frame
 
 
-def parse_json(text: str, name: str = "<json>") -> ParsedLog:
+def parse_json(text: str, name: str = "<json>", lim: Limits = DEFAULT) -> ParsedLog:
     s = text.strip().lstrip("\ufeff")
+    check_json_depth(s, name, lim)
+    if len(s) > lim.json_document_bytes and not _is_json_lines(s):
+        raise LogParseError(name, f"a {len(s) / 2**20:.0f} MB JSON document is over the limit json_document_bytes="
+                                  f"{lim.json_document_bytes:,}; write it as JSON lines (one record a line)")
     try:
         obj = json.loads(s)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # ValueError also covers ints past int_max_str_digits
         obj = None
     run = _stem(name)
     if isinstance(obj, dict) and isinstance(obj.get("log_history"), list):
-        recs = [_flatten(r) for r in obj["log_history"] if isinstance(r, dict)]
-        df = _wide_to_scalars(pd.DataFrame(recs), run) if recs else _empty()
+        warnings: list[str] = []
+        recs = _flattened(obj["log_history"])
+        df = _wide_to_scalars(recs, run, name, warnings, lim) if len(recs) else _empty()
         if not len(df):
             raise LogParseError(name, "trainer_state.json has an empty log_history")
-        return ParsedLog(name, "trainer_state", df)
+        return ParsedLog(name, "trainer_state", df, warnings=warnings)
     if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj):
-        df = _wide_to_scalars(pd.DataFrame([_flatten(r) for r in obj]), run)
+        warnings = []
+        df = _wide_to_scalars(_flattened(obj), run, name, warnings, lim)
         if not len(df):
             raise LogParseError(name, "JSON records hold no numeric values")
-        return ParsedLog(name, "json", df)
-    return parse_jsonl(s, name)
+        return ParsedLog(name, "json", df, warnings=warnings)
+    return parse_jsonl(s, name, lim)
+
+
+def _is_json_lines(s: str) -> bool:
+    """The first line is a whole JSON value: JSON lines, read a line at a time, not decoded whole."""
+    first = s[:s.find("\n")] if "\n" in s[:1_000_000] else ""
+    try:
+        json.loads(first)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _flattened(records: list) -> pd.DataFrame:
+    """The records as a table, each decoded dict let go once flattened (they are most of the peak)."""
+    def each():
+        for i, r in enumerate(records):
+            records[i] = None
+            if isinstance(r, dict):
+                yield _flatten(r)
+    return records_frame(each())

@@ -14,12 +14,13 @@ import re
 import numpy as np
 import pandas as pd
 
+from core.logs.limits import DEFAULT, Limits
 from core.logs.names import _stem
 from core.logs.pairs import _line_pairs, _line_values
 from core.logs.parsed import MAX_UNPARSED_KEPT, LogParseError, ParsedLog
 from core.runs import SCALAR_COLUMNS
 
-_HEADER = re.compile(r"^\s*Epoch (\d+)/(\d+)\s*$")
+_HEADER = re.compile(r"^\s*Epoch (\d{1,15})/(\d{1,15})\s*$")  # 15 digits: an int64, never a 5,000-digit int()
 _IS_KERAS = re.compile(r"^\s*Epoch \d+/\d+\s*$", re.M)
 _BAR = re.compile(r"\d+/(?:\d+|Unknown) +(?:\[[=>.]*\]|[━─]+|-) ")
 # Where a progress update starts: "  32/1875 [====>...]", "1875/1875 ━━━━", "1875/1875 - 3s - loss".
@@ -40,22 +41,27 @@ def looks_like_keras_console(text: str) -> bool:
     return bool(_IS_KERAS.search(head)) and bool(_BAR.search(head))
 
 
-def _segments(text: str):
-    """(line number, text) per progress update, header or other line, foreign text cut out."""
+def _segments(text: str, too_long: list, limit: int):
+    """(line number, text) per progress update, header or other line, foreign text cut out.
+    Progress updates share one line (joined by \\r or \\b), so the line length limit applies to
+    each update: one over it is counted in `too_long` and skipped."""
     for no, raw in enumerate(text.split("\n"), 1):
         for piece in re.split(r"\r|\x08+", raw):
             m = _FOREIGN.search(piece)
             if m:
                 piece = piece[: m.start()]
             for seg in _SEGMENT.split(piece):
+                if len(seg) > limit:
+                    too_long.append(no)
+                    continue
                 if seg.strip():
                     yield no, seg.strip()
 
 
-def parse_keras_console(text: str, name: str = "<keras>") -> ParsedLog:
-    rows, printed, unparsed, n_unparsed, warnings = [], [], [], 0, []
+def parse_keras_console(text: str, name: str = "<keras>", lim: Limits = DEFAULT) -> ParsedLog:
+    rows, printed, unparsed, n_unparsed, warnings, too_long = [], [], [], 0, [], []
     epoch, blocks = 0, []  # blocks: [epoch, [(kind, total, done, metrics)]]
-    for no, seg in _segments(text):
+    for no, seg in _segments(text, too_long, lim.line_chars):
         h = _HEADER.match(seg)
         if h:
             epoch = int(h.group(1))
@@ -96,6 +102,9 @@ def parse_keras_console(text: str, name: str = "<keras>") -> ParsedLog:
         after = [s for s in segs[fit_i + 1:] if s[1] and s[3]]
         if after:
             rows += [(ep, f"eval/{k}", v) for k, v in after[-1][3].items()]
+    if too_long:
+        warnings.append(f"{name}: {len(too_long)} progress update(s) longer than the limit line_chars="
+                        f"{lim.line_chars:,} skipped (first at line {too_long[0]})")
     rows += printed
     if not rows:
         raise LogParseError(name, "Keras output with no completed epoch line")

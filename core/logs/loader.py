@@ -14,8 +14,11 @@ import pandas as pd
 
 from core import UserError
 from core.logs.documents import parse_json
+from core.logs.guards import decode, drop_cut_last_line
 from core.logs.keras import looks_like_keras_console, parse_keras_console
 from core.logs.names import _stem
+# Read here at call time, so tests can lower them with monkeypatch.
+from core.logs.limits import DEFAULT, MAX_FILE_BYTES, MAX_ZIP_MEMBERS, MAX_ZIP_RATIO, MAX_ZIP_TOTAL_BYTES, Limits
 from core.logs.parsed import LoadResult, LogParseError, ParsedLog
 from core.logs.tabular import _looks_like_csv, parse_csv
 from core.logs.tensorboard import looks_like_tfevents, parse_tensorboard, verify_crc_default
@@ -23,12 +26,6 @@ from core.logs.text import parse_text
 from core.logs.trackers import find_runs, load_runs
 from core.runs import RunStore
 
-# Matches .streamlit/config.toml's maxUploadSize so the CLI and the page refuse the same files.
-MAX_FILE_BYTES = 200 * 1024 * 1024
-# A zip is expanded in memory, so its claimed and actual expanded size are both bounded.
-MAX_ZIP_TOTAL_BYTES = 512 * 1024 * 1024
-MAX_ZIP_RATIO = 200  # deflate tops out near 1000:1; real logs compress 5-20:1
-MAX_ZIP_MEMBERS = 5000
 
 
 _CACHE: "OrderedDict[tuple, ParsedLog]" = OrderedDict()
@@ -40,17 +37,8 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode_text(data: bytes, name: str) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            pass
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise LogParseError(name, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
-                                  "save the log as UTF-8") from None
+def decode_text(data: bytes, name: str, warnings: list | None = None) -> str:
+    return decode(data, name, [] if warnings is None else warnings)
 
 
 def _is_binary(data: bytes) -> bool:
@@ -62,21 +50,28 @@ def _is_binary(data: bytes) -> bool:
     return len(head) > 0 and ctrl / len(head) > 0.1
 
 
-def parse_bytes(name: str, data: bytes, regex: str | None = None, max_bytes: int = MAX_FILE_BYTES,
+def parse_bytes(name: str, data: bytes, regex: str | None = None, max_bytes: int | None = None,
+                limits: Limits = DEFAULT,
                 verify_crc: bool | None = None) -> ParsedLog:
     """One file's bytes -> ParsedLog, served from cache when the same content was parsed before."""
+    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
     if len(data) > max_bytes:
-        raise LogParseError(name, f"{len(data) / 2**20:.1f} MB is over the {max_bytes / 2**20:.0f} MB upload limit")
+        raise LogParseError(name, f"{len(data) / 2**20:.1f} MB is over the {max_bytes / 2**20:.0f} MB upload limit "
+                                  f"(file_bytes={max_bytes:,})")
     h = content_hash(data)
     verify_crc = verify_crc_default() if verify_crc is None else verify_crc
-    key = (h, PurePosixPath(name).name, regex or "", verify_crc)
+    key = (h, PurePosixPath(name).name, regex or "", limits, verify_crc)
     hit = _CACHE.get(key)
     if hit is not None:
         _CACHE.move_to_end(key)
         cache_stats["hits"] += 1
         return _renamed(hit, name)
     cache_stats["misses"] += 1
-    log = _parse_uncached(name, data, regex, verify_crc=verify_crc)
+    try:
+        log = _parse_uncached(name, data, regex, limits, verify_crc=verify_crc)
+    except RecursionError:
+        # The depth check runs before any reader recurses; this is the net under it.
+        raise LogParseError(name, f"nested too deeply to read (limit json_depth={limits.json_depth})") from None
     log.sha256 = h
     _CACHE[key] = log
     while len(_CACHE) > _CACHE_MAX:
@@ -94,36 +89,63 @@ def _renamed(log: ParsedLog, name: str) -> ParsedLog:
                      [w.replace(log.name, name) for w in log.warnings], log.sha256, log.variant_hint)
 
 
-def _parse_uncached(name: str, data: bytes, regex: str | None, verify_crc: bool = True) -> ParsedLog:
+def _parse_uncached(name: str, data: bytes, regex: str | None, lim: Limits = DEFAULT,
+                   verify_crc: bool = True) -> ParsedLog:
     if not data.strip():
         raise LogParseError(name, "empty file")
     if data[:4] == b"PK\x03\x04":
         raise LogParseError(name, "is a zip archive; load it with load_bytes/load_paths to expand it")
     if looks_like_tfevents(name, data):
-        return parse_tensorboard(data, name, verify_crc=verify_crc)
+        try:
+            return parse_tensorboard(data, name, verify_crc=verify_crc)
+        except LogParseError:
+            raise
+        except Exception as e:  # a mangled event file trips the protobuf reader in many ways
+            raise LogParseError(name, f"unreadable TensorBoard file ({type(e).__name__})") from None
     if data[:2] == b"\x1f\x8b":
         raise LogParseError(name, "gzip-compressed file: unpack it or upload it as a .zip")
     if _is_binary(data) and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise LogParseError(name, f"binary file, not a recognised log format (starts with {data[:8]!r})")
-    text = decode_text(data, name)
+    notes: list[str] = []
+    text = drop_cut_last_line(decode(data, name, notes), name, notes)
+    log = _parse_text_as_any(text, name, regex, lim, notes)
+    log.warnings = notes + log.warnings
+    return log
+
+
+def _parse_text_as_any(text: str, name: str, regex: str | None, lim: Limits, notes: list) -> ParsedLog:
     if regex:
-        return parse_text(text, name, regex=regex)
+        return parse_text(text, name, regex=regex, limits=lim)
     head = text.lstrip("\ufeff \t\r\n")[:1]
-    lname = name.lower()
     if head in "{[" and head:
         try:
-            return parse_json(text, name)
-        except LogParseError:
+            # A JSON document may be one long line; parse_json holds JSON lines to line_chars itself.
+            return parse_json(text, name, lim)
+        except LogParseError as e:
             if head == "{":
                 raise
-            # "[12:01:02] INFO step ..." also starts with a bracket.
+            # "[12:01:02] INFO step ..." also starts with a bracket; if it is no text log either, the
+            # JSON reader's refusal is the one to show when it names a limit.
+            json_err = e if "limit" in e.problem else None
+        if json_err:
+            try:
+                return _parse_rest(text, name, head, lim)
+            except LogParseError:
+                raise json_err from None
+    return _parse_rest(text, name, head, lim)
+
+
+def _parse_rest(text: str, name: str, head: str, lim: Limits) -> ParsedLog:
+    lname = name.lower()
+    # Each reader holds lines to lim.line_chars its own way (a CSV header is never dropped, Keras
+    # progress updates share a line).
     if looks_like_keras_console(text):
-        return parse_keras_console(text, name)
+        return parse_keras_console(text, name, lim)
     if head == "[" and not text.lstrip().startswith("[{"):
-        return parse_text(text, name)
+        return parse_text(text, name, limits=lim)
     if lname.endswith((".csv", ".tsv")) or _looks_like_csv(text):
-        return parse_csv(text, name)
-    return parse_text(text, name)
+        return parse_csv(text, name, lim)
+    return parse_text(text, name, limits=lim)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,15 +174,15 @@ def load_zip(name: str, data: bytes, regex: str | None = None) -> LoadResult:
     files = [i for i in infos if not i.is_dir()]
     total = sum(i.file_size for i in files)
     if len(files) > MAX_ZIP_MEMBERS:
-        res.errors.append((name, f"zip has {len(files)} files; the limit is {MAX_ZIP_MEMBERS}"))
+        res.errors.append((name, f"zip has {len(files):,} files, over the limit zip_members={MAX_ZIP_MEMBERS:,}"))
         return res
     if total > MAX_ZIP_TOTAL_BYTES:
         res.errors.append((name, f"zip expands to {total / 2**20:.0f} MB, over the {MAX_ZIP_TOTAL_BYTES / 2**20:.0f} MB "
-                                 "limit (possible zip bomb); nothing was extracted"))
+                                 f"limit zip_total_bytes={MAX_ZIP_TOTAL_BYTES:,} (possible zip bomb); nothing was extracted"))
         return res
     if total > 1 << 20 and total / max(1, len(data)) > MAX_ZIP_RATIO:
         res.errors.append((name, f"zip compression ratio {total / max(1, len(data)):.0f}:1 is over "
-                                 f"{MAX_ZIP_RATIO}:1 (possible zip bomb); nothing was extracted"))
+                                 f"{MAX_ZIP_RATIO}:1, the limit zip_ratio (possible zip bomb); nothing was extracted"))
         return res
     budget = MAX_ZIP_TOTAL_BYTES
     # Tracker run folders (MLflow, W&B) are read as one run each, after their files are extracted.
@@ -176,7 +198,8 @@ def load_zip(name: str, data: bytes, regex: str | None = None) -> LoadResult:
             res.errors.append((member, f"skipped: unsafe name inside the zip ({why})"))
             continue
         if info.file_size > MAX_FILE_BYTES:
-            res.errors.append((member, f"{info.file_size / 2**20:.0f} MB is over the {MAX_FILE_BYTES / 2**20:.0f} MB limit"))
+            res.errors.append((member, f"{info.file_size / 2**20:.0f} MB is over the {MAX_FILE_BYTES / 2**20:.0f} MB limit "
+                                          f"(file_bytes={MAX_FILE_BYTES:,})"))
             continue
         try:
             with zf.open(info) as f:
@@ -205,7 +228,8 @@ def load_bytes(name: str, data: bytes, regex: str | None = None, _prefix: str = 
     res = LoadResult()
     shown = f"{_prefix}/{name}" if _prefix else name
     if len(data) > MAX_FILE_BYTES:
-        res.errors.append((shown, f"{len(data) / 2**20:.1f} MB is over the {MAX_FILE_BYTES / 2**20:.0f} MB upload limit"))
+        res.errors.append((shown, f"{len(data) / 2**20:.1f} MB is over the {MAX_FILE_BYTES / 2**20:.0f} MB upload limit "
+                                     f"(file_bytes={MAX_FILE_BYTES:,})"))
         return res
     if data[:4] == b"PK\x03\x04" and not _prefix:
         return load_zip(name, data, regex)
@@ -305,7 +329,7 @@ def _load_tracked(root: Path, tracked: dict) -> LoadResult:
             f = root / m
             try:
                 if f.stat().st_size > MAX_FILE_BYTES:
-                    res.errors.append((m, f"over the {MAX_FILE_BYTES / 2**20:.0f} MB limit"))
+                    res.errors.append((m, f"over the {MAX_FILE_BYTES / 2**20:.0f} MB limit (file_bytes={MAX_FILE_BYTES:,})"))
                     continue
                 blobs[m] = f.read_bytes()
             except OSError as e:
@@ -318,7 +342,8 @@ def _load_file(path: Path, name: str, regex: str | None) -> LoadResult:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            return LoadResult(errors=[(name, f"{size / 2**20:.1f} MB is over the {MAX_FILE_BYTES / 2**20:.0f} MB limit")])
+            return LoadResult(errors=[(name, f"{size / 2**20:.1f} MB is over the {MAX_FILE_BYTES / 2**20:.0f} MB limit "
+                                                 f"(file_bytes={MAX_FILE_BYTES:,})")])
         data = path.read_bytes()
     except OSError as e:
         return LoadResult(errors=[(name, f"cannot read: {e.strerror or e}")])

@@ -8,6 +8,8 @@ import re
 
 import numpy as np
 
+from core.logs.guards import cap_rows, drop_long_lines
+from core.logs.limits import DEFAULT, Limits
 from core.logs.names import _stem, infer_variant_seed
 from core.logs.pairs import _HAS_DIGIT, _line_pairs, _line_values
 from core.logs.parsed import MAX_UNPARSED_KEPT, LogParseError, ParsedLog
@@ -16,28 +18,35 @@ from core.logs.templates import _fixed_tokens, _take_template_capture_path, _tak
 from core.logs.user_regex import _parse_with_regex
 
 
-def parse_text(text: str, name: str = "<text>", regex: str | None = None, fast: bool = True) -> ParsedLog:
+def parse_text(text: str, name: str = "<text>", regex: str | None = None, fast: bool = True,
+               limits: Limits = DEFAULT) -> ParsedLog:
     """Plain-text logs. `regex` (named groups) overrides auto-detection. `fast` matches whole files
     against per-print-statement templates (one C-level regex pass) instead of line by line."""
     if "\r" in text:
         # tqdm redraws with bare \r; each redraw is its own line for us.
         text = text.replace("\r\n", "\n").replace("\r", "\n")
+    notes: list[str] = []
+    text = drop_long_lines(text, name, notes, limits)
     if not _HAS_DIGIT.search(text):
         raise LogParseError(name, "contains no numbers, so no metrics could be read")
     if regex:
-        return _parse_with_regex(text, name, regex)
+        log = _parse_with_regex(text, name, regex)
+        log.warnings = notes + log.warnings
+        return log
     # Millions of small tuples from findall would set off the cyclic GC again and again; they hold
     # no cycles, so it is paused for the parse.
     gc_was_on = gc.isenabled()
     gc.disable()
     try:
-        return _parse_text_auto(text, name, fast)
+        log = _parse_text_auto(text, name, fast, limits)
+        log.warnings = notes + log.warnings
+        return log
     finally:
         if gc_was_on:
             gc.enable()
 
 
-def _parse_text_auto(text: str, name: str, fast: bool) -> ParsedLog:
+def _parse_text_auto(text: str, name: str, fast: bool, limits: Limits = DEFAULT) -> ParsedLog:
     rows = _Rows()
     percent, unparsed, n_unparsed = set(), [], 0
     all_lines = text.split("\n")
@@ -65,6 +74,11 @@ def _parse_text_auto(text: str, name: str, fast: bool) -> ParsedLog:
         pending = list(itertools.compress(pending, keep))
     # Whatever no template took: line by line.
     one: dict[str, tuple] = {}
+    slow_cut = []
+    if len(pending) > limits.slow_lines:
+        slow_cut.append(f"{name}: {len(pending):,} lines match no repeated line shape, over the limit slow_lines="
+                        f"{limits.slow_lines:,}; those from line {int(line_nos[limits.slow_lines]):,} on were not read")
+        line_nos, pending = line_nos[:limits.slow_lines], pending[:limits.slow_lines]
     for no, line in zip(line_nos.tolist(), pending):
         if not line.strip():
             continue
@@ -84,14 +98,19 @@ def _parse_text_auto(text: str, name: str, fast: bool) -> ParsedLog:
         rows.add(key, pos, np.array(ls, dtype=np.int64), np.array(vs, dtype=float))
         rows.first[key] = min(rows.first[key], (no, pos))
     _drop_run_names(rows, name)
+    warnings = slow_cut
+    cap_rows(rows, name, warnings, limits)
+    # The line list is ~60 bytes a line; freed before the table is built, it is not in the peak.
+    n_lines = len(all_lines)
+    del all_lines, pending
     if not rows.chunks:
-        raise LogParseError(name, f"no 'key value' pairs found in {len(all_lines)} lines; expected lines like "
+        raise LogParseError(name, f"no 'key value' pairs found in {n_lines} lines; expected lines like "
                                   "'epoch=3 acc=0.91' or 'Epoch 3 | loss 0.41' (or give a regex)")
-    df = _lines_to_scalars(*rows.arrays(), _stem(name), len(all_lines))
+    df = _lines_to_scalars(*rows.arrays(), _stem(name), n_lines)
     fmt = "keyvalue" if re.search(r"^\s*\w[\w/.\-]*=[-+.\d]", text[:2000], re.M) else "text"
     if len(df) == 0:
         raise LogParseError(name, "found step/epoch counters but no metric values")
-    return ParsedLog(name, fmt, df, sorted(unparsed), n_unparsed, sorted(percent))
+    return ParsedLog(name, fmt, df, sorted(unparsed), n_unparsed, sorted(percent), warnings)
 
 
 def _drop_run_names(rows: _Rows, name: str):

@@ -100,6 +100,9 @@ def parse_mlflow_run(root: str, files: dict[str, bytes]) -> ParsedLog:
                 if line.strip():
                     bad.append((no, f"metrics/{key}: {line[:200]}"))
                 continue
+            if not -2**62 < step < 2**62:
+                bad.append((no, f"metrics/{key}: step out of range: {line[:200]}"))
+                continue
             rows.append((step, value, ts / 1000.0))
         if rows:
             st, v, w = zip(*rows)
@@ -142,13 +145,13 @@ def parse_wandb_run(root: str, files: dict[str, bytes]) -> ParsedLog:
                 if not isinstance(r, dict):
                     raise ValueError
                 recs.append(_scalars_only(r))
-            except ValueError:
+            except (ValueError, RecursionError):
                 bad.append((no, line[:300]))
         fmt = "wandb-run"
     elif "files/wandb-summary.json" in files:
         try:
             r = json.loads(_text(files, "files/wandb-summary.json") or "null")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise LogParseError(root, "files/wandb-summary.json is not valid JSON") from None
         if isinstance(r, dict):
             recs.append(_scalars_only(r))
