@@ -7,12 +7,15 @@ tensorboard. loader picks the reader for a file and expands folders, zips and st
 and zips are read in memory only.
 
 Each file either parses or raises LogParseError naming the file and what is wrong; `load_*`
-collect those per file so one bad file never stops the others.
+collect those per file so one bad file never stops the others. Every bound a reader holds a file to
+(line length, JSON depth, columns, series, points, sizes) is named once in limits.py.
 """
 from core.logs.documents import parse_json
 from core.logs.loader import (_CACHE, MAX_FILE_BYTES, MAX_ZIP_MEMBERS, MAX_ZIP_RATIO, MAX_ZIP_TOTAL_BYTES,
                               cache_stats, content_hash, decode_text, dedupe_runs, load_bytes, load_paths,
                               load_store_runs, load_uploads, load_zip, parse_bytes, variant_seed_of)
+from core.logs.limits import DEFAULT as DEFAULT_LIMITS
+from core.logs.limits import Limits
 from core.logs.names import infer_variant_seed
 from core.logs.parsed import (EPOCH_KEYS, MAX_UNPARSED_KEPT, STEP_KEYS, WALL_KEYS, LoadResult, LogParseError,
                               ParsedLog)
@@ -21,7 +24,7 @@ from core.logs.tensorboard import looks_like_tfevents, parse_tensorboard
 from core.logs.text import parse_text
 from core.logs.user_regex import compile_user_regex
 
-__all__ = ["EPOCH_KEYS", "MAX_FILE_BYTES", "MAX_UNPARSED_KEPT", "MAX_ZIP_MEMBERS", "MAX_ZIP_RATIO",
+__all__ = ["DEFAULT_LIMITS", "EPOCH_KEYS", "Limits", "MAX_FILE_BYTES", "MAX_UNPARSED_KEPT", "MAX_ZIP_MEMBERS", "MAX_ZIP_RATIO",
            "MAX_ZIP_TOTAL_BYTES", "STEP_KEYS", "WALL_KEYS", "LoadResult", "LogParseError", "ParsedLog",
            "cache_stats", "compile_user_regex", "content_hash", "decode_text", "dedupe_runs", "infer_variant_seed",
            "load_bytes", "load_paths", "load_store_runs", "load_uploads", "load_zip", "looks_like_tfevents",
