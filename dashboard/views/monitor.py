@@ -260,8 +260,9 @@ def act_panel(f, control: dict, tau: float):
                     except UserError as e:
                         st.error(str(e))
         if control["commands"]:
-            st.dataframe(pd.DataFrame(control["commands"])[["id", "kind", "args", "state", "applied_step", "result"]],
-                         hide_index=True)
+            cmds = pd.DataFrame(control["commands"])[["id", "kind", "args", "state", "applied_step", "result"]]
+            cmds["args"] = cmds["args"].map(lambda a: ", ".join(f"{k}={v}" for k, v in a.items()))
+            st.dataframe(cmds, hide_index=True)
         if control["branchable"]:
             c1, c2 = st.columns([3, 1])
             change = c1.selectbox("Branch here: a new run from the latest checkpoint, with", list(BRANCHES),
