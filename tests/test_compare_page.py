@@ -232,3 +232,20 @@ def test_exports_pair_csv_summary_markdown_and_each_chart_as_html_and_png(at, mo
     if png_export_problem() is None:  # kaleido and a local Chromium; one chart is enough (each starts a browser)
         png = deferred["forest.png"]()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_bad_uploads_are_named_and_the_good_ones_compared(at):
+    files = [(f"relu_seed{i}.log", kv_log(v), "text/plain") for i, v in enumerate((0.40, 0.41), 1)]
+    files += [("gelu_seed1.log", kv_log(0.60), "text/plain"),
+              ("gelu_seed2.log", kv_log(0.61) + "é".encode()[:1], "text/plain"),  # still being written
+              ("deep.json", b"[" * 5000 + b"1" + b"]" * 5000, "application/json"),
+              ("one_line.log", b"acc=0.5 " * 200_000, "text/plain")]
+    at.file_uploader[0].set_value(files)
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("deep.json" in e and "json_depth=64" in e for e in errors)
+    assert any("one_line.log" in e and "line_chars=1,048,576" in e for e in errors)
+    assert any("gelu_seed2.log" in w.value and "cut UTF-8 character" in w.value for w in at.warning)
+    assert at.data_editor[0].value["run"].tolist() == ["relu_seed1", "relu_seed2", "gelu_seed1", "gelu_seed2"]
+    assert table(at, "ci95").set_index("variant").loc["gelu", "n"] == 2
