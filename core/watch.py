@@ -119,11 +119,12 @@ def _functional_note(model: nn.Module) -> str | None:
             "pass modules={'<the Linear/Conv feeding it>': '<activation>'} to watch it")
 
 
-def format_table(targets: list[Target], skipped: list[dict], notes: list[str]) -> str:
+def format_table(targets: list[Target], skipped: list[dict], notes: list[str], recycle: dict | None = None) -> str:
     rows = [f"actlab watch: hooked {len(targets)} layer(s), skipped {len(skipped)}"]
     for t in targets:
         shown = t.activation or "-"
-        rows.append(f"  hooked   {t.name:<40} {t.cls:<24} {shown:<12} {t.definition:<8} {t.reason}")
+        how = f" | recycle: {recycle[t.name]}" if recycle and t.name in recycle else ""
+        rows.append(f"  hooked   {t.name:<40} {t.cls:<24} {shown:<12} {t.definition:<8} {t.reason}{how}")
     for s in skipped:
         rows.append(f"  skipped  {s['name']:<40} {s['class']:<24} {s['reason']}")
     rows += [f"  note: {n}" for n in notes]
@@ -214,7 +215,8 @@ class Watcher:
                 self.probes.remove()  # e.g. the run exists: leave the model as it was
                 raise
             if verbose:
-                print(format_table(targets, skipped, notes), file=sys.stderr)
+                print(format_table(targets, skipped, notes, {t.name: self._recycle_text(t.name) for t in targets}),
+                      file=sys.stderr)
 
         # Padding mask: taken from the outermost running module whose forward takes `attention_mask`
         # (inner ones, like BERT's attention, get the 4-D additive form, which is not a padding mask).
