@@ -53,20 +53,24 @@ def _lines_to_scalars(keys: list[str], lines: np.ndarray, kc: np.ndarray, val: n
     """Rows grouped by key, each key's rows in line order -> scalar schema. Step and epoch come from
     the same line, else from the last line that printed them (an eval line after a train line),
     else from order. Arrays indexed by line number instead of sorting: this runs on millions of rows."""
+    # Each key's rows are one block of kc (arrays() groups them), so a key is a slice, not a mask.
+    bounds = np.searchsorted(kc, np.arange(len(keys) + 1))
+
     def per_line(codes):
         out = np.full(n_lines + 2, np.nan)
-        m = np.isin(kc, codes)
         # Later keys first, so on a line with two counters the first one printed wins.
         for c in sorted(codes, reverse=True):
-            sel = kc == c
-            out[lines[sel]] = val[sel]
-        return out, bool(m.any()), m
+            a, b = bounds[c], bounds[c + 1]
+            out[lines[a:b]] = val[a:b]
+        return out, bool(codes)
 
-    step, has_step, m_step = per_line([i for i, k in enumerate(keys) if k in STEP_KEYS])
-    epoch, has_epoch, m_epoch = per_line([i for i, k in enumerate(keys) if k in EPOCH_KEYS])
-    keep = ~(m_step | m_epoch)
-    if not keep.all():
-        lines, kc, val = lines[keep], kc[keep], val[keep]
+    step_codes = [i for i, k in enumerate(keys) if k in STEP_KEYS]
+    epoch_codes = [i for i, k in enumerate(keys) if k in EPOCH_KEYS]
+    step, has_step = per_line(step_codes)
+    epoch, has_epoch = per_line(epoch_codes)
+    if step_codes or epoch_codes:
+        kept = [slice(bounds[i], bounds[i + 1]) for i in range(len(keys)) if i not in step_codes + epoch_codes]
+        lines, kc, val = (np.concatenate([a[s] for s in kept]) if kept else a[:0] for a in (lines, kc, val))
     epoch = _ffill(epoch)
     if has_step:
         step = _ffill(step)
