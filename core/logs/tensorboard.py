@@ -92,6 +92,8 @@ def _values(u8: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[dict, i
         return cols, 0
     more, n_bad = _walked_values(u8, start[rest], end[rest])
     more["ev"] = rest[more["ev"]]
+    if not len(more["ev"]):  # e.g. only the file_version event fell outside: nothing to insert
+        return cols, n_bad
     # Few events fall outside the fixed layout (the first, a step 0): insert them in place.
     at = np.searchsorted(cols["ev"], more["ev"])
     out = {k: tuple(np.insert(a, at, b) for a, b in zip(v, more[k])) if isinstance(v, tuple)

@@ -139,27 +139,22 @@ def byte_at(u8: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 def _varint(u8: np.ndarray, pos: np.ndarray, end: np.ndarray):
     """Base-128 varints at `pos` -> (value as uint64, position after it, ok)."""
-    n = len(u8)
     b = byte_at(u8, pos)
-    ok = pos < end
-    more = np.flatnonzero(b & 0x80)
-    val = b.astype(np.uint64)
-    nxt = pos + 1
-    if not len(more):  # the common case: every varint is one byte
+    val, nxt, ok = b.astype(np.uint64), pos + 1, pos < end
+    going = b >= 0x80
+    if not going.any():  # the common case: every varint is one byte
         return val, nxt, ok
     val &= np.uint64(0x7F)
-    shift = 7
-    while len(more) and shift < 70:
-        p = nxt[more]
-        b = u8[np.minimum(p, n - 1)].astype(np.uint64)
-        val[more] |= (b & np.uint64(0x7F)) << np.uint64(shift)
-        ok[more] &= p < end[more]
-        nxt[more] = p + 1
-        more = more[(b & np.uint64(0x80)) != 0]
-        shift += 7
-    if len(more):  # over 10 bytes: not a varint
-        ok[more] = False
-    return val, nxt, ok
+    # Whole-array steps, not the continuing subset: a step counter keeps most varints going.
+    for shift in range(7, 70, 7):
+        b = byte_at(u8, nxt)
+        val |= ((b & 0x7F).astype(np.uint64) << np.uint64(shift)) * going
+        ok &= ~going | (nxt < end)
+        nxt += going
+        going &= b >= 0x80
+        if not going.any():
+            return val, nxt, ok
+    return val, nxt, ok & ~going  # over 10 bytes: not a varint
 
 
 @dataclass
