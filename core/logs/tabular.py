@@ -185,7 +185,7 @@ def parse_csv(text: str, name: str = "<csv>", lim: Limits = DEFAULT) -> ParsedLo
         seeds = _numeric(wide[lower["seed"]]) if "seed" in lower else pd.Series(np.nan, index=wide.index)
         skip = [lower[k] for k in ("state", "notes", "user", "tags", "created", "runtime", "sweep", "seed") if k in lower]
         df = _wide_to_scalars(wide.drop(columns=skip), names, name, warnings, lim)
-        hints = {n: (infer_variant_seed(n)[0], int(s) if pd.notna(s) and s == int(s) else infer_variant_seed(n)[1])
+        hints = {n: (infer_variant_seed(n)[0], int(s) if np.isfinite(s) and s == int(s) else infer_variant_seed(n)[1])
                  for n, s in zip(names, seeds)}
         fmt = "csv:wandb-runs"
     elif ("run id" in lower or "run_id" in lower) and not ({"step", "_step", "epoch"} & set(lower)):
