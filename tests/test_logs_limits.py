@@ -184,6 +184,9 @@ def test_cut_last_line_is_dropped_with_a_note_and_a_whole_one_kept():
 def test_cut_character_and_cut_line_together_and_bad_bytes_inside_still_refused():
     log = parse_bytes("live.log", b"epoch=1 acc=0.5\nepoch=2 acc=0.6\nepoch=3 acc=0." + "€".encode()[:2])
     assert log.df["epoch"].max() == 2 and len(log.warnings) == 2
+    # A cut character proves the last line is cut, whatever its shape.
+    odd = parse_bytes("live.log", b"epoch=1 acc=0.5\nepoch=2 acc=0.6\nepoch=3 pr\xc3\xa9cision=0.\xe2\x82")
+    assert odd.df["epoch"].max() == 2 and set(odd.df["key"]) == {"acc"}
     assert "not UTF-8 text" in refused("epoch=1 précision=0.5\n".encode("latin-1") * 3, "latin1.log")
 
 

@@ -76,10 +76,11 @@ def drop_long_lines(text: str, name: str, warnings: list, lim: Limits = DEFAULT)
 _SHAPE = re.compile(r"\d+")
 
 
-def drop_cut_last_line(text: str, name: str, warnings: list) -> str:
+def drop_cut_last_line(text: str, name: str, warnings: list, cut_char: bool = False) -> str:
     """A file still being written ends mid-line: `epoch=3 acc=0.` would read as acc 0. The last
-    line is taken as cut when the file has no final newline and the line's shape (digits as 0) is
-    a strict prefix of the shape of one of the lines before it; then it is dropped with a note."""
+    line is taken as cut when the file has no final newline and either its end was a cut UTF-8
+    character (`cut_char`) or the line's shape (digits as 0) is a strict prefix of the shape of one
+    of the lines before it; then it is dropped with a note."""
     stripped = text.rstrip(" \t")
     if not stripped or stripped.endswith(("\n", "\r")):
         return text
@@ -92,6 +93,10 @@ def drop_cut_last_line(text: str, name: str, warnings: list) -> str:
     last = _SHAPE.sub("0", stripped[cut + 1:]).rstrip()
     if not last:
         return text
+    if cut_char:
+        warnings.append(f"{name}: the last line ends in a cut character, so it is incomplete; dropped: "
+                        f"{stripped[cut + 1:][:80]!r}")
+        return text[:cut + 1]
     before = stripped[max(0, cut - 100_000):cut].replace("\r", "\n").split("\n")[-100:]
     for line in reversed(before):
         shape = _SHAPE.sub("0", line).rstrip()

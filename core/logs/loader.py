@@ -107,7 +107,8 @@ def _parse_uncached(name: str, data: bytes, regex: str | None, lim: Limits = DEF
     if _is_binary(data) and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise LogParseError(name, f"binary file, not a recognised log format (starts with {data[:8]!r})")
     notes: list[str] = []
-    text = drop_cut_last_line(decode(data, name, notes), name, notes)
+    text = decode(data, name, notes)
+    text = drop_cut_last_line(text, name, notes, cut_char=bool(notes))
     log = _parse_text_as_any(text, name, regex, lim, notes)
     log.warnings = notes + log.warnings
     return log
