@@ -31,3 +31,10 @@ def test_digits_and_exponent_letters_inside_keys_are_not_numbers(monkeypatch):
     text = "".join(f"epoch={i} top10e5={i * 1e-7:.3e} m.x-y={i}.5 acc={i}%\n" for i in range(100))
     log = _same(text)
     assert used and set(log.df["key"].astype(str)) == {"top10e5", "m.x-y", "acc"}
+
+
+def test_epoch_only_log_keeps_nan_epoch_before_the_first_epoch_line():
+    log = parse_text("warmup loss=0.9\n" + "".join(f"epoch={i} loss={1 / (i + 2):.3f}\n" for i in range(100)), "a.log")
+    first = log.df.iloc[0]
+    assert first["step"] == 0 and first["epoch"] != first["epoch"]  # NaN: no epoch printed yet
+    assert log.df["step"].tolist()[1:4] == [0, 1, 2]

@@ -48,6 +48,19 @@ def _ffill(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def _runs(keep: list[bool], bounds: np.ndarray) -> list[slice]:
+    """Row slices of the kept keys, adjacent keys merged."""
+    out = []
+    for i, k in enumerate(keep):
+        if not k:
+            continue
+        if out and out[-1].stop == bounds[i]:
+            out[-1] = slice(out[-1].start, bounds[i + 1])
+        else:
+            out.append(slice(bounds[i], bounds[i + 1]))
+    return out
+
+
 def _lines_to_scalars(keys: list[str], lines: np.ndarray, kc: np.ndarray, val: np.ndarray, run: str,
                       n_lines: int) -> pd.DataFrame:
     """Rows grouped by key, each key's rows in line order -> scalar schema. Step and epoch come from
@@ -69,8 +82,10 @@ def _lines_to_scalars(keys: list[str], lines: np.ndarray, kc: np.ndarray, val: n
     step, has_step = per_line(step_codes)
     epoch, has_epoch = per_line(epoch_codes)
     if step_codes or epoch_codes:
-        kept = [slice(bounds[i], bounds[i + 1]) for i in range(len(keys)) if i not in step_codes + epoch_codes]
-        lines, kc, val = (np.concatenate([a[s] for s in kept]) if kept else a[:0] for a in (lines, kc, val))
+        kept = _runs([i not in step_codes + epoch_codes for i in range(len(keys))], bounds)
+        # Counters printed first (epoch=, step= ...) leave one run of kept rows: a view, no copy.
+        lines, kc, val = (a[kept[0]] if len(kept) == 1 else
+                          np.concatenate([a[s] for s in kept]) if kept else a[:0] for a in (lines, kc, val))
     epoch = _ffill(epoch)
     if has_step:
         step = _ffill(step)
@@ -78,7 +93,8 @@ def _lines_to_scalars(keys: list[str], lines: np.ndarray, kc: np.ndarray, val: n
     elif has_epoch:
         step = epoch
     if has_step or has_epoch:
-        s = step[lines]
+        # Cast per line (~1M), not per row (~5M): one row-sized array instead of three.
+        s = np.nan_to_num(step).astype(np.int64)[lines]  # a copy: step may be epoch itself
     else:  # no counter anywhere: the n-th value of a key is step n
         starts = np.searchsorted(kc, np.arange(len(keys)))
         s = np.arange(len(kc)) - starts[kc]
@@ -86,7 +102,7 @@ def _lines_to_scalars(keys: list[str], lines: np.ndarray, kc: np.ndarray, val: n
     # Categoricals: the run and a handful of keys repeated millions of times, at one byte a row.
     return pd.DataFrame({
         "run": pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[run]),
-        "step": np.nan_to_num(np.asarray(s, float), copy=False).astype(np.int64),
+        "step": s if s.dtype == np.int64 else np.nan_to_num(np.asarray(s, float), copy=False).astype(np.int64),
         "epoch": epoch[lines],
         "key": pd.Categorical.from_codes(kc, categories=keys),
         "value": val,
