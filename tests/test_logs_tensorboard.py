@@ -153,3 +153,20 @@ def test_cli_no_crc_reads_a_corrupt_record(tmp_path):
     strict, loose = run(), run("--no-crc")
     assert strict.returncode == loose.returncode == 0
     assert len(loose.stdout.splitlines()) == len(strict.stdout.splitlines()) + 2
+
+
+def test_random_corruption_is_a_warning_or_a_log_parse_error_never_a_traceback(tmp_path):
+    import random
+    base = _write_events(tmp_path).read_bytes()
+    rng = random.Random(0)
+    for _ in range(60):
+        b = bytearray(base)
+        for _ in range(rng.choice([1, 3, 20])):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            b = b[:rng.randrange(len(b))]
+        for verify in (True, False):
+            try:
+                parse_tensorboard(bytes(b), "f.tfevents", verify_crc=verify)
+            except LogParseError:
+                pass
