@@ -307,13 +307,23 @@ class Watcher:
             scalars = {"loss/train": loss, **scalars}
         for k, v in scalars.items():
             if isinstance(v, torch.Tensor):
-                v = v.detach().float().mean()
+                v = v.detach()
+                # A loss is 0-d already: no mean kernel; sums grow in place (one kernel a step, no new tensor).
+                if v.dim() or v.dtype != torch.float32:
+                    v = v.float().mean()
+                prev = self._sums.get(k)
+                if prev is None:
+                    self._sums[k] = v.clone()
+                elif isinstance(prev, torch.Tensor) and prev.device == v.device:
+                    prev.add_(v)
+                else:
+                    self._sums[k] = prev + v
             elif v is None:
                 continue
             else:
                 v = float(v)
-            prev = self._sums.get(k)
-            self._sums[k] = v if prev is None else prev + v
+                prev = self._sums.get(k)
+                self._sums[k] = v if prev is None else prev + v
             self._counts[k] = self._counts.get(k, 0) + 1
         self._busy += time.perf_counter() - t0
         if self.step_count % self.log_every == 0:
@@ -561,62 +571,14 @@ def watch(model: nn.Module, run: str | None = None, log_every: int = 50, **kwarg
 
 
 # ---------------------------------------------------------------- Hugging Face Trainer
-def _trainer_callback_base():
-    try:
-        from transformers import TrainerCallback
-    except Exception:  # transformers missing: the callback cannot be used, watch() still can
-        return object
-    return TrainerCallback
+def __getattr__(name):
+    # `from core.watch import ActLabCallback` imports transformers only then: importing it here cost
+    # every `train mnist` about 1 s of start-up (python -X importtime).
+    if name == "ActLabCallback":
+        from core.hf_callback import ActLabCallback
 
-
-class ActLabCallback(_trainer_callback_base()):
-    """`Trainer(..., callbacks=[ActLabCallback(run="bert-run")])`: watches `trainer.model` and mirrors
-    the Trainer's logs into the store (loss -> loss/train, learning_rate -> lr, eval_* -> eval/*)."""
-
-    def __init__(self, run: str | None = None, log_every: int | None = None, **watch_kwargs):
-        self.run, self.log_every, self.kwargs = run, log_every, watch_kwargs
-        self.watcher: Watcher | None = None
-
-    def on_train_begin(self, args, state, control, model=None, **kw):
-        if self.watcher is not None or model is None:
-            return
-        cfg = {"trainer": {k: getattr(args, k, None) for k in ("learning_rate", "per_device_train_batch_size",
-                                                                  "num_train_epochs", "max_steps", "seed",
-                                                                  "gradient_accumulation_steps")}}
-        self.watcher = Watcher(model, run=self.run, log_every=self.log_every or max(1, int(args.logging_steps or 50)),
-                               config=cfg, kind="hf-trainer", **self.kwargs)
-
-    def on_step_end(self, args, state, control, **kw):
-        if self.watcher is not None:
-            self.watcher.epoch = state.epoch
-            self.watcher.step()
-
-    @staticmethod
-    def mirror(logs: dict) -> dict[str, float]:
-        out = {}
-        for k, v in (logs or {}).items():
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or k == "epoch":
-                continue
-            if k == "loss":
-                k = "loss/train"
-            elif k == "learning_rate":
-                k = "lr"
-            elif k.startswith("eval_"):
-                k = "eval/" + k[5:]
-            elif k.startswith("train_"):
-                k = "train/" + k[6:]
-            out[k] = float(v)
-        return out
-
-    def on_log(self, args, state, control, logs=None, **kw):
-        if self.watcher is not None:
-            values = self.mirror(logs)
-            if values:
-                self.watcher.log(values, step=state.global_step, epoch=state.epoch)
-
-    def on_train_end(self, args, state, control, **kw):
-        if self.watcher is not None:
-            self.watcher.close("finished")
+        return ActLabCallback
+    raise AttributeError(f"module 'core.watch' has no attribute {name!r}")
 
 
 __all__ = ["watch", "Watcher", "ActLabCallback", "find_layers", "format_table"]
