@@ -298,7 +298,8 @@ def plain_summary(summary: dict) -> str:
     k, unit = _scale(summary)
     num = (lambda v: f"{v:.1f}") if unit else (lambda v: f"{v:.3g}")  # noqa: E731
     g = lambda v: num(abs(v) * k)  # noqa: E731
-    n_runs, n_vars = len(summary["runs"]), len(summary["variants"])
+    # Only the runs that log the metric: the count and the variants then describe the same runs.
+    n_runs, n_vars = sum(int(v.get("n") or 0) for v in summary["variants"]), len(summary["variants"])
     head = (f"On the {summary['use']} {metric} of {n_runs} runs in {n_vars} variants "
             f"({'higher' if summary['higher_is_better'] else 'lower'} is better)")
     if n_vars < 2:

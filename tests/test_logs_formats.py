@@ -200,6 +200,6 @@ def test_cli_summarize_ablation_plus_mnist_log_picks_shared_top1(tmp_path, capsy
         assert c["p_adjusted"] >= c["p_value"] and c["diff_ci95"][0] <= c["diff"] <= c["diff_ci95"][1]
     best = min(out["comparisons"], key=lambda c: c["p_adjusted"])
     assert (best["a"], best["b"], best["verdict"]) == ("with_relu", "without_relu", "with_relu")
-    assert out["summary"].startswith("On the final top1_acc of 13 runs in 4 variants (higher is better): "
+    assert out["summary"].startswith("On the final top1_acc of 12 runs in 4 variants (higher is better): "
                                      "with_relu beats without_relu by 2.1 points")
     assert [u["count"] for u in out["unparsed"]] == [4] * 6  # the header, prose and warning lines, reported
