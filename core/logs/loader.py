@@ -89,9 +89,20 @@ def _renamed(log: ParsedLog, name: str) -> ParsedLog:
                      [w.replace(log.name, name) for w in log.warnings], log.sha256, log.variant_hint)
 
 
+_NON_SPACE = re.compile(rb"\S")
+_FIRST_NON_SPACE = re.compile(r"\S")
+_HEAD = re.compile("[^\ufeff \t\r\n]")
+
+
+def _starts_record(text: str) -> bool:
+    """text.lstrip().startswith("[{") without copying a large text."""
+    m = _FIRST_NON_SPACE.search(text)
+    return m is not None and text.startswith("[{", m.start())
+
+
 def _parse_uncached(name: str, data: bytes, regex: str | None, lim: Limits = DEFAULT,
                    verify_crc: bool = True) -> ParsedLog:
-    if not data.strip():
+    if _NON_SPACE.search(data) is None:  # strip() would copy the whole upload to learn this
         raise LogParseError(name, "empty file")
     if data[:4] == b"PK\x03\x04":
         raise LogParseError(name, "is a zip archive; load it with load_bytes/load_paths to expand it")
@@ -117,7 +128,8 @@ def _parse_uncached(name: str, data: bytes, regex: str | None, lim: Limits = DEF
 def _parse_text_as_any(text: str, name: str, regex: str | None, lim: Limits, notes: list) -> ParsedLog:
     if regex:
         return parse_text(text, name, regex=regex, limits=lim)
-    head = text.lstrip("\ufeff \t\r\n")[:1]
+    m = _HEAD.search(text)  # text.lstrip(...)[:1] without copying the text
+    head = text[m.start()] if m else ""
     if head in "{[" and head:
         try:
             # A JSON document may be one long line; parse_json holds JSON lines to line_chars itself.
@@ -142,7 +154,7 @@ def _parse_rest(text: str, name: str, head: str, lim: Limits) -> ParsedLog:
     # progress updates share a line).
     if looks_like_keras_console(text):
         return parse_keras_console(text, name, lim)
-    if head == "[" and not text.lstrip().startswith("[{"):
+    if head == "[" and not _starts_record(text):
         return parse_text(text, name, limits=lim)
     if lname.endswith((".csv", ".tsv")) or _looks_like_csv(text):
         return parse_csv(text, name, lim)
