@@ -5,7 +5,7 @@ so that importing core.watch does not import transformers.
 """
 from __future__ import annotations
 
-from core.watch import Watcher
+from core.watcher import Watcher
 
 
 def _trainer_callback_base():
