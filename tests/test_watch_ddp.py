@@ -95,6 +95,9 @@ def _recycle_worker(rank, world, port, runs_dir, out_dir):
         events = list(w.events)
     torch.save({"fc": fc.weight.detach().clone(), "out": out.weight.detach().clone(), "events": events},
                os.path.join(out_dir, f"recycle{rank}.pt"))
+    # Both ranks past every collective before the group goes: a rank that tears gloo down while the
+    # other is still in broadcast_object_list can abort ("terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
 
 
