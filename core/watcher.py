@@ -566,7 +566,8 @@ class Watcher:
 
 def watch(model: nn.Module, run: str | None = None, log_every: int = 50, **kwargs) -> Watcher:
     """Hook `model` and start a run; see `Watcher` for the keywords (runs_dir, tau, eps, histograms,
-    grads, modules, window, stats_every, config)."""
+    grads, modules, window, stats_every, config; for recycling: optimizer, recycle_every,
+    recycle_tau, recycle_mode, recycle_pairs -- core/recycle.py)."""
     return Watcher(model, run=run, log_every=log_every, **kwargs)
 
 
