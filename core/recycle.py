@@ -205,13 +205,13 @@ def recycle_units(pair: RecyclePair, mask: torch.Tensor, optimizer=None, model: 
                   generator: torch.Generator | None = None) -> dict:
     """Recycle the units where `mask` is True. Returns what changed (for the event row)."""
     mask = torch.as_tensor(mask, dtype=torch.bool).reshape(-1)
+    if mask.numel() != _out_units(pair.incoming):
+        raise ValueError(f"mask has {mask.numel()} units, {pair.incoming_name} has {_out_units(pair.incoming)} outputs")
     idx = mask.nonzero().reshape(-1)
     k = int(idx.numel())
     if k == 0:
         return {"units": 0, "optimizer_entries_reset": 0}
     inc, out = pair.incoming, pair.outgoing
-    if mask.numel() != _out_units(inc):
-        raise ValueError(f"mask has {mask.numel()} units, {pair.incoming_name} has {_out_units(inc)} outputs")
     dev = inc.weight.device
     idx = idx.to(dev)
     inc.weight[idx] = _redraw(inc, k, generator, _init_std(model) if model is not None else None)

@@ -230,8 +230,10 @@ class Watcher:
         self._grad_names: list[str] = []
         self._grad_norms: torch.Tensor | None = None
         self._opt_handle = None
-        # The hook also finds the loop's optimizer, whose state a recycle must reset.
-        if self.grads or self._optimizer is None:
+        # The hook also finds the loop's optimizer, whose state a recycle must reset (only needed
+        # when some layer can be recycled: a watch with nothing to recycle adds no per-step hook for it).
+        recyclable = any(isinstance(p, RecyclePair) for p in self.recycle_pairs.values())
+        if self.grads or (self._optimizer is None and recyclable):
             from torch.optim.optimizer import register_optimizer_step_pre_hook
 
             self._opt_handle = register_optimizer_step_pre_hook(self._opt_pre_hook)
@@ -381,7 +383,6 @@ class Watcher:
         if self.window is None or (isinstance(self.window, int) and step - self._window_start >= self.window):
             self.end_window()
         self.last = values
-        self._last_layers = layers
         self._control(step, layers)
         for fn in list(self.on_flush):
             fn(self, step, layers)
@@ -463,13 +464,6 @@ class Watcher:
         self.events.append(ev)
         if self.writer is not None:
             self.writer.log_event(step, kind, layer, units, reason, cid, details, command_state=state)
-
-    def recycle(self, layer: str, tau: float | None = None, dead: bool = False) -> dict:
-        """Recycle one layer now, from the statistics of the last flush (call it right after a flush)."""
-        stats = getattr(self, "_last_layers", {})
-        self._recycle_one(self.step_count, stats, None, layer, "dead" if dead else "tau",
-                          self.tau if tau is None else float(tau), "asked for in code")
-        return self.events[-1]
 
     def end_window(self):
         """Close the dead/dormant window (trainers call this at epoch ends with window="manual")."""

@@ -73,7 +73,10 @@ def test_alert_names_the_layer_and_causes_and_offers_branches(runs_dir, monkeypa
     monkeypatch.setattr(launcher, "branch", lambda run, runs_dir, overrides, **kw: calls.append((run, overrides)) or ("b", 1))
     next(b for b in at.button if b.label == "Branch with recycling (ReDo)").click().run()
     next(b for b in at.button if b.label == "Branch with half the learning rate").click().run()
-    assert calls == [("dying", {"recycle_every": 10}), ("dying", {"lr": 0.01})]
+    at.selectbox(key="branch_change_dying").set_value("leaky_relu").run()
+    next(b for b in at.button if b.label == "Branch here").click().run()
+    assert not at.exception, at.exception
+    assert calls == [("dying", {"recycle_every": 10}), ("dying", {"lr": 0.01}), ("dying", {"activation": "leaky_relu"})]
 
 
 def test_branch_refused_for_a_run_without_our_checkpoint(runs_dir):

@@ -235,3 +235,39 @@ def test_recycle_cli(tmp_path, capsys):
     assert main(["runs", "recycle", "cli", "--layer", "act1", "--runs-dir", str(tmp_path)]) == 2
     assert "is finished" in capsys.readouterr().err
     assert main(["runs", "recycle", "cli", "--layer", "act1", "--tau", "2", "--runs-dir", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--recycle-every", "0"], "argument --recycle-every"),
+    (["--recycle-tau", "2"], "argument --recycle-tau"),
+    (["--recycle-tau", "nan"], "argument --recycle-tau"),
+    (["--branch-from", "../other"], "argument --branch-from"),
+    (["--branch-from", "nosuch"], "no checkpoint at"),
+    (["--branch-from", "nosuch", "--resume", "nosuch"], "pick one"),
+])
+def test_train_mnist_recycle_and_branch_flags_refuse_bad_values(tmp_path, capsys, argv, message):
+    from core.__main__ import main
+
+    rc = main(["train", "mnist", "--runs-dir", str(tmp_path / "runs"), "--checkpoints-dir", str(tmp_path / "ck"),
+               "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing written
+
+
+def test_recycle_mask_of_the_wrong_width_is_refused():
+    model = MLP(4, [8], 2, "relu")
+    pair = find_pairs(model, find_layers(model)[0])["act1"]
+    with pytest.raises(ValueError, match="mask has 5 units, fc1 has 8 outputs"):
+        recycle_units(pair, torch.zeros(5, dtype=torch.bool))
+
+
+def test_launcher_refuses_a_bad_branch_source_or_recycle_value():
+    from core import launcher
+
+    with pytest.raises(UserError, match="invalid run name"):
+        launcher.build_argv("mnist", {"branch_from": "../x"})
+    with pytest.raises(UserError, match="recycle_every=0"):
+        launcher.build_argv("mnist", {"recycle_every": 0})
+    with pytest.raises(UserError, match="recycle_tau"):
+        launcher.build_argv("mnist", {"recycle_tau": "nan"})

@@ -67,8 +67,6 @@ def validate(cfg: dict) -> dict:
         raise UserError(f"--recycle-every must be >= 1, got {cfg['recycle_every']}")
     if not 0.0 <= float(cfg["recycle_tau"]) <= 1.0:
         raise UserError(f"--recycle-tau must be in [0, 1], got {cfg['recycle_tau']}")
-    if cfg["resume"] and cfg["branch_from"]:
-        raise UserError("--resume and --branch-from: pick one (resume continues a run, a branch starts a new one)")
     if cfg["name"] is not None and not cfg["resume"]:  # a resumed run keeps the name it has
         validate_run_name(cfg["name"])
     cfg["hidden"] = [int(h) for h in cfg["hidden"]]
@@ -133,6 +131,8 @@ def _train_mnist(config: dict) -> str:
     for key, env, fallback in (("runs_dir", "ACTLAB_RUNS_DIR", "runs"), ("checkpoints_dir", "ACTLAB_CHECKPOINTS_DIR", "checkpoints")):
         if cfg[key] is None:
             cfg[key] = os.environ.get(env, fallback)
+    if cfg["resume"] and cfg["branch_from"]:  # before either one reads a checkpoint
+        raise UserError("--resume and --branch-from: pick one (resume continues a run, a branch starts a new one)")
     ckpt = None
     if cfg["resume"]:
         name = check_lookup_name(cfg["resume"])
@@ -141,7 +141,7 @@ def _train_mnist(config: dict) -> str:
         cfg = {**DEFAULTS, **ckpt["config"], **{k: v for k, v in config.items() if k != "name"}}
         cfg["name"] = name
     branch_of = None
-    if cfg["branch_from"] and not cfg["resume"]:
+    if cfg["branch_from"]:
         # A counterfactual: a new run from another run's latest checkpoint, with the changes asked for
         # (recycling, another activation, another lr); the original goes on untouched.
         src = check_lookup_name(cfg["branch_from"])
