@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: dashboard test browser-deps
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU wheel first, so nothing below pulls a CUDA build (see README for GPU users).
@@ -15,7 +15,7 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 dashboard: $(STAMP)
-	$(BIN)/streamlit run dashboard/app.py
+	$(BIN)/actlab dashboard
 
 # Debian's Chromium for the real-browser test; installed when we are root and it is missing.
 browser-deps:

@@ -37,9 +37,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from core.train.loop import load_checkpoint  # noqa: E402
+from actlab.train.loop import load_checkpoint
 
 STEPS_PER_EPOCH = 16  # 4,000 bundled training digits / batch 250
 LOG_EVERY = 2
@@ -47,7 +46,7 @@ COMPARED = ("loss/train", "acc/train", "loss/test", "acc/test")
 
 
 def trainer(tmp: Path, *args: str) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "core", "train", "mnist", "--runs-dir", str(tmp / "runs"),
+    argv = [sys.executable, "-m", "actlab", "train", "mnist", "--runs-dir", str(tmp / "runs"),
             "--checkpoints-dir", str(tmp / "ck"), "--no-progress", *args]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

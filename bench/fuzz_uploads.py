@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 BUDGET_BASE = 400 * 2**20
 BUDGET_PER_BYTE = 10
@@ -74,8 +72,8 @@ def _peak_rss() -> int:
 
 
 def _run_one(case) -> tuple[str, str]:
-    from core import UserError
-    from core.logs import loader
+    from actlab import UserError
+    from actlab.logs import loader
 
     if case.files or case.links:
         with tempfile.TemporaryDirectory() as tmp:
@@ -104,7 +102,7 @@ def worker(seed: int):
 
     from fuzz_cases import make_case
 
-    import core.logs  # noqa: F401  (imported before the first reset, so it is not charged to input 0)
+    import actlab.logs  # noqa: F401  (imported before the first reset, so it is not charged to input 0)
     base = _rss()
     for line in sys.stdin:
         i = int(line)

@@ -36,7 +36,6 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 FIGURES = ("activation fwd+bwd % of copy bandwidth per registry activation (fp32, bf16); seed MLP 10 epochs "
            "probes on/off (samples/s, time to 98% test accuracy on full MNIST); probe overhead ratio; "
@@ -65,7 +64,7 @@ def section(result: dict, name: str, out: Path):
 
 
 def activations(numel: int) -> dict:
-    from core import bench
+    from actlab.analysis import benchmark as bench
 
     out = {}
     for dtype in ("float32", "bfloat16"):
@@ -86,7 +85,7 @@ def repeated_bundled(times: int):
     """The bundled 4,000 training digits repeated `times` over per epoch (60,000 at 15)."""
     import torch
 
-    import core.train.mnist as tm
+    import actlab.train.mnist as tm
 
     orig = tm.load_mnist
 
@@ -107,8 +106,8 @@ def repeated_bundled(times: int):
 def mlp_run(tmp: str, data: str, data_dir: str | None, probes: bool, compile: bool, epochs: int, log_every: int) -> dict:
     import torch
 
-    from core.runs import RunStore
-    from core.train.mnist import train_mnist
+    from actlab.store.runs import RunStore
+    from actlab.train.mnist import train_mnist
 
     name = f"mlp-{'probes' if probes else 'bare'}{'-compiled' if compile else ''}"
     cfg = {"epochs": epochs, "device": "cuda", "data": "full" if data == "full" else "bundled", "data_dir": data_dir,
@@ -190,8 +189,8 @@ def watch_off(module):
 
 
 def biencoder(tmp: str, steps: int) -> dict:
-    import core.train.biencoder as tb
-    from core.runs import RunStore
+    import actlab.train.biencoder as tb
+    from actlab.store.runs import RunStore
 
     out = {}
     for on in (True, False, True):  # on first as warm-up (tokeniser, weights, cuDNN), then off, then on again

@@ -88,7 +88,7 @@ def end_to_end(epochs: int, repeats: int) -> dict:
     seed_py.write_text(SEED_SCRIPT)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env1 = dict(env, OMP_NUM_THREADS="1")  # the seed script on one thread, as ours: fixed costs alone
-    ours_cmd = lambda i: [sys.executable, "-m", "core", "train", "mnist", "--epochs", str(epochs), "--no-progress",
+    ours_cmd = lambda i: [sys.executable, "-m", "actlab", "train", "mnist", "--epochs", str(epochs), "--no-progress",
                           "--runs-dir", f"{tmp}/runs", "--checkpoints-dir", f"{tmp}/ck", "--name", f"e2e{i}"]
     seed_cmd = [sys.executable, str(seed_py), str(epochs)]
     arms = {"ours": lambda i: _timed(ours_cmd(i), env), "seed": lambda i: _timed(seed_cmd, env),
@@ -106,17 +106,16 @@ def end_to_end(epochs: int, repeats: int) -> dict:
 
 
 def steps_only(epochs: int, device_name: str, rounds: int = 15) -> dict:
-    sys.path.insert(0, str(ROOT))
     import numpy as np
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, Dataset
 
-    from core.data import bundled_digits, load_mnist
-    from core.models import MLP
-    from core.watch import watch
-    from core.train.loop import pick_device
-    from core.train.mnist import make_optimizer
+    from actlab.models.data import bundled_digits, load_mnist
+    from actlab.models.mlp import MLP
+    from actlab.watch import watch
+    from actlab.train.loop import pick_device
+    from actlab.train.mnist import make_optimizer
 
     class Digits(Dataset):
         def __init__(self, X, y):

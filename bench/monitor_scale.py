@@ -27,13 +27,12 @@ import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import pandas  # noqa: E402,F401  (loaded in the dashboard long before a poll: not part of its time)
+import numpy as np
+import pandas  # noqa: F401  (loaded in the dashboard long before a poll: not part of its time)
 
-from core import series  # noqa: E402
-from core.runs import RunFollower, RunStore  # noqa: E402
+from actlab.store import series
+from actlab.store.runs import RunFollower, RunStore
 
 KEYS = ["loss/train", "acc/train", "lr", "samples_per_s", "dead/act1", "zero_frac/act1", "revived/act1",
         "grad_norm/fc1.weight", "grad_norm/fc1.bias", "grad_norm/out.weight", "grad_norm/out.bias",

@@ -31,7 +31,6 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 CHROMIUM = os.environ.get("ACTLAB_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
@@ -42,7 +41,7 @@ FIX = ROOT / "tests" / "fixtures" / "logs"
 def make_run(runs_dir: Path) -> None:
     import numpy as np
 
-    from core.runs import RunStore
+    from actlab.store.runs import RunStore
 
     w = RunStore(runs_dir).create("render", {"activation": "relu"}, kind="mnist",
                                   layers={"act1": {"activation": "relu", "params": {}}})

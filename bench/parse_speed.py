@@ -25,13 +25,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from core import argtypes as T  # noqa: E402
-from core import logs  # noqa: E402
-from core.logs.tfrecord import masked_crc32c  # noqa: E402
+from actlab import argtypes as T
+from actlab import logs
+from actlab.logs.tfrecord import masked_crc32c
 
 KEYS = ["loss/train", "acc/top1", "acc/top5", "acc/top10", "mrr"]
 

@@ -25,11 +25,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from core.compare import compare_pair  # noqa: E402
-from core.runs import RunStore  # noqa: E402
-from core.train.mnist import PRESETS, train_mnist  # noqa: E402
+from actlab.analysis.compare import compare_pair
+from actlab.store.runs import RunStore
+from actlab.train.mnist import PRESETS, train_mnist
 
 
 def final(store: RunStore, name: str) -> dict:

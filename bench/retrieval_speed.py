@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def build(folder: Path, n_docs: int, n_queries: int, words: int, seed: int = 0) -> None:
@@ -56,9 +55,9 @@ def main() -> int:
 
     import torch
 
-    from core.retrieval import EvalSet, load_encoder
-    from core.text_data import read_beir
-    from core.train.loop import pick_device
+    from actlab.analysis.retrieval import EvalSet, load_encoder
+    from actlab.models.text_data import read_beir
+    from actlab.train.loop import pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

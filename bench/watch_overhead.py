@@ -18,19 +18,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-from core.runs import RunStore  # noqa: E402
-from core.train.loop import pick_device  # noqa: E402
-from core.watch import watch  # noqa: E402
+from actlab.store.runs import RunStore
+from actlab.train.loop import pick_device
+from actlab.watch import watch
 
 
 def mlp_case(device, batch_size):
-    from core.data import load_mnist
-    from core.models import MLP
+    from actlab.models.data import load_mnist
+    from actlab.models.mlp import MLP
 
     d = load_mnist("bundled", device=device)
     x_all, y_all = d["x_train"], d["y_train"]

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core import UserError
-from core import argtypes as T
+from .errors import UserError
+from . import argtypes as T
 
 
 class ActivationError(UserError):

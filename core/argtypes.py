@@ -48,6 +48,14 @@ def positive_int(text: str) -> int:
     return v
 
 
+def port(text: str) -> int:
+    """A TCP port: 1..65535."""
+    v = _int(text, "a port number (1-65535)")
+    if not 1 <= v <= 65535:
+        raise _bad("a port number (1-65535)", text)
+    return v
+
+
 def non_negative_int(text: str) -> int:
     """A seed or a warm-up count: 0, 1, 2, ..."""
     v = _int(text, "an integer >= 0")

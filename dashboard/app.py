@@ -1,13 +1,8 @@
 """ActLab dashboard: `streamlit run dashboard/app.py`. Pages are thin views over core/."""
-import sys
 from pathlib import Path
 
 import streamlit as st
 
-# `streamlit run` puts dashboard/ on sys.path, not the repo root that holds core/.
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 st.set_page_config(page_title="ActLab", page_icon=":material/ssid_chart:", layout="wide")
 

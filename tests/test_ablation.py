@@ -1,9 +1,9 @@
 import pytest
 
-from core.__main__ import main
-from core.ablation import parse_list
-from core.logs import load_paths
-from core.runs import RunStore
+from actlab.cli import main
+from actlab.analysis.ablation import parse_list
+from actlab.logs import load_paths
+from actlab.store.runs import RunStore
 from tests.test_train_biencoder import write_pairs
 
 
@@ -80,7 +80,7 @@ def test_mnist_grid_writes_runs_logs_and_summary(tmp_path, monkeypatch, capsys):
 
 
 def test_a_stopped_run_stops_the_grid(tmp_path, capsys, monkeypatch):
-    import core.train.biencoder as tb
+    import actlab.train.biencoder as tb
 
     real = tb.train_biencoder
     calls = []

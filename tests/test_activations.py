@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from core import UserError
-from core import activations as A
+from actlab import UserError
+from actlab import activations as A
 
 X = torch.linspace(-8, 8, 1601, dtype=torch.float64)
 # Kinked functions: autograd's one-sided choice at the kink is a convention, so skip x == 0.

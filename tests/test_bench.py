@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import UserError
-from core import bench
-from core import activations as A
-from dashboard.charts import activation as charts
+from actlab import UserError
+from actlab.analysis import benchmark as bench
+from actlab import activations as A
+from actlab.dashboard.charts import activation as charts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,7 @@ def test_bad_input(kwargs, message):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
 def test_cuda_without_cuda_is_a_clear_cli_error():
-    r = subprocess.run([sys.executable, "-m", "core", "bench", "activations", "--device", "cuda"],
+    r = subprocess.run([sys.executable, "-m", "actlab", "bench", "activations", "--device", "cuda"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [
@@ -63,7 +63,7 @@ def test_cuda_benchmark_runs():
 
 def test_cli_json_and_out_file(tmp_path):
     out = tmp_path / "r.json"
-    r = subprocess.run([sys.executable, "-m", "core", "bench", "activations", "--numel", "2048", "--repeats", "2",
+    r = subprocess.run([sys.executable, "-m", "actlab", "bench", "activations", "--numel", "2048", "--repeats", "2",
                         "--only", "relu,tanh", "--threads", "1", "--out", str(out), "--json"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

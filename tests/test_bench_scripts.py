@@ -1,4 +1,5 @@
 """The bench/ scripts: the GPU suite's no-CUDA path, and bad input to each script (exit 2, one line)."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -62,8 +63,9 @@ def test_parse_speed_runs_small(tmp_path):
 
 
 def test_gpu_suite_section_records_an_error_and_keeps_the_other_figures(tmp_path):
-    sys.path.insert(0, str(ROOT / "bench"))
-    import gpu_suite
+    spec = importlib.util.spec_from_file_location("gpu_suite", ROOT / "bench" / "gpu_suite.py")
+    gpu_suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_suite)
 
     result, out = {}, tmp_path / "gpu.json"
     gpu_suite.section(result, "broken", out)(lambda: 1 / 0)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from core import activations as A
-from core import bench
+from actlab import activations as A
+from actlab.analysis import benchmark as bench
 
 PAGE = str(Path(__file__).resolve().parent.parent / "dashboard" / "views" / "benchmark.py")
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from core import UserError
-from core.biencoder import (PRESETS, BiEncoder, TokenCache, backbone_activations, build_head, head_activations,
+from actlab import UserError
+from actlab.models.biencoder import (PRESETS, BiEncoder, TokenCache, backbone_activations, build_head, head_activations,
                             load_backbone, parse_head_spec)
 
 

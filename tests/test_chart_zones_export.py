@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from dashboard.charts.activation import color, curves_figure
-from dashboard.charts.compare import forest_figure
-from dashboard.charts.export import figure_html, figure_png, png_export_problem
+from actlab.dashboard.charts.activation import color, curves_figure
+from actlab.dashboard.charts.compare import forest_figure
+from actlab.dashboard.charts.export import figure_html, figure_png, png_export_problem
 from tests.test_compare_page import arr
 
 
@@ -63,7 +63,7 @@ def test_png_export():
 
 
 def test_png_export_says_what_is_missing(monkeypatch):
-    monkeypatch.setattr("dashboard.charts.export.shutil.which", lambda _: None)
+    monkeypatch.setattr("actlab.dashboard.charts.export.shutil.which", lambda _: None)
     problem = png_export_problem()
     assert problem is not None and "Chrome or Chromium" in problem
     with pytest.raises(RuntimeError, match="Chrome or Chromium"):

@@ -1,12 +1,13 @@
-"""core.claims: rows from result files, and what a row says when a file is missing or malformed."""
+"""actlab.analysis.claims: rows from result files, and what a row says when a file is missing or malformed."""
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from core import bench, claims
-from core.__main__ import main
+from actlab.analysis import benchmark as bench
+from actlab.analysis import claims
+from actlab.cli import main
 
 COMMITTED = Path(__file__).resolve().parent.parent / "bench" / "results"
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from core import activations as A
+from actlab import activations as A
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "actlab", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def test_list_json_has_every_activation_with_parameters_and_properties():

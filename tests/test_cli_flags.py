@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core import argtypes as T
-from core.__main__ import build_parser, main
+from actlab import argtypes as T
+from actlab.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = "r" * 300
@@ -77,7 +77,7 @@ def test_bad_flag_is_one_line_exit_2(tmp_path, capsys, monkeypatch, cmd, flag, v
 def test_bad_flag_in_a_real_process(tmp_path, argv, flag):
     env = dict(os.environ, PYTHONPATH=str(ROOT), ACTLAB_RUNS_DIR=str(tmp_path / "runs"),
                ACTLAB_CHECKPOINTS_DIR=str(tmp_path / "ck"))
-    r = subprocess.run([sys.executable, "-m", "core", *argv], cwd=tmp_path, env=env, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "actlab", *argv], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 2 and r.stdout == ""
     assert "Traceback" not in r.stderr
@@ -101,7 +101,7 @@ def test_every_numeric_and_name_flag_has_a_checked_type():
     assert len(actions) > 60
     names = {"name", "resume", "grid", "run"}
     checked = {T.positive_int, T.non_negative_int, T.finite_float, T.positive_float, T.non_negative_float,
-               T.probability, T.open_unit, T.key_value, T.run_name, T.existing_run_name}
+               T.probability, T.open_unit, T.key_value, T.run_name, T.existing_run_name, T.port}
     for path, a in actions:
         where = f"{' '.join(path)} {a.option_strings or a.dest}"
         assert a.type not in (int, float), where
@@ -114,6 +114,7 @@ def test_every_numeric_and_name_flag_has_a_checked_type():
 @pytest.mark.parametrize("fn, good, bad", [
     (T.positive_int, ["1", "64"], ["0", "-1", "1.5", "x", ""]),
     (T.non_negative_int, ["0", "7"], ["-1", "nan"]),
+    (T.port, ["1", "8501", "65535"], ["0", "65536", "-1", "x"]),
     (T.finite_float, ["-1e3", "0", "2.5"], ["nan", "inf", "-Infinity", "x"]),
     (T.positive_float, ["1e-8", "3"], ["0", "-1e-3", "inf"]),
     (T.non_negative_float, ["0", "0.01"], ["-1", "nan"]),
@@ -134,8 +135,8 @@ def test_types_accept_and_refuse(fn, good, bad):
 
 def test_mnist_config_dict_is_checked_like_the_flags(tmp_path):
     """The ablation runner and the dashboard pass a dict, not flags: the same rules hold."""
-    from core import UserError
-    from core.train.mnist import train_mnist
+    from actlab import UserError
+    from actlab.train.mnist import train_mnist
 
     for bad, what in [({"init_bias": float("nan")}, "--init-bias"), ({"weight_decay": -1.0}, "--weight-decay"),
                       ({"dropout": 1.0}, "--dropout"), ({"name": "r" * 300}, "at most 100 characters")]:

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import UserError
-from core.__main__ import main
-from core.compare import compare_pair, higher_is_better, run_metrics, summarize, variant_table
-from core.stats import permutation_p
-from dashboard.charts.smoothing import ema
+from actlab import UserError
+from actlab.cli import main
+from actlab.analysis.compare import compare_pair, higher_is_better, run_metrics, summarize, variant_table
+from actlab.analysis.stats import permutation_p
+from actlab.dashboard.charts.smoothing import ema
 
 FIX = Path(__file__).parent / "fixtures" / "logs"
 PAIR_FIELDS = {"a", "b", "n_a", "n_b", "diff", "diff_ci95", "p_value", "p_adjusted", "verdict", "test",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.runs import RunStore
+from actlab.store.runs import RunStore
 
 PAGE = str(Path(__file__).resolve().parents[1] / "dashboard" / "views" / "compare.py")
 FIX = Path(__file__).parent / "fixtures" / "logs"
@@ -129,7 +129,8 @@ def _zip_folder(root: Path) -> bytes:
 
 def test_first_view_picks_shared_top1_and_shows_verdict_pairs_and_forest(at):
     """Done when: a zip of text and tabular ablation logs plus one MNIST run log, nothing chosen."""
-    from core import compare, logs
+    from actlab.analysis import compare
+    from actlab import logs
 
     data = Path(__file__).parent / "data" / "ablation"
     files = [("ablation.zip", _zip_folder(data), "application/zip"),
@@ -187,8 +188,9 @@ def test_exports_pair_csv_summary_markdown_and_each_chart_as_html_and_png(at, mo
     import pandas as pd
     from streamlit.runtime.media_file_manager import MediaFileManager
 
-    from core import compare, logs
-    from dashboard.charts.export import png_export_problem
+    from actlab.analysis import compare
+    from actlab import logs
+    from actlab.dashboard.charts.export import png_export_problem
 
     eager, deferred = {}, {}
     add, add_deferred = MediaFileManager.add, MediaFileManager.add_deferred

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from core import UserError
-from core import data as mdata
+from actlab import UserError
+from actlab.models import data as mdata
 
 
 def test_bundled_split_is_deterministic_and_disjoint():

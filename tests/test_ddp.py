@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from core.runs import RunStore
+from actlab.store.runs import RunStore
 from tests.test_train_biencoder import write_pairs
 
 
@@ -23,7 +23,7 @@ def _worker(rank, world, port, cfg, out_dir):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    import core.train.biencoder as tb
+    import actlab.train.biencoder as tb
 
     seen = []
     real_watch = tb.watch

@@ -1,4 +1,4 @@
-"""core.diagnosis: each rule fires on a constructed series and stays quiet on a healthy one; one
+"""actlab.watch.diagnosis: each rule fires on a constructed series and stays quiet on a healthy one; one
 test reads a real (briefly trained) stress run."""
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.diagnosis import Alert, Rules, diagnose
+from actlab.watch.diagnosis import Alert, Rules, diagnose
 
 MNIST_CFG = {"lr": 0.02, "init_bias": -1.0, "norm": "none", "activation": "relu", "init": "default",
              "optimizer": "adam", "log_every": 10}
@@ -233,8 +233,8 @@ def test_real_stress_run(tmp_path):
     (dead/act1 jumps from ~5% to ~56%) and then plateaus, drifting slightly down. So the last 3
     flushes are not rising: no dying_layer alert on the finished run. Cut at the jump, the rule
     with K=2 sees the rise and blames the negative bias first."""
-    from core.runs import RunStore
-    from core.train.mnist import train_mnist
+    from actlab.store.runs import RunStore
+    from actlab.train.mnist import train_mnist
 
     train_mnist(dict(lr=2e-2, init_bias=-1.0, epochs=2, hidden=[64], log_every=10, runs_dir=str(tmp_path / "runs"),
                      checkpoints_dir=str(tmp_path / "ck"), name="stress", progress=False))

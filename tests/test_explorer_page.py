@@ -134,7 +134,7 @@ def test_csv_download_table_matches_the_curves(base):
 
     import pandas as pd
 
-    from dashboard.charts import activation as charts
+    from actlab.dashboard.charts import activation as charts
 
     assert [b.proto.label for b in base.get("download_button")] == ["Download curves (CSV)"]
     x = np.linspace(-1, 1, 5)
@@ -145,7 +145,7 @@ def test_csv_download_table_matches_the_curves(base):
 
 
 def test_curves_figure_hover_and_zones_from_data():
-    from dashboard.charts import activation as charts
+    from actlab.dashboard.charts import activation as charts
 
     fig = charts.curves_figure([0, 1], {"a": [1, 2]}, order=1, zones={"a": {"dead": [(0.0, 0.5)], "saturated": []}})
     assert list(fig.data[0].y) == [1, 2] and "f'(x)" in fig.data[0].hovertemplate

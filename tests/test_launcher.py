@@ -4,21 +4,22 @@ import time
 
 import pytest
 
-from core import UserError, launcher
-from core.runs import RunStore
+from actlab import UserError
+from actlab.train import launcher
+from actlab.store.runs import RunStore
 
 
 def test_build_argv_from_fields():
     argv = launcher.build_argv("mnist", {"activation": "leaky_relu", "act_params": {"alpha": "0.05"}, "hidden": "64, 32",
                                          "lr": "0.01", "epochs": 2, "max_steps": None, "preset": "", "bf16": True,
                                          "compile": False}, name="r1", runs_dir="/tmp/r", python="py")
-    assert argv == ["py", "-m", "core", "train", "mnist", "--activation", "leaky_relu", "--param", "alpha=0.05",
+    assert argv == ["py", "-m", "actlab", "train", "mnist", "--activation", "leaky_relu", "--param", "alpha=0.05",
                     "--hidden", "64", "32", "--lr", "0.01", "--epochs", "2", "--bf16", "--name", "r1",
                     "--runs-dir", "/tmp/r"]
 
 
 def test_built_argv_parses_with_the_real_cli():
-    from core.__main__ import build_parser
+    from actlab.cli import build_parser
 
     argv = launcher.build_argv("mnist", {"activation": "elu", "hidden": [8], "preset": "stress", "optimizer": "sgd"},
                                name="x")[3:]

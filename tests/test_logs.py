@@ -6,11 +6,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core import UserError
-from core import logs
-from core.logs import loader
-from core.logs import LogParseError, infer_variant_seed, load_bytes, load_paths, load_uploads, parse_bytes, parse_text
-from core.runs import SCALAR_COLUMNS, RunStore
+from actlab import UserError
+from actlab import logs
+from actlab.logs import loader
+from actlab.logs import LogParseError, infer_variant_seed, load_bytes, load_paths, load_uploads, parse_bytes, parse_text
+from actlab.store.runs import SCALAR_COLUMNS, RunStore
 
 FIX = Path(__file__).parent / "fixtures" / "logs"
 

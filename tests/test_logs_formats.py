@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from core.__main__ import main
-from core.logs import LogParseError, load_bytes, load_paths, parse_bytes, variant_seed_of
-from core.logs.keras import parse_keras_console
-from core.logs.pairs import _line_pairs
+from actlab.cli import main
+from actlab.logs import LogParseError, load_bytes, load_paths, parse_bytes, variant_seed_of
+from actlab.logs.keras import parse_keras_console
+from actlab.logs.pairs import _line_pairs
 
 DATA = Path(__file__).parent / "data"
 FIX = Path(__file__).parent / "fixtures" / "logs"

@@ -6,8 +6,8 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.logs import LogParseError, parse_bytes, parse_text
-from core.runs import SCALAR_COLUMNS
+from actlab.logs import LogParseError, parse_bytes, parse_text
+from actlab.store.runs import SCALAR_COLUMNS
 
 FIX = Path(__file__).parent / "fixtures" / "logs"
 SEEDS = [p.read_bytes() for p in sorted(FIX.glob("*")) if p.is_file()]

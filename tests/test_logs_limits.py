@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core.logs import DEFAULT_LIMITS, Limits, LogParseError, load_bytes, load_uploads, parse_bytes
-from core.logs import loader
+from actlab.logs import DEFAULT_LIMITS, Limits, LogParseError, load_bytes, load_uploads, parse_bytes
+from actlab.logs import loader
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = Path(__file__).parent / "fixtures" / "logs"
@@ -35,8 +35,7 @@ def peak():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
 
-sys.path.insert(0, {str(ROOT)!r})
-from core.logs import load_bytes
+from actlab.logs import load_bytes
 {code}
 t = time.perf_counter()
 res = load_bytes(name, data)
@@ -198,8 +197,8 @@ def test_cut_character_and_cut_line_together_and_bad_bytes_inside_still_refused(
 
 # ----------------------------------------------------------------------------------------------
 def test_limits_live_in_one_module_and_old_imports_still_work():
-    from core.logs.limits import DEFAULT, MAX_FILE_BYTES
-    from core.logs.loader import MAX_FILE_BYTES as from_loader
+    from actlab.logs.limits import DEFAULT, MAX_FILE_BYTES
+    from actlab.logs.loader import MAX_FILE_BYTES as from_loader
     assert from_loader == MAX_FILE_BYTES == DEFAULT.file_bytes == 200 * MB
     with pytest.raises(Exception):
         DEFAULT.line_chars = 1  # frozen: a limit is changed by passing Limits(...), not by mutation

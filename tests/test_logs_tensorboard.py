@@ -6,8 +6,8 @@ import struct
 import numpy as np
 import pytest
 
-from core.logs import LogParseError, parse_bytes, parse_tensorboard
-from core.logs.tfrecord import masked_crc32c
+from actlab.logs import LogParseError, parse_bytes, parse_tensorboard
+from actlab.logs.tfrecord import masked_crc32c
 
 
 def _write_events(tmp_path, tensors=True):
@@ -148,7 +148,7 @@ def test_cli_no_crc_reads_a_corrupt_record(tmp_path):
         p.unlink()
 
     def run(*flags):
-        return subprocess.run([sys.executable, "-m", "core", "logs", "parse", *flags, str(tmp_path / "x.tfevents")],
+        return subprocess.run([sys.executable, "-m", "actlab", "logs", "parse", *flags, str(tmp_path / "x.tfevents")],
                               capture_output=True, text=True, timeout=120)
     strict, loose = run(), run("--no-crc")
     assert strict.returncode == loose.returncode == 0

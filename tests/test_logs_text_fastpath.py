@@ -3,7 +3,7 @@ C) must give what the line-by-line path gives, on the values that could fool it.
 import pandas as pd
 import pytest
 
-from core.logs import parse_text
+from actlab.logs import parse_text
 
 
 def _same(text):
@@ -24,7 +24,7 @@ def test_odd_values_among_regular_lines(odd):
 
 
 def test_digits_and_exponent_letters_inside_keys_are_not_numbers(monkeypatch):
-    import core.logs.templates as templates
+    import actlab.logs.templates as templates
     used = []
     real = templates._token_numbers
     monkeypatch.setattr(templates, "_token_numbers", lambda lines, toks: used.append(toks) or real(lines, toks))

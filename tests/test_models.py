@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from core import UserError
-from core.models import MLP
+from actlab import UserError
+from actlab.models.mlp import MLP
 
 
 def test_default_is_784_512_relu_10():

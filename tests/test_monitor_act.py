@@ -9,10 +9,10 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from core import launcher
-from core.runs import RunStore
-from core.train.mnist import train_mnist
-from core.watch import watch
+from actlab.train import launcher
+from actlab.store.runs import RunStore
+from actlab.train.mnist import train_mnist
+from actlab.watch import watch
 from tests.test_monitor_page import arr, chart, trace
 from tests.test_recycle import _Dying, _train
 
@@ -139,7 +139,7 @@ def test_runs_recycle_on_a_real_running_trainer(runs_dir, tmp_path):
             df, _ = store.open(name).scalars(keys=["dead/act1"])
             return df if len(df) >= 6 and df["value"].iloc[-1] > 0.3 else None
         _wait(dead_rows, 120, "the stress run to kill units")
-        r = subprocess.run([sys.executable, "-m", "core", "runs", "recycle", name, "--layer", "act1", "--dead",
+        r = subprocess.run([sys.executable, "-m", "actlab", "runs", "recycle", name, "--layer", "act1", "--dead",
                             "--wait", "60", "--runs-dir", str(runs_dir)], cwd=ROOT, capture_output=True, text=True,
                            timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr

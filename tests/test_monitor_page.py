@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.runs import RunStore
-from dashboard.charts import training as charts
+from actlab.store.runs import RunStore
+from actlab.dashboard.charts import training as charts
 
 PAGE = str(Path(__file__).resolve().parent.parent / "dashboard" / "views" / "monitor.py")
 

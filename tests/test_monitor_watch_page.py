@@ -7,11 +7,11 @@ import torch
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
-from core import launcher
-from core.runs import RunStore
-from core.train.mnist import add_cli as mnist_cli, config_from_args
-from core.watch import watch
-from dashboard.charts import training as charts
+from actlab.train import launcher
+from actlab.store.runs import RunStore
+from actlab.train.mnist import add_cli as mnist_cli, config_from_args
+from actlab.watch import watch
+from actlab.dashboard.charts import training as charts
 from tests.test_monitor_page import arr, chart, trace
 
 PAGE = str(Path(__file__).resolve().parent.parent / "dashboard" / "views" / "monitor.py")

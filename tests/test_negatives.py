@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.negatives import exhaustive_hard_negatives, hard_negatives, retrieval_metrics, retrieval_ranks
+from actlab.models.negatives import exhaustive_hard_negatives, hard_negatives, retrieval_metrics, retrieval_ranks
 
 
 def test_balltree_matches_exhaustive_search():

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from core.activations import create_act_layer, identify
-from core.probes import ActivationProbes, Target, grad_norms
+from actlab.activations import create_act_layer, identify
+from actlab.watch.probes import ActivationProbes, Target, grad_norms
 
 
 class Pre(nn.Module):

@@ -3,9 +3,9 @@ import math
 
 import pytest
 
-from core import UserError
-from core import propagation as P
-from dashboard.charts import activation as charts
+from actlab import UserError
+from actlab.analysis import propagation as P
+from actlab.dashboard.charts import activation as charts
 
 
 def test_shapes_and_positive_values():

@@ -31,12 +31,12 @@ def test_both_readme_examples_run_and_give_dead_and_dormant_keys(tmp_path):
     for code in blocks:
         r = run_py(code, tmp_path, env)
         assert r.returncode == 0, r.stderr[-3000:]
-    first = run_py(["-m", "core", "runs", "show", "my-mlp", "--json"], tmp_path, env)
+    first = run_py(["-m", "actlab", "runs", "show", "my-mlp", "--json"], tmp_path, env)
     mlp = json.loads(first.stdout)
     assert mlp["status"] == "finished"
     assert {"dead/1", "dormant/1", "dormant/3", "zero_frac/3", "loss/train", "acc"} <= set(mlp["last"])
     assert "dead/3" in mlp["last"] and mlp["last"]["dead/3"] == 0.0  # GELU: dead is defined, and 0
-    bert = json.loads(run_py(["-m", "core", "runs", "show", "my-bert", "--json"], tmp_path, env).stdout)
+    bert = json.loads(run_py(["-m", "actlab", "runs", "show", "my-bert", "--json"], tmp_path, env).stdout)
     assert bert["status"] == "finished"
     ffn = "bert.encoder.layer.1.intermediate.intermediate_act_fn"
     assert f"dormant/{ffn}" in bert["last"] and "loss/train" in bert["last"] and "lr" in bert["last"]

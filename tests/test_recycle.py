@@ -3,11 +3,11 @@ import pytest
 import torch
 from torch import nn
 
-from core import UserError
-from core.models import MLP
-from core.recycle import RecyclePair, find_pairs, recycle_units
-from core.runs import RunStore
-from core.watch import find_layers, watch
+from actlab import UserError
+from actlab.models.mlp import MLP
+from actlab.watch.recycle import RecyclePair, find_pairs, recycle_units
+from actlab.store.runs import RunStore
+from actlab.watch import find_layers, watch
 
 
 def _adam_steps(model, x, n=3, lr=1e-2):
@@ -219,7 +219,7 @@ def test_scheduled_recycle_every(tmp_path):
 
 
 def test_recycle_cli(tmp_path, capsys):
-    from core.__main__ import main
+    from actlab.cli import main
 
     torch.manual_seed(0)
     model, x = _Dying(), torch.rand(16, 8)
@@ -246,7 +246,7 @@ def test_recycle_cli(tmp_path, capsys):
     (["--branch-from", "nosuch", "--resume", "nosuch"], "pick one"),
 ])
 def test_train_mnist_recycle_and_branch_flags_refuse_bad_values(tmp_path, capsys, argv, message):
-    from core.__main__ import main
+    from actlab.cli import main
 
     rc = main(["train", "mnist", "--runs-dir", str(tmp_path / "runs"), "--checkpoints-dir", str(tmp_path / "ck"),
                "--no-progress", *argv])
@@ -263,7 +263,7 @@ def test_recycle_mask_of_the_wrong_width_is_refused():
 
 
 def test_launcher_refuses_a_bad_branch_source_or_recycle_value():
-    from core import launcher
+    from actlab.train import launcher
 
     with pytest.raises(UserError, match="invalid run name"):
         launcher.build_argv("mnist", {"branch_from": "../x"})

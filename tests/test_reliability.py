@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from core.runs import RunStore
-from core.train.loop import load_checkpoint
-from core.train.mnist import train_mnist
+from actlab.store.runs import RunStore
+from actlab.train.loop import load_checkpoint
+from actlab.train.mnist import train_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _spawn(tmp_path, name, *extra):
-    argv = [sys.executable, "-m", "core", "train", "mnist", "--name", name, "--runs-dir", str(tmp_path / "runs"),
+    argv = [sys.executable, "-m", "actlab", "train", "mnist", "--name", name, "--runs-dir", str(tmp_path / "runs"),
             "--checkpoints-dir", str(tmp_path / "ck"), "--hidden", "32", "--batch-size", "500", "--log-every", "2",
             "--epochs", "1000", "--no-progress", *extra]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -164,7 +164,7 @@ def test_reader_polling_while_writer_writes_never_sees_errors_or_torn_rows(tmp_p
 
 @pytest.mark.parametrize("bad", ["/", "..", "a/b", "x\x00y", "", ".hidden"])
 def test_bad_run_names_are_refused(tmp_path, bad):
-    from core import UserError
+    from actlab import UserError
 
     with pytest.raises(UserError):
         RunStore(tmp_path).create(bad, {})
@@ -219,7 +219,7 @@ def test_inf_loss_fails_with_reason_too(tmp_path, monkeypatch):
                 return out * float("inf")
         return out
 
-    monkeypatch.setattr("core.train.mnist.F.cross_entropy", exploding)
+    monkeypatch.setattr("actlab.train.mnist.F.cross_entropy", exploding)
     train_mnist(_tiny(tmp_path, name="inf", epochs=3))
     st = RunStore(tmp_path / "runs").open("inf").status()
     assert st.state == "failed" and st.reason == "loss became inf at step 6"
@@ -228,7 +228,7 @@ def test_inf_loss_fails_with_reason_too(tmp_path, monkeypatch):
 
 WRITER = """
 import sys
-from core.runs import RunStore
+from actlab.store.runs import RunStore
 store, name = RunStore(sys.argv[1]), sys.argv[2]
 w = store.create(name, {"writer": name}, kind="mnist")
 for step in range(1, 301):  # what a trainer does at each log step, one transaction per call
@@ -248,7 +248,7 @@ w.close()
 def test_four_writers_and_a_reader_never_see_database_is_locked(tmp_path):
     """Several trainers in one runs folder while the dashboard's reader polls every run. The writers
     are processes using the trainers' RunWriter calls (no model: SQLite locking is what is tested)."""
-    from core.runs import RunFollower
+    from actlab.store.runs import RunFollower
 
     store = RunStore(tmp_path / "runs")
     names = [f"w{i}" for i in range(4)]
@@ -290,7 +290,7 @@ def test_biencoder_nan_loss_fails_with_reason_and_keeps_the_last_good_checkpoint
 
     import torch.nn.functional as F
 
-    from core.train.biencoder import train_biencoder
+    from actlab.train.biencoder import train_biencoder
     from tests.test_train_biencoder import write_pairs
 
     real, calls = F.cross_entropy, {"n": 0}
@@ -300,7 +300,7 @@ def test_biencoder_nan_loss_fails_with_reason_and_keeps_the_last_good_checkpoint
         out = real(*a, **kw)
         return out * float("nan") if calls["n"] >= 7 else out
 
-    monkeypatch.setattr("core.train.biencoder.F.cross_entropy", poisoned)
+    monkeypatch.setattr("actlab.train.biencoder.F.cross_entropy", poisoned)
     pairs = write_pairs(tmp_path / "pairs.jsonl")
     with pytest.raises(Exception, match="loss became nan at step"):
         train_biencoder({"backbone": "tiny", "data": str(pairs), "batch_size": 8, "log_every": 2, "epochs": 3,

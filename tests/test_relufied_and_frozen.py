@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from core.__main__ import main
-from core.runs import RunStore
+from actlab.cli import main
+from actlab.store.runs import RunStore
 from tests.test_train_biencoder import TINY, write_pairs
 
 
@@ -27,7 +27,7 @@ def show(runs, name, capsys):
 
 
 def test_set_backbone_activation_keeps_weights_and_changes_the_ffn():
-    from core.biencoder import load_backbone, set_backbone_activation
+    from actlab.models.biencoder import load_backbone, set_backbone_activation
 
     model, _ = load_backbone("tiny", seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -68,7 +68,7 @@ def test_bad_backbone_activation_is_one_line_error(tmp_path, pairs, capsys, valu
 
 
 def _head_outputs(ckpt_path, probe):
-    from core.biencoder import build_head
+    from actlab.models.biencoder import build_head
 
     sd = torch.load(ckpt_path, weights_only=True)["model"]
     assert not any(k.startswith("backbone.") for k in sd)  # a frozen backbone is rebuilt, not stored
@@ -78,8 +78,8 @@ def _head_outputs(ckpt_path, probe):
 
 
 def test_cached_and_uncached_frozen_runs_give_the_same_head(tmp_path, pairs, monkeypatch):
-    import core.train.biencoder as tb
-    from core.biencoder import feature_cache_dir
+    import actlab.train.biencoder as tb
+    from actlab.models.biencoder import feature_cache_dir
 
     # Mean pooling: a random tiny BERT's CLS vector is nearly the same for every text (cosine > 0.99998),
     # so cls-pooled retrieval scores tie to float rounding and their ranks (nDCG) change with the
@@ -112,9 +112,9 @@ def test_cached_and_uncached_frozen_runs_give_the_same_head(tmp_path, pairs, mon
 
 def test_head_on_cached_features_equals_head_through_the_backbone(tmp_path, pairs):
     """The same model, the same rows: the cached route and the backbone route agree."""
-    from core.biencoder import BiEncoder, TokenCache, load_backbone
-    from core.text_data import load_pairs
-    from core.train.biencoder import pooled_features
+    from actlab.models.biencoder import BiEncoder, TokenCache, load_backbone
+    from actlab.models.text_data import load_pairs
+    from actlab.train.biencoder import pooled_features
 
     df = load_pairs(str(pairs))
     texts = list(dict.fromkeys(list(df["argument"]) + list(df["counter"])))
@@ -131,10 +131,10 @@ def test_head_on_cached_features_equals_head_through_the_backbone(tmp_path, pair
 def test_cached_route_ndcg_follows_the_head_and_leaves_the_model_in_its_mode(pairs, monkeypatch):
     """ndcg_during_training through CachedFeatureEncoder scores the head's current output on the cached
     features (same figure as through the backbone), and leaves the wrapped model's mode alone."""
-    import core.retrieval as R
-    from core.biencoder import BiEncoder, TokenCache, load_backbone
-    from core.text_data import load_pairs, split_by_topic
-    from core.train.biencoder import CachedFeatureEncoder, FeatureTokenizer, pooled_features
+    import actlab.analysis.retrieval as R
+    from actlab.models.biencoder import BiEncoder, TokenCache, load_backbone
+    from actlab.models.text_data import load_pairs, split_by_topic
+    from actlab.train.biencoder import CachedFeatureEncoder, FeatureTokenizer, pooled_features
 
     df = load_pairs(str(pairs))
     _, test = split_by_topic(df, 0.2, seed=0)
@@ -171,8 +171,8 @@ def test_cached_route_ndcg_follows_the_head_and_leaves_the_model_in_its_mode(pai
 
 
 def test_a_torn_cache_file_is_recomputed(tmp_path, pairs):
-    from core.biencoder import feature_cache_dir
-    from core.train.biencoder import train_biencoder
+    from actlab.models.biencoder import feature_cache_dir
+    from actlab.train.biencoder import train_biencoder
 
     base = {"backbone": "tiny", "data": str(pairs), "epochs": 1, "batch_size": 8, "freeze_backbone": True,
             "runs_dir": str(tmp_path / "runs"), "checkpoint": False, "progress": False}

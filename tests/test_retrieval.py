@@ -8,11 +8,11 @@ import pytest
 import pytrec_eval
 import torch
 
-from core import UserError
-from core.__main__ import main
-from core.retrieval import (EvalSet, evaluate_run, exact_search, load_encoder, query_metrics, trec_ranking,
+from actlab import UserError
+from actlab.cli import main
+from actlab.analysis.retrieval import (EvalSet, evaluate_run, exact_search, load_encoder, query_metrics, trec_ranking,
                             training_eval_set)
-from core.text_data import load_pairs, read_beir, split_by_topic
+from actlab.models.text_data import load_pairs, read_beir, split_by_topic
 
 SUBJECTS = ["nuclear power", "school uniforms", "the death penalty", "zoos", "homework", "violent video games",
             "a sugar tax", "compulsory voting", "space exploration", "animal testing", "social media for children",
@@ -191,8 +191,8 @@ def test_zero_shot_minilm_embeds_exactly_as_sentence_transformers():
     normalised); our encoder must give the same vectors, long texts (truncated) included."""
     from sentence_transformers import SentenceTransformer
 
-    from core.biencoder import minilm_path
-    from core.retrieval import encode_texts
+    from actlab.models.biencoder import minilm_path
+    from actlab.analysis.retrieval import encode_texts
 
     texts = ["Governments should support zoos.", "ok", "An argument that runs on and on. " * 80]
     ref = SentenceTransformer(str(minilm_path()), device="cpu").encode(texts, convert_to_tensor=True, normalize_embeddings=True)
@@ -218,7 +218,7 @@ def test_embedding_cache_is_keyed_by_weights_corpus_and_length(tmp_path, cache_d
     assert sub.evaluate(enc, torch.device("cpu"), progress=False)["corpus_from_cache"] is False
     with torch.no_grad():
         next(enc.module.parameters()).add_(0.01)
-    from core.retrieval import weights_fingerprint
+    from actlab.analysis.retrieval import weights_fingerprint
     enc.fingerprint = weights_fingerprint(enc.module)
     assert es.evaluate(enc, torch.device("cpu"), progress=False)["corpus_from_cache"] is False
     assert len(list((cache_dir / "embeddings").glob("*.pt"))) == 4
@@ -242,8 +242,8 @@ def test_max_docs_keeps_every_relevant_document(tmp_path):
 
 # -- checkpoints and training ----------------------------------------------------------------
 def test_training_logs_ndcg_and_the_checkpoint_evaluates_to_the_same_figure(tmp_path, capsys):
-    from core.runs import RunStore
-    from core.train.biencoder import train_biencoder
+    from actlab.store.runs import RunStore
+    from actlab.train.biencoder import train_biencoder
 
     folder = near_copy_beir(tmp_path / "beir", ghost=True)
     ckpts = tmp_path / "ckpt"
@@ -342,7 +342,7 @@ def fake_archive(src, members=None):
 
 
 def serve(monkeypatch, blob=None, error=None):
-    import core.text_data as td
+    import actlab.models.text_data as td
 
     calls = []
 
@@ -381,7 +381,7 @@ def test_arguana_offline_says_where_to_put_the_folder(tmp_path, capsys, monkeypa
 def test_arguana_archive_is_checked_then_unpacked_once(tmp_path, monkeypatch, cache_dir):
     import hashlib
 
-    import core.text_data as td
+    import actlab.models.text_data as td
 
     monkeypatch.chdir(tmp_path)
     blob = fake_archive(tmp_path / "src")

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from core import UserError
-from core.__main__ import main
-from core.runs import RunFollower, RunStore, validate_run_name
+from actlab import UserError
+from actlab.cli import main
+from actlab.store.runs import RunFollower, RunStore, validate_run_name
 
 
 @pytest.mark.parametrize("bad", ["/", "..", ".", "", "a/b", "a\\b", "x\x00y", "../up", ".hidden"])
@@ -110,7 +110,7 @@ def test_resume_supersedes_the_tail_in_one_step_and_followers_start_over(tmp_pat
 def test_store_written_before_the_unique_index_is_migrated_last_value_wins(tmp_path):
     import sqlite3
 
-    from core.runs import _SCHEMA
+    from actlab.store.runs import _SCHEMA
 
     d = tmp_path / "old"
     d.mkdir()

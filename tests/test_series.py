@@ -1,9 +1,9 @@
-"""core.series: downsampling in the query (min/max per bucket) keeps spikes, reads at chart resolution."""
+"""actlab.store.series: downsampling in the query (min/max per bucket) keeps spikes, reads at chart resolution."""
 import numpy as np
 import pytest
 
-from core import series
-from core.runs import RunStore
+from actlab.store import series
+from actlab.store.runs import RunStore
 
 
 def _run(tmp_path, values: dict[str, np.ndarray], name="r", start=0):

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from core import stats as S
-from core.compare import choose_metric, compare_pair, comparisons, pair_table, summarize, summary_markdown
+from actlab.analysis import stats as S
+from actlab.analysis.compare import choose_metric, compare_pair, comparisons, pair_table, summarize, summary_markdown
 
 
 def test_holm_by_hand():

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from core import UserError
-from core.text_data import load_beir, load_pairs, split_by_topic
+from actlab import UserError
+from actlab.models.text_data import load_beir, load_pairs, split_by_topic
 
 
 def write_jsonl(path, rows):
@@ -105,7 +105,7 @@ def test_beir_arguana_layout(tmp_path):
 
 
 def test_beir_lines_naming_missing_records_are_skipped_and_counted(tmp_path, capsys):
-    from core.text_data import read_beir
+    from actlab.models.text_data import read_beir
 
     c = make_beir(tmp_path / "c")
     (c / "qrels" / "test.tsv").write_text(
@@ -157,7 +157,7 @@ def test_bad_beir_layouts(tmp_path):
 
 
 def test_demo_default_reads_the_bundled_file_or_says_it_is_missing(tmp_path, monkeypatch):
-    import core.text_data as td
+    import actlab.models.text_data as td
 
     monkeypatch.setattr(td, "DEMO_PATH", tmp_path / "demo_pairs.jsonl")
     with pytest.raises(UserError, match="demo_pairs.jsonl: the bundled demo pairs are missing"):
@@ -167,7 +167,7 @@ def test_demo_default_reads_the_bundled_file_or_says_it_is_missing(tmp_path, mon
 
 
 def test_real_demo_file_has_enough_topics():
-    import core.text_data as td
+    import actlab.models.text_data as td
 
     assert td.DEMO_PATH.exists(), "the offline demo set ships in core/assets/demo_pairs.jsonl"
     df = load_pairs("demo")

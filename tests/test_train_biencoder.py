@@ -4,8 +4,8 @@ import random
 import pytest
 import torch
 
-from core.__main__ import main
-from core.runs import RunStore
+from actlab.cli import main
+from actlab.store.runs import RunStore
 
 TINY = ["--backbone", "tiny", "--batch-size", "8", "--lr", "1e-3", "--log-every", "2"]
 
@@ -63,7 +63,7 @@ def test_train_tiny_end_to_end(tmp_path, pairs, capsys, checkpoints_dir):
 
 
 def test_max_steps_stops_early_and_writes_text_log(tmp_path, pairs):
-    from core.train.biencoder import train_biencoder
+    from actlab.train.biencoder import train_biencoder
 
     log = tmp_path / "x_seed1.log"
     name = train_biencoder({"backbone": "tiny", "data": str(pairs), "epochs": 5, "batch_size": 8, "max_steps": 7,
@@ -91,8 +91,8 @@ def test_bad_input_is_one_line_error(tmp_path, pairs, capsys, args, problem):
 
 def test_too_few_pairs_for_a_topic_split(tmp_path):
     p = write_pairs(tmp_path / "few.jsonl", n_topics=2, per_topic=1)
-    from core import UserError
-    from core.train.biencoder import train_biencoder
+    from actlab import UserError
+    from actlab.train.biencoder import train_biencoder
 
     with pytest.raises(UserError, match="few.jsonl: need at least 2 train and 2 test pairs"):
         train_biencoder({"backbone": "tiny", "data": str(p), "runs_dir": str(tmp_path)})
@@ -101,7 +101,7 @@ def test_too_few_pairs_for_a_topic_split(tmp_path):
 def test_negatives_are_remined_each_epoch_from_current_embeddings(tmp_path, pairs, monkeypatch):
     import numpy as np
 
-    import core.train.biencoder as tb
+    import actlab.train.biencoder as tb
 
     calls = []
     real = tb.hard_negatives
@@ -123,7 +123,7 @@ def test_negatives_are_remined_each_epoch_from_current_embeddings(tmp_path, pair
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_tiny_on_cuda(tmp_path, pairs):
-    from core.train.biencoder import train_biencoder
+    from actlab.train.biencoder import train_biencoder
 
     name = train_biencoder({"backbone": "tiny", "data": str(pairs), "epochs": 1, "batch_size": 8, "device": "cuda",
                             "runs_dir": str(tmp_path), "name": "gpu", "probe_backbone": True})
@@ -132,7 +132,7 @@ def test_tiny_on_cuda(tmp_path, pairs):
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path, pairs, checkpoints_dir):
-    from core.train.biencoder import train_biencoder
+    from actlab.train.biencoder import train_biencoder
 
     base = {"backbone": "tiny", "data": str(pairs), "batch_size": 8, "lr": 1e-3, "runs_dir": str(tmp_path)}
     train_biencoder({**base, "epochs": 1, "name": "r", "head": "without_layernorm"})
@@ -147,8 +147,8 @@ def test_resume_continues_from_the_checkpoint(tmp_path, pairs, checkpoints_dir):
 
 
 def test_resume_without_checkpoint_is_a_user_error(tmp_path, pairs):
-    from core import UserError
-    from core.train.biencoder import train_biencoder
+    from actlab import UserError
+    from actlab.train.biencoder import train_biencoder
 
     with pytest.raises(UserError, match="no checkpoint at .*ghost"):
         train_biencoder({"backbone": "tiny", "data": str(pairs), "runs_dir": str(tmp_path), "resume": "ghost"})
@@ -156,7 +156,7 @@ def test_resume_without_checkpoint_is_a_user_error(tmp_path, pairs):
 
 def test_grad_norms_are_logged_at_every_flush_only(tmp_path, pairs):
     # after_backward runs only on steps that end in a flush; each flush must still carry fresh norms.
-    from core.train.biencoder import train_biencoder
+    from actlab.train.biencoder import train_biencoder
 
     name = train_biencoder({"backbone": "tiny", "data": str(pairs), "epochs": 1, "batch_size": 8, "log_every": 2,
                             "runs_dir": str(tmp_path), "name": "gn", "checkpoint": False})

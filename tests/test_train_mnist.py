@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from core import UserError
-from core.__main__ import main
-from core.runs import RunStore
-from core.train.loop import load_checkpoint, save_checkpoint
-from core.train.mnist import PRESETS, train_mnist
+from actlab import UserError
+from actlab.cli import main
+from actlab.store.runs import RunStore
+from actlab.train.loop import load_checkpoint, save_checkpoint
+from actlab.train.mnist import PRESETS, train_mnist
 
 # 4,000 training digits at batch 500: 8 steps an epoch, so a run of a few epochs takes seconds.
 TINY = dict(hidden=[32], batch_size=500, log_every=4, progress=False, probe_size=200)
@@ -134,7 +134,7 @@ def test_cuda_bf16_compile_run(tmp_path):
 
 
 def test_threads_apply_during_training_and_are_restored(tmp_path, monkeypatch):
-    import core.train.mnist as tm
+    import actlab.train.mnist as tm
 
     seen = []
     orig = tm.evaluate

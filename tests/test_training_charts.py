@@ -4,9 +4,9 @@ import json
 import pandas as pd
 import pytest
 
-from core.runs import RunStore
-from core.train.mnist import train_mnist
-from dashboard.charts import training as charts
+from actlab.store.runs import RunStore
+from actlab.train.mnist import train_mnist
+from actlab.dashboard.charts import training as charts
 
 
 def _df(rows):

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from core import UserError
-from core.activations import RELU_LIKE, derivatives, identify, names, zones
-from core.runs import RunStore
-from core.watch import find_layers, watch
+from actlab import UserError
+from actlab.activations import RELU_LIKE, derivatives, identify, names, zones
+from actlab.store.runs import RunStore
+from actlab.watch import find_layers, watch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -308,7 +308,7 @@ def test_runs_show_json_has_the_keys_and_status(runs_dir):
     with watch(m, run="cli", log_every=1, verbose=False) as w:
         m(torch.randn(2, 4))
         w.step(loss=0.5)
-    r = subprocess.run([sys.executable, "-m", "core", "runs", "show", "cli", "--runs-dir", str(runs_dir), "--json"],
+    r = subprocess.run([sys.executable, "-m", "actlab", "runs", "show", "cli", "--runs-dir", str(runs_dir), "--json"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     out = json.loads(r.stdout)
     assert out["status"] == "finished" and out["last"]["dead/act"] == 0.5 and out["last"]["loss/train"] == 0.5

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from core.runs import RunStore
+from actlab.store.runs import RunStore
 
 
 def _free_port():
@@ -28,7 +28,7 @@ def _worker(rank, world, port, runs_dir, out_dir):
     import torch.distributed as dist
     from torch import nn
 
-    from core.watch import watch
+    from actlab.watch import watch
 
     dist.init_process_group("gloo", rank=rank, world_size=world)
     fc = nn.Linear(3, 4)
@@ -74,7 +74,7 @@ def _recycle_worker(rank, world, port, runs_dir, out_dir):
     import torch.distributed as dist
     from torch import nn
 
-    from core.watch import watch
+    from actlab.watch import watch
 
     dist.init_process_group("gloo", rank=rank, world_size=world)
     fc, out = nn.Linear(3, 4), nn.Linear(4, 2)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from core.runs import RunStore
-from core.watch import ActLabCallback, watch
+from actlab.store.runs import RunStore
+from actlab.watch import ActLabCallback, watch
 
 transformers = pytest.importorskip("transformers")
 

@@ -10,19 +10,19 @@ Each file either parses or raises LogParseError naming the file and what is wron
 collect those per file so one bad file never stops the others. Every bound a reader holds a file to
 (line length, JSON depth, columns, series, points, sizes) is named once in limits.py.
 """
-from core.logs.documents import parse_json
-from core.logs.loader import (_CACHE, MAX_FILE_BYTES, MAX_ZIP_MEMBERS, MAX_ZIP_RATIO, MAX_ZIP_TOTAL_BYTES,
+from .documents import parse_json
+from .loader import (_CACHE, MAX_FILE_BYTES, MAX_ZIP_MEMBERS, MAX_ZIP_RATIO, MAX_ZIP_TOTAL_BYTES,
                               cache_stats, content_hash, decode_text, dedupe_runs, load_bytes, load_paths,
                               load_store_runs, load_uploads, load_zip, parse_bytes, variant_seed_of)
-from core.logs.limits import DEFAULT as DEFAULT_LIMITS
-from core.logs.limits import Limits
-from core.logs.names import infer_variant_seed
-from core.logs.parsed import (EPOCH_KEYS, MAX_UNPARSED_KEPT, STEP_KEYS, WALL_KEYS, LoadResult, LogParseError,
+from .limits import DEFAULT as DEFAULT_LIMITS
+from .limits import Limits
+from .names import infer_variant_seed
+from .parsed import (EPOCH_KEYS, MAX_UNPARSED_KEPT, STEP_KEYS, WALL_KEYS, LoadResult, LogParseError,
                               ParsedLog)
-from core.logs.tabular import parse_csv, parse_jsonl
-from core.logs.tensorboard import looks_like_tfevents, parse_tensorboard
-from core.logs.text import parse_text
-from core.logs.user_regex import compile_user_regex
+from .tabular import parse_csv, parse_jsonl
+from .tensorboard import looks_like_tfevents, parse_tensorboard
+from .text import parse_text
+from .user_regex import compile_user_regex
 
 __all__ = ["DEFAULT_LIMITS", "EPOCH_KEYS", "Limits", "MAX_FILE_BYTES", "MAX_UNPARSED_KEPT", "MAX_ZIP_MEMBERS", "MAX_ZIP_RATIO",
            "MAX_ZIP_TOTAL_BYTES", "STEP_KEYS", "WALL_KEYS", "LoadResult", "LogParseError", "ParsedLog",

@@ -8,13 +8,13 @@ import sys
 
 import numpy as np
 
-from core import UserError
-from core import argtypes as T
-from core.compare import summarize
-from core.logs.loader import load_paths, variant_seed_of
-from core.logs.parsed import LoadResult
-from core.logs.tensorboard import VERIFY_CRC_ENV
-from core.logs.user_regex import compile_user_regex
+from ..errors import UserError
+from .. import argtypes as T
+from ..analysis.compare import summarize
+from .loader import load_paths, variant_seed_of
+from .parsed import LoadResult
+from .tensorboard import VERIFY_CRC_ENV
+from .user_regex import compile_user_regex
 
 
 def add_cli(sub) -> None:

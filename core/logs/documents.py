@@ -6,11 +6,11 @@ import json
 
 import pandas as pd
 
-from core.logs.guards import check_json_depth
-from core.logs.limits import DEFAULT, Limits
-from core.logs.names import _stem
-from core.logs.parsed import LogParseError, ParsedLog, _empty
-from core.logs.tabular import _flatten, _wide_to_scalars, parse_jsonl, records_frame
+from .guards import check_json_depth
+from .limits import DEFAULT, Limits
+from .names import _stem
+from .parsed import LogParseError, ParsedLog, _empty
+from .tabular import _flatten, _wide_to_scalars, parse_jsonl, records_frame
 
 
 def parse_json(text: str, name: str = "<json>", lim: Limits = DEFAULT) -> ParsedLog:

@@ -8,8 +8,8 @@ import re
 
 import numpy as np
 
-from core.logs.limits import DEFAULT, Limits
-from core.logs.parsed import STEP_KEYS, EPOCH_KEYS, LogParseError
+from .limits import DEFAULT, Limits
+from .parsed import STEP_KEYS, EPOCH_KEYS, LogParseError
 
 _COUNTERS = frozenset(STEP_KEYS + EPOCH_KEYS)
 

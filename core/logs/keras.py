@@ -14,11 +14,11 @@ import re
 import numpy as np
 import pandas as pd
 
-from core.logs.limits import DEFAULT, Limits
-from core.logs.names import _stem
-from core.logs.pairs import _line_pairs, _line_values
-from core.logs.parsed import MAX_UNPARSED_KEPT, LogParseError, ParsedLog
-from core.runs import SCALAR_COLUMNS
+from .limits import DEFAULT, Limits
+from .names import _stem
+from .pairs import _line_pairs, _line_values
+from .parsed import MAX_UNPARSED_KEPT, LogParseError, ParsedLog
+from ..store.runs import SCALAR_COLUMNS
 
 _HEADER = re.compile(r"^\s*Epoch (\d{1,15})/(\d{1,15})\s*$")  # 15 digits: an int64, never a 5,000-digit int()
 _IS_KERAS = re.compile(r"^\s*Epoch \d+/\d+\s*$", re.M)

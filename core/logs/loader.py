@@ -12,19 +12,19 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from core import UserError
-from core.logs.documents import parse_json
-from core.logs.guards import decode, drop_cut_last_line
-from core.logs.keras import looks_like_keras_console, parse_keras_console
-from core.logs.names import _stem
+from ..errors import UserError
+from .documents import parse_json
+from .guards import decode, drop_cut_last_line
+from .keras import looks_like_keras_console, parse_keras_console
+from .names import _stem
 # Read here at call time, so tests can lower them with monkeypatch.
-from core.logs.limits import DEFAULT, MAX_FILE_BYTES, MAX_ZIP_MEMBERS, MAX_ZIP_RATIO, MAX_ZIP_TOTAL_BYTES, Limits
-from core.logs.parsed import LoadResult, LogParseError, ParsedLog
-from core.logs.tabular import _looks_like_csv, parse_csv
-from core.logs.tensorboard import looks_like_tfevents, parse_tensorboard, verify_crc_default
-from core.logs.text import parse_text
-from core.logs.trackers import find_runs, load_runs
-from core.runs import RunStore
+from .limits import DEFAULT, MAX_FILE_BYTES, MAX_ZIP_MEMBERS, MAX_ZIP_RATIO, MAX_ZIP_TOTAL_BYTES, Limits
+from .parsed import LoadResult, LogParseError, ParsedLog
+from .tabular import _looks_like_csv, parse_csv
+from .tensorboard import looks_like_tfevents, parse_tensorboard, verify_crc_default
+from .text import parse_text
+from .trackers import find_runs, load_runs
+from ..store.runs import RunStore
 
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from core.logs.parsed import EPOCH_KEYS, STEP_KEYS
+from .parsed import EPOCH_KEYS, STEP_KEYS
 
 _LEVEL_WORDS = {"info", "debug", "warning", "warn", "error", "critical", "trace", "notice"}
 # What people print -> the short names the rest of ActLab uses.

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from core import UserError
-from core.logs.names import _stem, infer_variant_seed
-from core.runs import SCALAR_COLUMNS
+from ..errors import UserError
+from .names import _stem, infer_variant_seed
+from ..store.runs import SCALAR_COLUMNS
 
 MAX_UNPARSED_KEPT = 200  # line reports kept per file; the count is always exact
 STEP_KEYS = ("step", "global_step", "_step", "iteration", "iter", "it", "trainer/global_step", "batch")

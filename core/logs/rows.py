@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from core.logs.parsed import EPOCH_KEYS, STEP_KEYS
+from .parsed import EPOCH_KEYS, STEP_KEYS
 
 
 class _Rows:

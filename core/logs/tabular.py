@@ -10,11 +10,11 @@ import re
 import numpy as np
 import pandas as pd
 
-from core.logs.guards import cap_points, cap_series, check_columns, drop_long_lines, int64_steps
-from core.logs.limits import DEFAULT, Limits
-from core.logs.names import _stem, infer_variant_seed
-from core.logs.parsed import EPOCH_KEYS, MAX_UNPARSED_KEPT, STEP_KEYS, WALL_KEYS, LogParseError, ParsedLog, _empty
-from core.runs import SCALAR_COLUMNS
+from .guards import cap_points, cap_series, check_columns, drop_long_lines, int64_steps
+from .limits import DEFAULT, Limits
+from .names import _stem, infer_variant_seed
+from .parsed import EPOCH_KEYS, MAX_UNPARSED_KEPT, STEP_KEYS, WALL_KEYS, LogParseError, ParsedLog, _empty
+from ..store.runs import SCALAR_COLUMNS
 
 
 def _flatten(d: dict, prefix: str = "", depth: int = 0) -> dict:

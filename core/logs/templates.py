@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from core.logs.pairs import _COUNTERS, _HAS_DIGIT, _NUM
+from .pairs import _COUNTERS, _HAS_DIGIT, _NUM
 
 
 def _literal(s: str) -> str:

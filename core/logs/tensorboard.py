@@ -18,10 +18,10 @@ from pathlib import PurePosixPath
 import numpy as np
 import pandas as pd
 
-from core.logs.names import _stem
-from core.logs.parsed import LogParseError, ParsedLog
-from core.logs.tfrecord import _read, _varint, byte_at, frame, masked_crc32c, walk
-from core.runs import SCALAR_COLUMNS
+from .names import _stem
+from .parsed import LogParseError, ParsedLog
+from .tfrecord import _read, _varint, byte_at, frame, masked_crc32c, walk
+from ..store.runs import SCALAR_COLUMNS
 
 # Summary.Value's oneof "value": simple_value, obsolete histogram, image, histo, audio, tensor.
 _SIMPLE, _TENSOR = 2, 8
@@ -233,7 +233,7 @@ def _scalar_rows(u8: np.ndarray, ev: dict, run: str) -> pd.DataFrame | None:
 
 
 def _tensor_rows(data: bytes, u8: np.ndarray, ev: dict, run: str) -> pd.DataFrame | None:
-    from core.logs.tftensor import scalar_tensors
+    from .tftensor import scalar_tensors
     sel = np.flatnonzero(ev["kind"] == _TENSOR)
     if not len(sel):
         return None

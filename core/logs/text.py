@@ -8,14 +8,14 @@ import re
 
 import numpy as np
 
-from core.logs.guards import cap_rows, drop_long_lines
-from core.logs.limits import DEFAULT, Limits
-from core.logs.names import _stem, infer_variant_seed
-from core.logs.pairs import _HAS_DIGIT, _line_pairs, _line_values
-from core.logs.parsed import MAX_UNPARSED_KEPT, LogParseError, ParsedLog
-from core.logs.rows import _lines_to_scalars, _Rows
-from core.logs.templates import _fixed_tokens, _take_template_capture_path, _take_template_token_path, _template
-from core.logs.user_regex import _parse_with_regex
+from .guards import cap_rows, drop_long_lines
+from .limits import DEFAULT, Limits
+from .names import _stem, infer_variant_seed
+from .pairs import _HAS_DIGIT, _line_pairs, _line_values
+from .parsed import MAX_UNPARSED_KEPT, LogParseError, ParsedLog
+from .rows import _lines_to_scalars, _Rows
+from .templates import _fixed_tokens, _take_template_capture_path, _take_template_token_path, _template
+from .user_regex import _parse_with_regex
 
 
 def parse_text(text: str, name: str = "<text>", regex: str | None = None, fast: bool = True,

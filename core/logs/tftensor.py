@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.logs.tfrecord import _read, walk
+from .tfrecord import _read, walk
 
 _DT_FLOAT, _DT_DOUBLE = 1, 2
 _SHAPE_ONE = np.frombuffer(b"\x12\x02\x08\x01", np.uint8)  # TensorShapeProto{dim {size: 1}}

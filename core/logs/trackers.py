@@ -17,10 +17,10 @@ from pathlib import PurePosixPath
 import numpy as np
 import pandas as pd
 
-from core.logs.names import infer_variant_seed
-from core.logs.parsed import LoadResult, LogParseError, ParsedLog
-from core.logs.tabular import _flatten, _wide_to_scalars
-from core.runs import SCALAR_COLUMNS
+from .names import infer_variant_seed
+from .parsed import LoadResult, LogParseError, ParsedLog
+from .tabular import _flatten, _wide_to_scalars
+from ..store.runs import SCALAR_COLUMNS
 
 _MLFLOW_METRIC = re.compile(r"^(?P<run>(?:.*/)?[^/]+)/metrics/(?P<key>.+)$")
 _WANDB_FILE = re.compile(r"^(?P<run>(?:.*/)?(?:offline-)?run-[^/]+)/files/(?P<file>wandb-history\.jsonl|wandb-summary\.json|config\.yaml)$")

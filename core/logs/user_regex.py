@@ -5,10 +5,10 @@ import re
 
 import numpy as np
 
-from core import UserError
-from core.logs.names import _stem
-from core.logs.parsed import MAX_UNPARSED_KEPT, LogParseError, ParsedLog
-from core.logs.rows import _lines_to_scalars, _Rows
+from ..errors import UserError
+from .names import _stem
+from .parsed import MAX_UNPARSED_KEPT, LogParseError, ParsedLog
+from .rows import _lines_to_scalars, _Rows
 
 
 def _parse_with_regex(text: str, name: str, regex: str) -> ParsedLog:

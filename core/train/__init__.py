@@ -12,6 +12,6 @@ def add_cli(sub, rest: list[str] | None = None) -> None:
     wanted = rest[0] if rest and rest[0] in TASKS else None
     for task in TASKS:
         if wanted in (None, task):
-            importlib.import_module(f"core.train.{task}").add_cli(s)
+            importlib.import_module(f".{task}", __package__).add_cli(s)
         else:
             s.add_parser(task)

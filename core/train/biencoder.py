@@ -22,17 +22,17 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm  # tqdm.write keeps epoch lines clear of the bar
 
-from core import UserError
-from core import argtypes as T
-from core.biencoder import (PRESETS, BiEncoder, TokenCache, backbone_activations, feature_key, load_backbone,
+from ..errors import UserError
+from .. import argtypes as T
+from ..models.biencoder import (PRESETS, BiEncoder, TokenCache, backbone_activations, feature_key, load_backbone,
                             load_features, save_features, set_backbone_activation)
-from core.negatives import hard_negatives, retrieval_metrics, retrieval_ranks
-from core.retrieval import ndcg_during_training, training_eval_set
-from core.runs import DEFAULT_RUNS_DIR, check_lookup_name
-from core.text_data import load_pairs, split_by_topic
-from core.train.loop import (GracefulStop, NonFiniteLoss, add_common_args, check_finite, load_checkpoint, pick_device, progress,
+from ..models.negatives import hard_negatives, retrieval_metrics, retrieval_ranks
+from ..analysis.retrieval import ndcg_during_training, training_eval_set
+from ..store.runs import DEFAULT_RUNS_DIR, check_lookup_name
+from ..models.text_data import load_pairs, split_by_topic
+from .loop import (GracefulStop, NonFiniteLoss, add_common_args, check_finite, load_checkpoint, pick_device, progress,
                              save_checkpoint, seed_everything)
-from core.watch import watch
+from ..watch import watch
 
 DEFAULTS = dict(
     backbone="minilm", head="with_layernorm_relu", head_dim=None, pooling="cls", freeze_backbone=False,
@@ -391,7 +391,7 @@ def config_from_args(args) -> dict:
     if cfg.get("lr") is not None and not (math.isfinite(cfg["lr"]) and cfg["lr"] > 0):
         raise UserError(f"--lr must be a positive number, got {cfg['lr']}")
     if cfg.get("backbone_activation"):
-        from core.biencoder import parse_activation
+        from ..models.biencoder import parse_activation
 
         parse_activation(cfg["backbone_activation"])
     return cfg
@@ -405,7 +405,7 @@ def add_cli(sub) -> None:
 
 def _cli_train(args) -> int:
     cfg = config_from_args(args)
-    from core.biencoder import parse_head_spec
+    from ..models.biencoder import parse_head_spec
 
     parse_head_spec(cfg["head"])  # a bad spec fails before the backbone loads
     name = train_biencoder(cfg)

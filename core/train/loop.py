@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import UserError
-from core import argtypes as T
-from core.runs import DEFAULT_RUNS_DIR
+from ..errors import UserError
+from .. import argtypes as T
+from ..store.runs import DEFAULT_RUNS_DIR
 
 DEFAULT_CHECKPOINTS_DIR = Path(os.environ.get("ACTLAB_CHECKPOINTS_DIR", "checkpoints"))
 

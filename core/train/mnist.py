@@ -15,15 +15,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from core import UserError
-from core import argtypes as T
-from core.activations import parse_param_args, resolve_params
-from core.data import load_mnist
-from core.models import MLP
-from core.runs import RunStore, check_lookup_name, validate_run_name
-from core.train.loop import (GracefulStop, NonFiniteLoss, add_common_args, autocast, check_finite, load_checkpoint,
+from ..errors import UserError
+from .. import argtypes as T
+from ..activations import parse_param_args, resolve_params
+from ..models.data import load_mnist
+from ..models.mlp import MLP
+from ..store.runs import RunStore, check_lookup_name, validate_run_name
+from .loop import (GracefulStop, NonFiniteLoss, add_common_args, autocast, check_finite, load_checkpoint,
                              maybe_compile, pick_device, progress, save_checkpoint, seed_everything)
-from core.watch import watch
+from ..watch import watch
 
 DEFAULTS = dict(
     epochs=1, lr=1e-3, batch_size=64, optimizer="adam", weight_decay=0.0, momentum=0.9,

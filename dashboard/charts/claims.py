@@ -1,9 +1,9 @@
-"""Claims page figures: pure functions from core.claims results to plotly Figures."""
+"""Claims page figures: pure functions from actlab.analysis.claims results to plotly Figures."""
 from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from dashboard.charts.activation import color
+from actlab.dashboard.charts.activation import color
 
 
 def ffn_sparsity_figure(result: dict) -> go.Figure:

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.express as px
 
-from dashboard.charts.smoothing import ema
+from actlab.dashboard.charts.smoothing import ema
 
 PALETTE = px.colors.qualitative.Plotly
 

@@ -7,8 +7,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import torch
 
-from core.activations import derivatives, get_spec, zones
-from dashboard.charts.smoothing import ema
+from actlab.activations import derivatives, get_spec, zones
+from actlab.dashboard.charts.smoothing import ema
 
 PALETTE = px.colors.qualitative.Plotly
 X_AXES = {"step": "step", "epoch": "epoch", "wall_time": "wall time (s since run start)"}

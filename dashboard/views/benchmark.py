@@ -3,9 +3,9 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from core import UserError
-from core import bench
-from dashboard.charts import activation as charts
+from actlab import UserError
+from actlab.analysis import benchmark as bench
+from actlab.dashboard.charts import activation as charts
 
 st.title("Activation benchmark")
 st.caption("Elementwise activations are memory-bound: a plain copy (`clone`) of the same tensor is the "

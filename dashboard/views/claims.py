@@ -1,16 +1,11 @@
 """Claims: what the notes say, and what the committed result files in bench/results say about it."""
-import sys
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from core import claims  # noqa: E402
-from dashboard.charts import claims as charts  # noqa: E402
+from actlab.analysis import claims
+from actlab.dashboard.charts import claims as charts
 
 st.title("Claims")
 st.caption(f"Each claim from the notes the project grew from, settled by a result file in "

@@ -2,19 +2,16 @@
 import hashlib
 import json
 import os
-import sys
-from pathlib import Path
 
 import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from core import UserError, compare, logs  # noqa: E402
-from core.runs import RunStore  # noqa: E402
-from dashboard.charts import compare as charts  # noqa: E402
-from dashboard.charts import export  # noqa: E402
+from actlab import UserError
+from actlab.analysis import compare
+from actlab import logs
+from actlab.store.runs import RunStore
+from actlab.dashboard.charts import compare as charts
+from actlab.dashboard.charts import export
 
 
 @st.cache_data(show_spinner="Parsing logs...", max_entries=256)

@@ -3,10 +3,10 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from core import UserError
-from core import activations as A
-from core import propagation as P
-from dashboard.charts import activation as charts
+from actlab import UserError
+from actlab import activations as A
+from actlab.analysis import propagation as P
+from actlab.dashboard.charts import activation as charts
 
 # Every tensor here is small (801-point curves, a 256-wide propagation net): on a small shared CPU,
 # intra-op threads only spin against each other. Measured on the 2-core box under load: signal

@@ -6,22 +6,19 @@ chart resolution (min/max per bucket, never the whole run) and then only the row
 ones seen (kept per run in st.session_state), dashboard.charts.training draws.
 """
 import os
-import sys
 import uuid
 from pathlib import Path
 
 import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from core import UserError, launcher  # noqa: E402
-from core.activations import RELU_LIKE  # noqa: E402
-from core.activations import names as activation_names  # noqa: E402
-from core.runs import RunStore  # noqa: E402
-from core.series import SeriesFollower  # noqa: E402
-from dashboard.charts import training as charts  # noqa: E402
+from actlab import UserError
+from actlab.train import launcher
+from actlab.activations import RELU_LIKE
+from actlab.activations import names as activation_names
+from actlab.store.runs import RunStore
+from actlab.store.series import SeriesFollower
+from actlab.dashboard.charts import training as charts
 
 BADGE = {"running": ("green", "running"), "finished": ("blue", "finished"), "stopped": ("orange", "stopped"),
          "failed": ("red", "failed"), "stale": ("gray", "stale / crashed")}
@@ -224,7 +221,7 @@ def act_panel(f, control: dict, tau: float):
     """Diagnosis alerts, recycle buttons per layer and counterfactual branches for one run."""
     import pandas as pd
 
-    from core.diagnosis import diagnose
+    from actlab.watch.diagnosis import diagnose
 
     alerts = diagnose(control["tail"], f.config, f.layers, f.status.reason)
     for a in alerts:

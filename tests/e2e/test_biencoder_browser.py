@@ -15,7 +15,7 @@ def test_biencoder_run_on_monitor_page(page, app_url, e2e_runs_dir, tmp_path):
     pairs = write_pairs(tmp_path / "pairs.jsonl")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ACTLAB_CHECKPOINTS_DIR=str(tmp_path / "ckpt"))
     done = subprocess.run(
-        [sys.executable, "-m", "core", "train", "biencoder", "--backbone", "tiny", "--data", str(pairs),
+        [sys.executable, "-m", "actlab", "train", "biencoder", "--backbone", "tiny", "--data", str(pairs),
          "--epochs", "2", "--batch-size", "8", "--lr", "1e-3", "--log-every", "2", "--head", "with_layernorm_relu",
          "--runs-dir", str(e2e_runs_dir), "--name", RUN, "--no-progress"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)

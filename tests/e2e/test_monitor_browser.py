@@ -49,7 +49,7 @@ def _kill_trainer(runs_dir):
     import os
     import signal
 
-    from core.runs import RunStore
+    from actlab.store.runs import RunStore
 
     store = RunStore(runs_dir)
     if store.exists("browser-run"):
@@ -73,7 +73,7 @@ EVENTS_JS = """() => {
 def _recycle_from_the_page(page, runs_dir):
     """Click the layer's recycle button: the trainer applies it at its next flush, and the event
     shows up as a marker on the dead-fraction chart."""
-    from core.runs import RunStore
+    from actlab.store.runs import RunStore
 
     page.get_by_text("Act on browser-run", exact=False).first.click()
     page.get_by_role("button", name="Recycle dead units of act1").click()

@@ -20,10 +20,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import UserError
-from core.runs import RunStore, check_lookup_name, validate_run_name
+from ..errors import UserError
+from ..store.runs import RunStore, check_lookup_name, validate_run_name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,13 @@ class Opt:
 
 
 def _activation_names() -> list[str]:
-    from core.activations import names
+    from ..activations import names
 
     return names(vector=False)
 
 
 def _head_presets() -> list[str]:
-    from core.biencoder import PRESETS
+    from ..models.biencoder import PRESETS
 
     return list(PRESETS)
 
@@ -114,7 +114,7 @@ def build_argv(task: str, fields: dict, name: str | None = None, runs_dir: str |
     if task not in TASKS:
         raise UserError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
     spec = TASKS[task]
-    argv = [python, "-m", "core", "train", task]
+    argv = [python, "-m", "actlab", "train", task]
     for key, value in fields.items():
         if key not in spec:
             raise UserError(f"{task} has no option {key!r}; allowed: {', '.join(spec)}")
@@ -178,7 +178,7 @@ def start(task: str, fields: dict, runs_dir: str | os.PathLike, name: str | None
                       checkpoints_dir=checkpoints_dir) + ["--no-progress"]
     run_dir = store.path(name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ)
     with open(run_dir / "train.log", "ab") as log:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)

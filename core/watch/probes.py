@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from core.activations import create_act_layer
+from ..activations import create_act_layer
 
 # Piecewise-linear activations: "f' != 0" is an elementwise comparison (exact for eps = 0).
 _FLAT_RULES = {
@@ -62,7 +62,7 @@ class Target:
     @property
     def definition(self) -> str:
         """Which figure the page leads with for this layer."""
-        from core.activations import RELU_LIKE
+        from ..activations import RELU_LIKE
 
         return "dead" if self.dead and self.activation in RELU_LIKE else "dormant"
 

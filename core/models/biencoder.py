@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core import UserError
-from core.activations import REGISTRY, create_act_layer, parse_param_args
+from ..errors import UserError
+from ..activations import REGISTRY, create_act_layer, parse_param_args
 
 # Head presets: the seed variants. Each differs from a neighbour by one factor (see README table).
 PRESETS = {

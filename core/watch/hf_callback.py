@@ -1,11 +1,11 @@
 """`Trainer(..., callbacks=[ActLabCallback(run="bert-run")])`: the Hugging Face Trainer under watch().
 
-Its own module, loaded when first asked for (`from core.watch import ActLabCallback` still works),
+Its own module, loaded when first asked for (`from actlab import ActLabCallback` works),
 so that importing core.watch does not import transformers.
 """
 from __future__ import annotations
 
-from core.watcher import Watcher
+from .watcher import Watcher
 
 
 def _trainer_callback_base():

@@ -18,12 +18,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from core import UserError
-from core import argtypes as T
-from core.activations import create_act_layer, names as activation_names
+from ..errors import UserError
+from .. import argtypes as T
+from ..activations import create_act_layer, names as activation_names
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "bench" / "results"
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "bench" / "results"
 
 
 class Clone(nn.Module):

@@ -6,8 +6,8 @@ import math
 
 from torch import nn
 
-from core import UserError
-from core.activations import create_act_layer
+from ..errors import UserError
+from ..activations import create_act_layer
 
 NORMS = ("none", "layernorm", "batchnorm")
 INITS = ("default", "he", "xavier")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from core.activations import RELU_LIKE
+from ..activations import RELU_LIKE
 
 # The explorer opens on the activation named by its `act` query parameter (dashboard/views/explorer.py).
 EXPLORER_URL = "/explorer?act={act}"

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core import UserError, series
-from core.argtypes import (existing_run_name, lookup_name_problem, non_negative_float, run_name_problem,
+from ..errors import UserError
+from . import series
+from ..argtypes import (existing_run_name, lookup_name_problem, non_negative_float, run_name_problem,
                            unit_interval)
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
-"""`watch(model)` and `Watcher`: the one probe path (users import it from core.watch).
+"""`watch(model)` and `Watcher`: the one probe path (users import it from actlab).
 
-    from core.watch import watch
+    from actlab import watch
     with watch(model, run="my-run", log_every=50) as w:
         for x, y in loader:
             loss = ...; loss.backward(); opt.step(); opt.zero_grad()
@@ -28,11 +28,11 @@ import time
 import torch
 from torch import nn
 
-from core import UserError
-from core.activations import get_spec, identify
-from core.probes import ActivationProbes, Target, grad_norms
-from core.recycle import RecyclePair, find_pairs, recycle_mask, recycle_units
-from core.runs import RunStore, check_lookup_name, validate_run_name
+from ..errors import UserError
+from ..activations import get_spec, identify
+from .probes import ActivationProbes, Target, grad_norms
+from .recycle import RecyclePair, find_pairs, recycle_mask, recycle_units
+from ..store.runs import RunStore, check_lookup_name, validate_run_name
 
 _FUNCTIONAL = re.compile(r"\b(?:F|functional|torch|nn\.functional)\.(relu6?|gelu|silu|mish|elu|selu|celu|leaky_relu|"
                          r"hardswish|hardtanh|sigmoid|tanh|softplus)\(")
@@ -84,14 +84,14 @@ def find_layers(model: nn.Module, modules: dict[str, str] | None = None, auto: b
             raise UserError(f"modules: {act!r} is vector-valued; name a scalar activation")
         ident = identify(m)
         is_act = ident is not None and ident.kind != "skip"
-        from core.activations import resolve_params
+        from ..activations import resolve_params
 
         targets[name] = Target(name, m, act, resolve_params(act), dead=True, role="act" if is_act else "pre",
                                cls=type(m).__name__,
                                reason="named by hand" + ("" if is_act else f": output of {type(m).__name__} fed to {act}"))
     # extra: {key: (activation module, registry name)}, hooked under a name of the caller's choosing
     # (e.g. backbone.layer0.ffn rather than its module path).
-    from core.activations import resolve_params as _resolve
+    from ..activations import resolve_params as _resolve
 
     for key, (m, act) in (extra or {}).items():
         ident = identify(m)

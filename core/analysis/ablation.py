@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from core import UserError
-from core import argtypes as T
-from core.runs import DEFAULT_RUNS_DIR, RunStore
+from ..errors import UserError
+from .. import argtypes as T
+from ..store.runs import DEFAULT_RUNS_DIR, RunStore
 
 VERDICT_KEY = {"biencoder": "acc/top1", "mnist": "acc/test"}
 SUMMARY_KEYS = {"biencoder": ["ndcg@10/test", "acc/top1", "acc/top5", "acc/top10", "mrr", "loss/train"],
@@ -59,7 +59,7 @@ def _store_scalars(runs_dir: str | Path, assignments: pd.DataFrame) -> pd.DataFr
 
 def summarize_runs(runs_dir: str | Path, assignments: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """One row per variant: n and, per key, mean and std of each run's final value."""
-    from core import compare
+    from . import compare
 
     df = _store_scalars(runs_dir, assignments)
     if df is None:
@@ -105,14 +105,14 @@ def run_grid(task: str, runs: list[dict], runs_dir: str, grid: str, train_fn) ->
 
 
 def _grid_name(task: str, given: str | None) -> str:
-    from core.runs import validate_run_name
+    from ..store.runs import validate_run_name
 
     return validate_run_name(given) if given else f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _check_names(runs: list[dict]) -> None:
     """Every run name of the grid before the first run starts, not after hours of training."""
-    from core.runs import validate_run_name
+    from ..store.runs import validate_run_name
 
     for r in runs:
         validate_run_name(r["config"]["name"])
@@ -120,7 +120,7 @@ def _check_names(runs: list[dict]) -> None:
 
 def verdict_summary(runs_dir: str | Path, assignments: pd.DataFrame, metric: str) -> dict | None:
     """core.compare's summary (variants, pairwise tests, verdicts) of the grid's final `metric`."""
-    from core import compare
+    from . import compare
 
     df = _store_scalars(runs_dir, assignments)
     if df is None or metric not in set(df["key"]):
@@ -186,8 +186,8 @@ def _finish(task: str, args, assignments: pd.DataFrame, started: float | None = 
 
 # -- bi-encoder ------------------------------------------------------------------------------
 def _cli_biencoder(args) -> int:
-    from core.biencoder import PRESETS
-    from core.train.biencoder import config_from_args, train_biencoder
+    from ..models.biencoder import PRESETS
+    from ..train.biencoder import config_from_args, train_biencoder
 
     variants = parse_list(args.variants, list(PRESETS), "variants")
     if args.seeds < 1:
@@ -208,8 +208,8 @@ def _cli_biencoder(args) -> int:
 
 # -- MNIST MLP -------------------------------------------------------------------------------
 def _cli_mnist(args) -> int:
-    from core.activations import names
-    from core.models import NORMS
+    from ..activations import names
+    from ..models.mlp import NORMS
 
     acts = parse_list(args.activations, names(vector=False), "activations")
     norms = parse_list(args.norms, list(NORMS), "norms")
@@ -227,7 +227,7 @@ def _cli_mnist(args) -> int:
                        "runs_dir": args.runs_dir, "name": f"{args.grid}-{v}-seed{seed}", "device": args.device}
                 runs.append({"variant": v, "seed": seed, "config": cfg, "log": out_dir / f"{v}_seed{seed}.log"})
     _check_names(runs)
-    from core.train.mnist import train_mnist
+    from ..train.mnist import train_mnist
 
     assignments = run_grid("mnist", runs, args.runs_dir, args.grid, train_mnist)
     for r, name in zip(runs, assignments["run"]):
@@ -268,7 +268,7 @@ def add_cli(sub) -> None:
     b.add_argument("--seeds", type=T.positive_int, default=3, help="seeds 1..N per variant")
     b.add_argument("--grid", type=T.run_name, default=None, help="grid name (default: biencoder-<time>)")
     b.add_argument("--out", default=None, help="also write the summary JSON (with verdicts) here")
-    from core.train.biencoder import add_train_args
+    from ..train.biencoder import add_train_args
 
     add_train_args(b, ablation=True)
     b.set_defaults(func=_cli_biencoder)

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core import UserError
-from core.activations import create_act_layer, get_spec
+from ..errors import UserError
+from ..activations import create_act_layer, get_spec
 
 INITS = ("default", "he", "xavier")
 

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from core import UserError
-from core import stats as S
-from core.logs.names import infer_variant_seed
+from ..errors import UserError
+from . import stats as S
+from ..logs.names import infer_variant_seed
 
 WITHIN_NOISE = "within noise"
 VARIANT_COLUMNS = ["variant", "n", "mean", "std", "ci95", "iqm", "iqm_lo", "iqm_hi"]

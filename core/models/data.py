@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import UserError
+from ..errors import UserError
 
 MEAN, STD = 0.1307, 0.3081
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

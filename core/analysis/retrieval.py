@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from core import UserError
-from core import argtypes as T
-from core.text_data import BeirData, beir_folder, read_beir, user_cache_dir
+from ..errors import UserError
+from .. import argtypes as T
+from ..models.text_data import BeirData, beir_folder, read_beir, user_cache_dir
 
 TOP_K = 100  # the deepest cut any reported metric needs (recall@100, map@100)
 METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@100")
@@ -160,11 +160,11 @@ def load_encoder(model: str | None = None, checkpoint: str | None = None, checkp
     """`model`: minilm | tiny | a Hugging Face name or folder, used zero-shot (mean pooling, max
     length 256, as sentence-transformers runs all-MiniLM-L6-v2). `checkpoint`: a run name under the
     checkpoints folder (or a .pt path) from `train biencoder`; its own config rebuilds the model."""
-    from core.biencoder import BiEncoder, load_backbone
+    from ..models.biencoder import BiEncoder, load_backbone
 
     if checkpoint:
-        from core.runs import check_lookup_name
-        from core.train.loop import load_checkpoint
+        from ..store.runs import check_lookup_name
+        from ..train.loop import load_checkpoint
 
         path = Path(checkpoint)
         if not (path.suffix == ".pt" and path.is_file()):
@@ -261,7 +261,7 @@ def cached_corpus_embeddings(encoder: Encoder, ids: list[str], texts: list[str],
     emb = encode_texts(encoder.module, encoder.tokenizer, texts, device, batch_size, encoder.max_length, dtype,
                        desc="corpus", progress=progress)
     if use_cache:
-        from core.train.loop import save_checkpoint  # atomic write: temp file + rename
+        from ..train.loop import save_checkpoint  # atomic write: temp file + rename
 
         try:
             save_checkpoint(path, {"key": key_src, "emb": emb})
@@ -401,7 +401,7 @@ def add_cli(sub) -> None:
 
 
 def _cli_eval(args) -> int:
-    from core.train.loop import pick_device
+    from ..train.loop import pick_device
 
     for flag in ("batch_size", "max_length", "max_docs", "max_queries"):
         v = getattr(args, flag)

@@ -30,9 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from core import UserError
+from ..errors import UserError
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "bench" / "results"
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "bench" / "results"
 CONFIRMED, REFUTED = "confirmed", "refuted"
 SPARSE_AT, DENSE_AT = 0.5, 0.05  # FFN zero fraction: sparse at or above, dense at or below
 SPEED_CLAIM = 6.0  # "more than 6x faster than sigmoid/tanh"
@@ -102,8 +102,8 @@ def scan(directory: Path | None = None) -> tuple[dict[str, list[tuple[str, dict]
 
 def grid_folder_summary(meta_path: Path) -> dict:
     """A committed folder of per-run logs -> the same summary `ablate --out` writes, verdicts included."""
-    from core import compare
-    from core.logs import load_paths
+    from . import compare
+    from ..logs import load_paths
 
     meta = json.loads(meta_path.read_text())
     if not isinstance(meta, dict) or meta.get("kind") != "ablation-logs":
@@ -402,7 +402,7 @@ def _meta(**extra) -> dict:
 def measure_sigmoid_derivative() -> dict:
     import torch
 
-    from core.activations import derivatives
+    from ..activations import derivatives
 
     x = torch.arange(-160, 161, dtype=torch.float64) / 20  # -8..8, with 0 exactly
     y, dy, _ = derivatives("sigmoid", x)
@@ -413,8 +413,8 @@ def measure_sigmoid_derivative() -> dict:
 def measure_mnist(data: str = "bundled", data_dir: str | None = None, epochs: int = MNIST_EPOCHS,
                   device: str = "auto", seed: int = 0) -> dict:
     """The note's MLP (train mnist defaults: 784-512-ReLU-10, Adam 1e-3, batch 64), test accuracy per epoch."""
-    from core.runs import RunStore
-    from core.train.mnist import train_mnist
+    from ..store.runs import RunStore
+    from ..train.mnist import train_mnist
 
     with tempfile.TemporaryDirectory(prefix="actlab-claim-") as tmp:
         name = train_mnist({"epochs": epochs, "data": data, "data_dir": data_dir, "device": device, "seed": seed,
@@ -425,7 +425,7 @@ def measure_mnist(data: str = "bundled", data_dir: str | None = None, epochs: in
             df, cfg = r.scalars(keys=["acc/test"])[0], r.config
         finally:
             r.close()
-    from core.data import load_mnist
+    from ..models.data import load_mnist
 
     sizes = load_mnist(data, data_dir=data_dir)  # the same split the run used, to label the result
     cfg = {**cfg, "n_train": len(sizes["y_train"]), "n_test": len(sizes["y_test"])}
@@ -445,12 +445,12 @@ def measure_ffn_sparsity(backbone: str = "minilm", data: str = "demo", max_lengt
     retrieval (mean pooling, no head) and, after `finetune_epochs` of `train biencoder`, top-1."""
     import torch
 
-    from core.biencoder import TokenCache, load_backbone, set_backbone_activation
-    from core.negatives import retrieval_metrics, retrieval_ranks
-    from core.runs import RunStore
-    from core.text_data import load_pairs, split_by_topic
-    from core.train.biencoder import train_biencoder
-    from core.train.loop import pick_device
+    from ..models.biencoder import TokenCache, load_backbone, set_backbone_activation
+    from ..models.negatives import retrieval_metrics, retrieval_ranks
+    from ..store.runs import RunStore
+    from ..models.text_data import load_pairs, split_by_topic
+    from ..train.biencoder import train_biencoder
+    from ..train.loop import pick_device
 
     dev = pick_device(device)
     pairs = load_pairs(data)
@@ -509,7 +509,7 @@ def measure_ffn_sparsity(backbone: str = "minilm", data: str = "demo", max_lengt
 
 # -- command line --------------------------------------------------------------------------------
 def add_cli(sub) -> None:
-    from core import argtypes as T
+    from .. import argtypes as T
 
     p = sub.add_parser("claims", help="the notes' claims, settled by result files")
     s = p.add_subparsers(dest="action", required=True)

@@ -23,10 +23,10 @@ from urllib.request import urlopen
 import numpy as np
 import pandas as pd
 
-from core import UserError
+from ..errors import UserError
 
 COLUMNS = ["topic", "argument", "counter"]
-DEMO_PATH = Path(__file__).resolve().parent / "assets" / "demo_pairs.jsonl"
+DEMO_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo_pairs.jsonl"
 
 
 class DataError(UserError):
