@@ -21,7 +21,8 @@ import pandas as pd
 
 from ..errors import UserError
 from .. import argtypes as T
-from ..store.runs import DEFAULT_RUNS_DIR, RunStore
+from .. import paths
+from ..store.runs import RunStore
 
 VERDICT_KEY = {"biencoder": "acc/top1", "mnist": "acc/test"}
 SUMMARY_KEYS = {"biencoder": ["ndcg@10/test", "acc/top1", "acc/top5", "acc/top10", "mrr", "loss/train"],
@@ -282,6 +283,6 @@ def add_cli(sub) -> None:
     m.add_argument("--epochs", type=T.positive_int, default=3)
     m.add_argument("--max-steps", type=T.positive_int, default=None)
     m.add_argument("--device", default="auto")
-    m.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
+    m.add_argument("--runs-dir", default=str(paths.runs_dir()))
     m.set_defaults(func=_cli_mnist)
 

@@ -18,12 +18,12 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .. import paths
 from ..errors import UserError
 from .. import argtypes as T
 from ..activations import create_act_layer, names as activation_names
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "bench" / "results"
 
 
 class Clone(nn.Module):
@@ -157,12 +157,12 @@ def _meta(dev, numel, dtype, compile, repeats, warmup) -> dict:
     }
 
 
-def list_results(directory: Path = RESULTS_DIR) -> list[Path]:
+def list_results(directory: Path | None = None) -> list[Path]:
     """Activation results. Other result files here are skipped: other benches' JSON (bench/crash_resume.py,
     a `summary` and no `results`) and claims/grid results (a `kind` field). A broken file is still
     listed so the page can say what is wrong with it."""
     out = []
-    for p in sorted(directory.glob("*.json")):
+    for p in sorted(Path(directory or paths.results_dir()).glob("*.json")):
         try:
             data = json.loads(p.read_text())
         except (OSError, ValueError):

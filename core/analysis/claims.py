@@ -30,9 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import paths
 from ..errors import UserError
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "bench" / "results"
 CONFIRMED, REFUTED = "confirmed", "refuted"
 SPARSE_AT, DENSE_AT = 0.5, 0.05  # FFN zero fraction: sparse at or above, dense at or below
 SPEED_CLAIM = 6.0  # "more than 6x faster than sigmoid/tanh"
@@ -40,7 +40,7 @@ MNIST_TARGET, MNIST_EPOCHS = 0.98, 10
 
 
 def results_dir() -> Path:
-    return Path(os.environ.get("ACTLAB_RESULTS_DIR") or RESULTS_DIR)
+    return paths.results_dir()
 
 
 def machine() -> dict:

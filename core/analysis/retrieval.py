@@ -16,12 +16,10 @@ dtype), so a second evaluation of the same model only encodes the queries.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import paths
 from ..errors import UserError
 from .. import argtypes as T
 from ..models.text_data import BeirData, beir_folder, read_beir, user_cache_dir
@@ -168,7 +167,7 @@ def load_encoder(model: str | None = None, checkpoint: str | None = None, checkp
 
         path = Path(checkpoint)
         if not (path.suffix == ".pt" and path.is_file()):
-            root = Path(checkpoints_dir or os.environ.get("ACTLAB_CHECKPOINTS_DIR", "checkpoints"))
+            root = Path(checkpoints_dir or paths.checkpoints_dir())
             path = root / check_lookup_name(checkpoint) / "last.pt"
         ckpt = load_checkpoint(path)
         cfg = ckpt.get("config") if isinstance(ckpt, dict) else None

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import paths
 from ..errors import UserError
 from ..activations import REGISTRY, create_act_layer, parse_param_args
 
@@ -243,11 +244,8 @@ class TokenCache:
 
 # -- frozen-backbone feature cache ---------------------------------------------------------------
 def feature_cache_dir() -> Path:
-    """ACTLAB_CACHE_DIR, else the user cache dir ($XDG_CACHE_HOME or ~/.cache)/actlab/features."""
-    if os.environ.get("ACTLAB_CACHE_DIR"):
-        return Path(os.environ["ACTLAB_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "actlab" / "features"
+    """features/ in the cache folder (actlab.paths.cache_dir)."""
+    return paths.cache_dir() / "features"
 
 
 def backbone_fingerprint(name: str, seed: int) -> dict:

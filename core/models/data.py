@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import paths
 from ..errors import UserError
 
 MEAN, STD = 0.1307, 0.3081
@@ -29,9 +30,7 @@ IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 
 
 def cache_dir() -> Path:
-    if os.environ.get("ACTLAB_CACHE_DIR"):
-        return Path(os.environ["ACTLAB_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "actlab"
+    return paths.cache_dir()
 
 
 def _bundled_source() -> Path:

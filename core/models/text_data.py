@@ -23,6 +23,7 @@ from urllib.request import urlopen
 import numpy as np
 import pandas as pd
 
+from .. import paths
 from ..errors import UserError
 
 COLUMNS = ["topic", "argument", "counter"]
@@ -234,10 +235,8 @@ BEIR_ARCHIVES = {
 
 
 def user_cache_dir() -> Path:
-    """ACTLAB_CACHE_DIR, else $XDG_CACHE_HOME/actlab, else ~/.cache/actlab."""
-    if os.environ.get("ACTLAB_CACHE_DIR"):
-        return Path(os.environ["ACTLAB_CACHE_DIR"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "actlab"
+    """ACTLAB_CACHE_DIR, else $XDG_CACHE_HOME/actlab, else ~/.cache/actlab (actlab.paths)."""
+    return paths.cache_dir()
 
 
 def beir_folder(source: str | os.PathLike) -> Path:

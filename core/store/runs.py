@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import paths
 from ..errors import UserError
 from . import series
 from ..argtypes import (existing_run_name, lookup_name_problem, non_negative_float, run_name_problem,
@@ -27,7 +28,6 @@ from ..argtypes import (existing_run_name, lookup_name_problem, non_negative_flo
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_RUNS_DIR = Path(os.environ.get("ACTLAB_RUNS_DIR", "runs"))
 # A running trainer beats at every log interval; silence this long means it is gone.
 STALE_AFTER_S = 120.0
 SCALAR_COLUMNS = ["run", "step", "epoch", "key", "value", "wall_time"]
@@ -360,8 +360,8 @@ def _same_host(meta: dict) -> bool:
 class RunStore:
     """A folder of runs. Names are validated before they touch the file system."""
 
-    def __init__(self, root: str | os.PathLike = DEFAULT_RUNS_DIR):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else paths.runs_dir()
 
     def path(self, name: str) -> Path:
         return self.root / check_lookup_name(name)
@@ -495,12 +495,12 @@ def add_cli(sub) -> None:
     p = sub.add_parser("runs", help="list and show runs in the store")
     s = p.add_subparsers(dest="action", required=True)
     lp = s.add_parser("list")
-    lp.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
+    lp.add_argument("--runs-dir", default=str(paths.runs_dir()))
     lp.add_argument("--json", action="store_true")
     lp.set_defaults(func=_cli_list)
     sp = s.add_parser("show")
     sp.add_argument("run", type=existing_run_name)
-    sp.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
+    sp.add_argument("--runs-dir", default=str(paths.runs_dir()))
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cli_show)
     rp = s.add_parser("recycle", help="recycle a running run's dead or tau-dormant units at its next flush")
@@ -512,11 +512,11 @@ def add_cli(sub) -> None:
     rp.add_argument("--id", default=None, help="command id (the same id twice is one command)")
     rp.add_argument("--wait", type=non_negative_float, default=0.0, metavar="S",
                     help="wait up to S seconds for the trainer to apply it")
-    rp.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
+    rp.add_argument("--runs-dir", default=str(paths.runs_dir()))
     rp.set_defaults(func=_cli_recycle)
     ep = s.add_parser("events", help="what the control path did to a run (recycles, refusals)")
     ep.add_argument("run", type=existing_run_name)
-    ep.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
+    ep.add_argument("--runs-dir", default=str(paths.runs_dir()))
     ep.add_argument("--json", action="store_true")
     ep.set_defaults(func=_cli_events)
 

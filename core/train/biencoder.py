@@ -28,7 +28,8 @@ from ..models.biencoder import (PRESETS, BiEncoder, TokenCache, backbone_activat
                             load_features, save_features, set_backbone_activation)
 from ..models.negatives import hard_negatives, retrieval_metrics, retrieval_ranks
 from ..analysis.retrieval import ndcg_during_training, training_eval_set
-from ..store.runs import DEFAULT_RUNS_DIR, check_lookup_name
+from .. import paths
+from ..store.runs import check_lookup_name
 from ..models.text_data import load_pairs, split_by_topic
 from .loop import (GracefulStop, NonFiniteLoss, add_common_args, check_finite, load_checkpoint, pick_device, progress,
                              save_checkpoint, seed_everything)
@@ -39,7 +40,7 @@ DEFAULTS = dict(
     max_length=128, data="demo", test_fraction=0.2, epochs=3, batch_size=16, lr=5e-5, weight_decay=0.01,
     triplet_margin=1.0, ce_weight=1.0, seed=0, device="auto", max_steps=None, log_every=10,
     probe_backbone=False, backbone_activation=None, feature_cache=True, eps=0.0, hist_bins=40, hist_range=(-5.0, 5.0),
-    runs_dir=str(DEFAULT_RUNS_DIR), checkpoints_dir=None, name=None, resume=None, progress=True, checkpoint=True,
+    runs_dir=None, checkpoints_dir=None, name=None, resume=None, progress=True, checkpoint=True,
     text_log=None, variant=None,  # set by the ablation runner: the per-epoch text log, the grid's variant name
 )
 
@@ -109,9 +110,9 @@ def train_biencoder(config: dict) -> str:
     unknown = set(cfg) - set(DEFAULTS)
     if unknown:
         raise UserError(f"unknown bi-encoder option(s): {', '.join(sorted(unknown))}")
-    if cfg["checkpoints_dir"] is None:
-        # Read at call time (like the MNIST trainer), so tests and the dashboard can redirect it.
-        cfg["checkpoints_dir"] = os.environ.get("ACTLAB_CHECKPOINTS_DIR", "checkpoints")
+    # Read at call time (like the MNIST trainer), so tests and the dashboard can redirect them.
+    cfg["runs_dir"] = str(cfg["runs_dir"] or paths.runs_dir())
+    cfg["checkpoints_dir"] = str(cfg["checkpoints_dir"] or paths.checkpoints_dir())
     ckpt = None
     if cfg["resume"]:
         # The run's own config rebuilds the same model; only how long and where to run may change.
@@ -350,7 +351,7 @@ def add_train_args(p: argparse.ArgumentParser, ablation: bool = False) -> None:
         p.add_argument("--epochs", type=T.positive_int, default=DEFAULTS["epochs"])
         p.add_argument("--lr", type=T.positive_float, default=DEFAULTS["lr"])
         p.add_argument("--batch-size", type=T.positive_int, default=DEFAULTS["batch_size"])
-        p.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR))
+        p.add_argument("--runs-dir", default=str(paths.runs_dir()))
         p.add_argument("--device", default=DEFAULTS["device"], help="auto | cpu | cuda[:N]")
         p.add_argument("--log-every", type=T.positive_int, default=DEFAULTS["log_every"])
         p.add_argument("--max-steps", type=T.positive_int, default=None, help="stop after this many optimizer steps in total")

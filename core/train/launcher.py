@@ -20,10 +20,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import paths
 from ..errors import UserError
 from ..store.runs import RunStore, check_lookup_name, validate_run_name
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -172,15 +171,15 @@ def start(task: str, fields: dict, runs_dir: str | os.PathLike, name: str | None
     if store.exists(name):
         raise UserError(f"run {name!r} already exists; pick another name")
     if checkpoints_dir is None:
-        # Next to the runs folder (runs/ -> checkpoints/), so a temp runs folder keeps its checkpoints with it.
-        checkpoints_dir = os.environ.get("ACTLAB_CHECKPOINTS_DIR") or str(Path(runs_dir).resolve().parent / "checkpoints")
+        checkpoints_dir = str(paths.checkpoints_dir(beside=runs_dir).resolve())
     argv = build_argv(task, fields, name=name, runs_dir=str(Path(runs_dir).resolve()),
                       checkpoints_dir=checkpoints_dir) + ["--no-progress"]
     run_dir = store.path(name)
     run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     with open(run_dir / "train.log", "ab") as log:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        # The caller's working directory: `python -m actlab` needs no clone, and every path is absolute.
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     _CHILDREN[proc.pid] = proc
     _reap()
@@ -207,8 +206,7 @@ def branch(run: str, runs_dir: str | os.PathLike, overrides: dict, name: str | N
     bad = set(overrides) - set(BRANCHABLE[kind])
     if bad:
         raise UserError(f"a branch may change {', '.join(BRANCHABLE[kind])}; not {', '.join(sorted(bad))}")
-    ckdir = checkpoints_dir or cfg.get("checkpoints_dir") or os.environ.get("ACTLAB_CHECKPOINTS_DIR") \
-        or str(Path(runs_dir).resolve().parent / "checkpoints")
+    ckdir = checkpoints_dir or cfg.get("checkpoints_dir") or paths.checkpoints_dir(beside=runs_dir)
     if not (Path(ckdir) / run / "last.pt").is_file():
         raise UserError(f"run {run!r} has no checkpoint yet (one is written at each epoch end); try again after its first epoch")
     suffix = "-".join(f"{k.replace('_', '')}{v}" for k, v in overrides.items())[:40] or "copy"

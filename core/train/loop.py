@@ -20,9 +20,7 @@ import torch
 
 from ..errors import UserError
 from .. import argtypes as T
-from ..store.runs import DEFAULT_RUNS_DIR
-
-DEFAULT_CHECKPOINTS_DIR = Path(os.environ.get("ACTLAB_CHECKPOINTS_DIR", "checkpoints"))
+from .. import paths
 
 
 class NonFiniteLoss(UserError):
@@ -139,7 +137,7 @@ def add_common_args(p, defaults: dict):
     p.add_argument("--epochs", type=T.positive_int, default=defaults.get("epochs", 1))
     p.add_argument("--lr", type=T.positive_float, default=defaults.get("lr", 1e-3))
     p.add_argument("--batch-size", type=T.positive_int, default=defaults.get("batch_size", 64))
-    p.add_argument("--runs-dir", default=str(defaults.get("runs_dir", DEFAULT_RUNS_DIR)))
+    p.add_argument("--runs-dir", default=str(defaults.get("runs_dir") or paths.runs_dir()))
     p.add_argument("--name", type=T.run_name, default=None, help="run name (default: task-time)")
     p.add_argument("--seed", type=T.non_negative_int, default=defaults.get("seed", 0))
     p.add_argument("--device", default=defaults.get("device", "auto"), help="auto | cpu | cuda[:N]")

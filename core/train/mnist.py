@@ -8,13 +8,13 @@ run store all go through `core.watch.watch`, the same path a user loop takes.
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from .. import paths
 from ..errors import UserError
 from .. import argtypes as T
 from ..activations import parse_param_args, resolve_params
@@ -128,9 +128,8 @@ def train_mnist(config: dict) -> str:
 def _train_mnist(config: dict) -> str:
     cfg = {**DEFAULTS, **config}
     # Read at call time, so a test or the dashboard can point ACTLAB_RUNS_DIR elsewhere after import.
-    for key, env, fallback in (("runs_dir", "ACTLAB_RUNS_DIR", "runs"), ("checkpoints_dir", "ACTLAB_CHECKPOINTS_DIR", "checkpoints")):
-        if cfg[key] is None:
-            cfg[key] = os.environ.get(env, fallback)
+    cfg["runs_dir"] = str(cfg["runs_dir"] or paths.runs_dir())
+    cfg["checkpoints_dir"] = str(cfg["checkpoints_dir"] or paths.checkpoints_dir())
     if cfg["resume"] and cfg["branch_from"]:  # before either one reads a checkpoint
         raise UserError("--resume and --branch-from: pick one (resume continues a run, a branch starts a new one)")
     ckpt = None
@@ -315,7 +314,7 @@ def config_from_args(args) -> dict:
 
 def _cli(args) -> int:
     name = train_mnist(config_from_args(args))
-    st = RunStore(args.runs_dir or os.environ.get("ACTLAB_RUNS_DIR", "runs")).summary(name)
+    st = RunStore(args.runs_dir).summary(name)
     acc = st["last"].get("acc/test")
     print(f"run {name}: {st['status']}" + (f" ({st['reason']})" if st["reason"] else "")
           + (f", test accuracy {acc:.4f}" if acc is not None else ""))

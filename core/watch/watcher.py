@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import os
 import re
 import sys
 import time
@@ -206,7 +205,7 @@ class Watcher:
                    "watch": self.table}
             layers = {t.name: {"activation": t.activation, "params": dict(t.params), "definition": t.definition,
                                "dead": t.dead, "class": t.cls, "recycle": self._recycle_text(t.name)} for t in targets}
-            store = RunStore(runs_dir if runs_dir is not None else os.environ.get("ACTLAB_RUNS_DIR", "runs"))
+            store = RunStore(runs_dir)  # None: actlab.paths.runs_dir(), read now
             try:
                 # On resume, what a crashed process wrote after start_step is superseded.
                 self.writer = store.create(self.run, cfg, kind=kind, resume=resume, layers=layers,

@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from actlab import UserError
+from actlab import UserError, paths
 from actlab.analysis import benchmark as bench
 from actlab.dashboard.charts import activation as charts
 
@@ -30,7 +30,7 @@ stored, live = st.tabs(["Stored results", "Run a quick benchmark"])
 with stored:
     files = bench.list_results()
     if not files:
-        st.info(f"No results in {bench.RESULTS_DIR}. Run `python -m core bench activations --out "
+        st.info(f"No results in {paths.results_dir()}. Run `python -m core bench activations --out "
                 "bench/results/NAME.json`.")
     else:
         path = st.selectbox("Result file", files, format_func=lambda p: p.name, key="result_file")

@@ -1,12 +1,11 @@
 """Compare runs: uploaded logs (any common format) or store runs -> curves, per-variant stats, verdicts."""
 import hashlib
 import json
-import os
 
 import streamlit as st
 
 
-from actlab import UserError
+from actlab import UserError, paths
 from actlab.analysis import compare
 from actlab import logs
 from actlab.store.runs import RunStore
@@ -30,7 +29,7 @@ c1, c2 = st.columns([3, 2])
 with c1:
     uploads = st.file_uploader("Log files, or a .zip of a log folder", accept_multiple_files=True, key="uploads")
 with c2:
-    runs_dir = os.environ.get("ACTLAB_RUNS_DIR", "runs")
+    runs_dir = str(paths.runs_dir())
     store_runs = st.multiselect(f"Runs from the store ({runs_dir})", RunStore(runs_dir).names(), key="store_runs")
     regex = st.text_input("Regex override (optional)", key="regex",
                           help="Named groups: (?P<step>..), (?P<epoch>..), (?P<key>..) with (?P<value>..), or "

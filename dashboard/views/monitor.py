@@ -5,14 +5,13 @@ A thin view: core.launcher starts and stops trainers, core.series.SeriesFollower
 chart resolution (min/max per bucket, never the whole run) and then only the rows after the last
 ones seen (kept per run in st.session_state), dashboard.charts.training draws.
 """
-import os
 import uuid
 from pathlib import Path
 
 import streamlit as st
 
 
-from actlab import UserError
+from actlab import UserError, paths
 from actlab.train import launcher
 from actlab.activations import RELU_LIKE
 from actlab.activations import names as activation_names
@@ -27,7 +26,7 @@ st.title("Training monitor")
 
 with st.sidebar:
     # Read at run time (not at import) so tests and the e2e server can point it at a temp folder.
-    runs_dir = st.text_input("Runs folder", os.environ.get("ACTLAB_RUNS_DIR", "runs"), key="mon_runs_dir")
+    runs_dir = st.text_input("Runs folder", str(paths.runs_dir()), key="mon_runs_dir")
     auto = st.toggle("Auto-refresh", value=True, key="mon_auto")
     interval = st.select_slider("Refresh every (s)", [1, 2, 5, 10, 30], value=2, key="mon_interval")
     smoothing = st.slider("EMA smoothing", 0.0, 0.99, 0.0, 0.01, key="mon_smoothing")
