@@ -3,6 +3,7 @@
   MLflow   mlruns/<experiment>/<run id>/meta.yaml, metrics/<key> ("<timestamp ms> <value> <step>" lines;
            a key with "/" is a sub-folder), params/<name>, tags/mlflow.runName
   W&B      wandb/[offline-]run-<time>-<id>/files/wandb-history.jsonl (one JSON object per log call),
+           else run-<id>.wandb (the transaction log an offline run leaves: core/logs/wandb_log.py),
            wandb-summary.json (final values; read only when there is no history), config.yaml
 
 The run is named by MLflow's run name or W&B's run folder; a `seed` param or config value is the seed.
@@ -23,7 +24,8 @@ from .tabular import _flatten, _wide_to_scalars
 from ..store.runs import SCALAR_COLUMNS
 
 _MLFLOW_METRIC = re.compile(r"^(?P<run>(?:.*/)?[^/]+)/metrics/(?P<key>.+)$")
-_WANDB_FILE = re.compile(r"^(?P<run>(?:.*/)?(?:offline-)?run-[^/]+)/files/(?P<file>wandb-history\.jsonl|wandb-summary\.json|config\.yaml)$")
+_WANDB_FILE = re.compile(r"^(?P<run>(?:.*/)?(?:offline-)?run-[^/]+)/(?:files/(?P<file>wandb-history\.jsonl|wandb-summary\.json|config\.yaml)"
+                         r"|run-[^/]+\.wandb)$")
 _WANDB_RUN_DIR = re.compile(r"^(?:offline-)?run-(?:\d{8}_\d{6}-)?(?P<id>\w+)$")
 
 
@@ -39,7 +41,7 @@ def find_runs(paths: list[str]) -> dict[str, tuple[str, list[str]]]:
         m = _WANDB_FILE.match(p)
         if m:
             runs.setdefault(m["run"], ("wandb", []))[1].append(p)
-    runs = {r: v for r, v in runs.items() if v[0] == "mlflow" or any(p.endswith((".jsonl", ".json")) for p in v[1])}
+    runs = {r: v for r, v in runs.items() if v[0] == "mlflow" or any(p.endswith((".jsonl", ".json", ".wandb")) for p in v[1])}
     for root, (kind, members) in runs.items():
         # Everything else in the run folder (artifacts, output.log, metadata) belongs to this run
         # and is not read as a run of its own.
@@ -128,6 +130,10 @@ def _scalars_only(rec: dict) -> dict:
     return _flatten(out)
 
 
+def _is_wandb_log(rel: str) -> bool:
+    return "/" not in rel and rel.startswith("run-") and rel.endswith(".wandb")
+
+
 def parse_wandb_run(root: str, files: dict[str, bytes]) -> ParsedLog:
     parts = [p for p in PurePosixPath(root).parts if p not in ("wandb", "files", "latest-run")]
     run_dir = parts[-1] if parts else root
@@ -148,6 +154,14 @@ def parse_wandb_run(root: str, files: dict[str, bytes]) -> ParsedLog:
             except (ValueError, RecursionError):
                 bad.append((no, line[:300]))
         fmt = "wandb-run"
+    elif any(_is_wandb_log(p) for p in files):
+        from .wandb_log import history as wandb_history
+
+        for p in sorted(p for p in files if _is_wandb_log(p)):
+            rows, warnings = wandb_history(files[p], f"{root}/{p}")
+            recs += [_scalars_only(r) for r in rows]
+            bad += [(0, w) for w in warnings]
+        fmt = "wandb-run:log"
     elif "files/wandb-summary.json" in files:
         try:
             r = json.loads(_text(files, "files/wandb-summary.json") or "null")
