@@ -118,16 +118,13 @@ def mlp_run(tmp: str, data: str, data_dir: str | None, probes: bool, compile: bo
     with (repeated_bundled(15) if data != "full" else contextlib.nullcontext()):
         train_mnist(cfg)
     wall = time.perf_counter() - t
-    r = RunStore(f"{tmp}/runs").open(name)
-    try:
-        rows = r.con.execute("SELECT step, value, wall_time FROM scalars WHERE key = 'acc/test' ORDER BY step").fetchall()
-        started = r.con.execute("SELECT started FROM status").fetchone()[0]
+    with RunStore(f"{tmp}/runs").open(name) as r:
+        rows = [(s, v, w) for s, _, v, w in r.key_rows("acc/test")]
+        started = r.status().started
         n_train = 60000
-        steps = r.con.execute("SELECT MAX(step) FROM scalars").fetchone()[0]
+        steps = r.max_step()
         # The trainer's own figure per log interval: training steps only (no eval, no checkpoint).
-        sps = [v for (v,) in r.con.execute("SELECT value FROM scalars WHERE key = 'samples_per_s' ORDER BY step")]
-    finally:
-        r.close()
+        sps = [v for _, _, v, _ in r.key_rows("samples_per_s")]
     import statistics
 
     out = {"wall_s": round(wall, 3), "epochs": epochs, "steps": steps,
@@ -199,9 +196,8 @@ def biencoder(tmp: str, steps: int) -> dict:
                "name": name, "progress": False, "log_every": 4, "checkpoint": False}
         with (contextlib.nullcontext() if on else watch_off(tb)):
             tb.train_biencoder(cfg)
-        r = RunStore(f"{tmp}/runs").open(name)
-        rows = r.con.execute("SELECT step, epoch, wall_time FROM scalars WHERE key = 'loss/train' ORDER BY step").fetchall()
-        r.close()
+        with RunStore(f"{tmp}/runs").open(name) as r:
+            rows = [(s, e, w) for s, e, _, w in r.key_rows("loss/train")]
         # Steps/s between log rows of the same epoch: training steps only, not the epoch-end
         # negative mining and retrieval evaluation.
         ds = dt = 0.0

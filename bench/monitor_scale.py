@@ -82,10 +82,9 @@ def build(store: RunStore, name: str, rows: int, n_keys: int, chunk_steps: int =
 
 
 def reuse(store: RunStore, name: str, rows: int, n_keys: int) -> dict:
-    r = store.open(name)
-    keys = series.keys(r.con)
-    steps = r.con.execute("SELECT MAX(step) FROM scalars").fetchone()[0] + 1
-    r.close()
+    with store.open(name) as r:
+        keys = series.keys(r.con)
+        steps = r.max_step() + 1
     w = store.create(name, {"rows": rows}, kind="mnist", resume=True)
     base = rows // n_keys
     return {"writer": w, "keys": keys, "steps": steps, "spike_step": base // 3, "jump_step": (2 * base) // 3, "build_s": None}

@@ -32,12 +32,9 @@ from actlab.train.mnist import PRESETS, train_mnist
 
 
 def final(store: RunStore, name: str) -> dict:
-    r = store.open(name)
-    try:
+    with store.open(name) as r:
         df, _ = r.scalars()
         events = r.events()
-    finally:
-        r.close()
     last = df.dropna(subset=["value"]).sort_values("step").groupby("key")["value"].last()
     return {"dead": float(last["dead/act1"]), "dead_exact": float(last["dead_exact/act1"]),
             "acc_test": float(last["acc/test"]), "steps": int(df["step"].max()),

@@ -36,11 +36,8 @@ def _wait_for(pred, timeout=90):
 def _n_rows(store, name):
     if not store.exists(name):
         return 0
-    r = store.open(name)
-    try:
+    with store.open(name) as r:
         return len(r.scalars()[0])
-    finally:
-        r.close()
 
 
 def _ckpt_step(tmp_path, name):

@@ -147,3 +147,27 @@ def test_new_run_names_are_short_and_plain_old_ones_stay_readable(tmp_path):
     _make(tmp_path, "plain")
     shutil.copy(tmp_path / "plain" / "metrics.db", old / "metrics.db")
     assert RunStore(tmp_path).summary("old run")["last"] == {"dead/act1": 0.2, "loss/train": 1.5}
+
+
+def test_reader_is_a_context_manager_that_closes_on_error(tmp_path):
+    _make(tmp_path, "r")
+    store = RunStore(tmp_path)
+    with store.open("r") as r:
+        assert r.last()["loss/train"] == 1.5
+        assert [row[:3] for row in r.key_rows("loss/train")] == [(1, None, 2.0), (2, None, 1.5)]
+        assert r.max_step() == 2
+    assert r._con is None  # closed on leaving the block
+    with pytest.raises(RuntimeError), store.open("r") as r2:
+        r2.status()
+        raise RuntimeError("boom")
+    assert r2._con is None  # and closed when the block raises
+
+
+def test_no_sql_outside_the_store():
+    """All SQL lives in core/store/: no other core or dashboard module talks to SQLite."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    offenders = [str(p.relative_to(root)) for folder in ("core", "dashboard") for p in (root / folder).rglob("*.py")
+                 if p.parent.name != "store" and ("sqlite3" in p.read_text() or "execute(" in p.read_text())]
+    assert offenders == []

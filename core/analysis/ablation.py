@@ -50,11 +50,8 @@ def _store_scalars(runs_dir: str | Path, assignments: pd.DataFrame) -> pd.DataFr
     frames = []
     for name in assignments["run"]:
         if store.exists(name):
-            r = store.open(name)
-            try:
+            with store.open(name) as r:
                 frames.append(r.scalars()[0])
-            finally:
-                r.close()
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
@@ -242,11 +239,8 @@ def write_epoch_log(runs_dir, name: str, path: Path, eval_key: str = "acc/test")
     dead-unit key up to that step."""
     import math
 
-    r = RunStore(runs_dir).open(name)
-    try:
+    with RunStore(runs_dir).open(name) as r:
         df = r.scalars()[0]
-    finally:
-        r.close()
     df = df[df["value"].notna()]
     wanted = df["key"].isin(sum(SUMMARY_KEYS.values(), [])) | df["key"].str.startswith("dead/")
     df = df[wanted]

@@ -420,11 +420,8 @@ def measure_mnist(data: str = "bundled", data_dir: str | None = None, epochs: in
         name = train_mnist({"epochs": epochs, "data": data, "data_dir": data_dir, "device": device, "seed": seed,
                             "runs_dir": f"{tmp}/runs", "checkpoints_dir": f"{tmp}/ckpt", "name": "claim-mnist",
                             "progress": False})
-        r = RunStore(f"{tmp}/runs").open(name)
-        try:
+        with RunStore(f"{tmp}/runs").open(name) as r:
             df, cfg = r.scalars(keys=["acc/test"])[0], r.config
-        finally:
-            r.close()
     from ..models.data import load_mnist
 
     sizes = load_mnist(data, data_dir=data_dir)  # the same split the run used, to label the result

@@ -12,7 +12,7 @@ COMMANDS = {
     "activations": "..activations",
     "bench": "..analysis.benchmark",
     "train": "..train",
-    "runs": "..store.runs",
+    "runs": ".runs",
     "ablate": "..analysis.ablation",
     "logs": "..logs.cli",
     "eval": "..analysis.retrieval",

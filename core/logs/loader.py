@@ -282,12 +282,9 @@ def load_store_runs(root: str | os.PathLike, names: list[str]) -> LoadResult:
     store, res = RunStore(root), LoadResult()
     for n in names:
         try:
-            r = store.open(n)
-            try:
+            with store.open(n) as r:
                 df, _ = r.scalars()
                 cfg = r.config
-            finally:
-                r.close()
         except UserError as e:
             res.errors.append((n, str(e)))
             continue

@@ -20,7 +20,6 @@ per key, never the whole run), the newest histograms, and on refresh only the ro
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 from typing import Iterable
 
@@ -304,16 +303,13 @@ class SeriesFollower:
         self._started = False
 
     def poll(self) -> int:
-        reader = self.store.open(self.name)
-        try:
+        with self.store.open(self.name) as reader:
             con = reader.con
             n = self._poll_scalars(con)
             hists = _latest(con, "histograms", "counts, edges", self.hist_cursor, self.max_blobs)
             units = _latest(con, "unit_activity", "values_json", self.unit_cursor, self.max_blobs)
             self.status, meta = reader.status(), reader.meta
             self.config, self.layers = meta.get("config", {}), meta.get("layers", {})
-        finally:
-            reader.close()
         if hists:
             self.hist_cursor = hists[-1][0]
             new = [{"id": i, "step": s, "epoch": e, "key": k, "counts": json.loads(c), "edges": json.loads(ed)}

@@ -195,11 +195,8 @@ def branch(run: str, runs_dir: str | os.PathLike, overrides: dict, name: str | N
            checkpoints_dir: str | None = None) -> tuple[str, int]:
     """Start a counterfactual: a new run from `run`'s latest checkpoint with `overrides` (e.g.
     {"recycle_every": 50}); the original run goes on untouched. Returns (branch name, pid)."""
-    reader = RunStore(runs_dir).open(run)
-    try:
+    with RunStore(runs_dir).open(run) as reader:
         kind, cfg = reader.meta.get("kind", ""), reader.config
-    finally:
-        reader.close()
     if kind not in BRANCHABLE:
         raise UserError(f"run {run!r} ({kind or 'a watch() run'}) has no checkpoint of ours to branch from; "
                         "only runs of the built-in MNIST trainer can branch")
@@ -223,11 +220,8 @@ def _reap():
 
 def stop(name: str, runs_dir: str | os.PathLike) -> int:
     """SIGTERM the run's trainer (it checkpoints, then sets status "stopped"). Returns the pid."""
-    reader = RunStore(runs_dir).open(name)
-    try:
+    with RunStore(runs_dir).open(name) as reader:
         st = reader.status()
-    finally:
-        reader.close()
     if st.state != "running" or not st.pid:
         raise UserError(f"run {name!r} is not running (status: {st.state})")
     try:

@@ -208,12 +208,9 @@ def live_panel():
 
 def control_state(name: str) -> dict:
     """Events, commands and the full-resolution tail the alert rules read (small tables: read whole)."""
-    r = store.open(name)
-    try:
+    with store.open(name) as r:
         return {"events": r.events(), "commands": r.commands(), "tail": r.tail(),
                 "branchable": r.meta.get("kind", "") in launcher.BRANCHABLE}
-    finally:
-        r.close()
 
 
 def act_panel(f, control: dict, tau: float):
