@@ -37,9 +37,10 @@ BAD = {
     ("runs", "show"): [("run", "../x"), ("run", ".."), ("run", LONG)],
     ("ablate", "biencoder"): [
         ("--seeds", "0"), ("--epochs", "0"), ("--lr", "0"), ("--batch-size", "0"), ("--max-steps", "0"),
-        ("--weight-decay", "-1"), ("--grid", "a/b"), ("--grid", LONG)],
+        ("--weight-decay", "-1"), ("--grid", "a/b"), ("--grid", LONG), ("--parallel", "0"), ("--backend", "dask")],
     ("ablate", "mnist"): [
-        ("--seeds", "0"), ("--epochs", "0"), ("--max-steps", "-1"), ("--grid", "x..y")],
+        ("--seeds", "0"), ("--epochs", "0"), ("--max-steps", "-1"), ("--grid", "x..y"), ("--parallel", "0"),
+        ("--parallel", "1.5"), ("--backend", "ray1")],
     ("logs", "summarize", "f.log"): [("--alpha", "1.5"), ("--alpha", "0"), ("--alpha", "nan")],
     ("eval", "biencoder", "--data", "x"): [
         ("--max-length", "0"), ("--batch-size", "-1"), ("--max-docs", "0"), ("--max-queries", "1.5"),

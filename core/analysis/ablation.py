@@ -102,6 +102,62 @@ def run_grid(task: str, runs: list[dict], runs_dir: str, grid: str, train_fn) ->
     return pd.DataFrame(rows, columns=["run", "variant", "seed"])
 
 
+def execute(task: str, args, runs: list[dict], train_fn) -> tuple[pd.DataFrame, list[dict]]:
+    """Run the grid on the backend the flags ask for: in this process one run after another, up to
+    N processes at once (--parallel, ablation_parallel.py), or Ray tasks (--backend ray,
+    ablation_ray.py). Returns the assignments (run, variant, seed) and one outcome per started run
+    (status, reason, attempts)."""
+    if args.backend == "ray":
+        from .ablation_ray import run_ray
+
+        outcomes = run_ray(task, runs, args.runs_dir, address=args.address, device=args.device)
+    else:
+        from .ablation_parallel import default_parallel, run_parallel
+
+        n = args.parallel or default_parallel(args.device)
+        if n == 1:
+            assignments = run_grid(task, runs, args.runs_dir, args.grid, train_fn)
+            return assignments, _outcomes(args.runs_dir, assignments)
+        grid_dir(args.runs_dir, args.grid).mkdir(parents=True, exist_ok=True)
+        outcomes, _ = run_parallel(task, runs, args.runs_dir, n, args.device)
+    assignments = pd.DataFrame([{k: o[k] for k in ("run", "variant", "seed")} for o in outcomes],
+                               columns=["run", "variant", "seed"])
+    return assignments, outcomes
+
+
+def _outcomes(runs_dir, assignments: pd.DataFrame) -> list[dict]:
+    store = RunStore(runs_dir)
+    out = []
+    for row in assignments.to_dict("records"):
+        st = store.summary(row["run"])
+        out.append({**row, "status": st["status"], "reason": st["reason"], "attempts": 1})
+    return out
+
+
+def check_backend(args) -> None:
+    """Flag combinations, before any run starts."""
+    if args.backend != "ray" and args.address is not None:
+        raise UserError("--address is for --backend ray")
+    if args.backend == "ray" and args.parallel is not None:
+        raise UserError("--parallel is for the local backend; Ray runs as many runs at once as the cluster's "
+                        "GPUs (or CPUs) allow")
+
+
+def format_outcomes(outcomes: list[dict]) -> str:
+    """The lines under the summary: runs that failed (with why), were stopped, or were retried."""
+    lines = []
+    for label, pick in (("failed", lambda o: o["status"] == "failed"), ("stopped", lambda o: o["status"] == "stopped"),
+                        ("retried", lambda o: o.get("attempts", 1) > 1)):
+        hits = [o for o in outcomes if pick(o)]
+        if hits:
+            lines.append(f"{label}: {len(hits)} run(s)")
+            for o in hits:
+                why = (f"{o['attempts']} attempts" + (f", {o['retry']}" if o.get("retry") else "")) if label == "retried" \
+                    else (o["reason"] or "")
+                lines.append(f"  {o['run']}: {why}")
+    return "\n".join(lines)
+
+
 def _grid_name(task: str, given: str | None) -> str:
     from ..store.runs import validate_run_name
 
@@ -148,16 +204,22 @@ def machine() -> dict:
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
 
 
-def _finish(task: str, args, assignments: pd.DataFrame, started: float | None = None) -> int:
+def _finish(task: str, args, assignments: pd.DataFrame, outcomes: list[dict], started: float | None = None) -> int:
     keys = SUMMARY_KEYS[task]
-    table = summarize_runs(args.runs_dir, assignments, keys)
+    # Failed runs are named below the table, not averaged into it.
+    failed = {o["run"] for o in outcomes if o["status"] == "failed"}
+    ok = assignments[~assignments["run"].isin(failed)]
+    table = summarize_runs(args.runs_dir, ok, keys)
     text = format_summary(table, keys)
     out_dir = grid_dir(args.runs_dir, args.grid)
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.md").write_text(text + "\n")
     # Hidden, so core.logs reading this folder does not take it for a run's log.
     assignments.to_csv(out_dir / ".runs.csv", index=False)
     print(f"\nsummary over seeds (final values), logs in {out_dir}:\n{text}")
-    summary = verdict_summary(args.runs_dir, assignments, VERDICT_KEY[task])
+    if format_outcomes(outcomes):
+        print(format_outcomes(outcomes))
+    summary = verdict_summary(args.runs_dir, ok, VERDICT_KEY[task])
     if summary is not None:
         print(f"\nverdicts on final {summary['metric']} (alpha {summary['alpha']}, {summary['test']}):\n"
               + format_verdicts(summary))
@@ -173,13 +235,14 @@ def _finish(task: str, args, assignments: pd.DataFrame, started: float | None = 
                            "config": {k: v for k, v in vars(args).items() if k != "func" and not callable(v)},
                            "command": "python -m core " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
                            "wall_s": round(time.time() - started, 1) if started else None,
+                           "backend": args.backend, "runs": outcomes,
                            "machine": machine(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         payload = json.dumps(summary, indent=2, default=str) + "\n"
         (out_dir / ".summary.json").write_text(payload)  # hidden from core.logs, like .runs.csv
         if getattr(args, "out", None):
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(payload)
-    return 0
+    return 1 if failed else 0
 
 
 # -- bi-encoder ------------------------------------------------------------------------------
@@ -201,7 +264,8 @@ def _cli_biencoder(args) -> int:
                 **base, "head": v, "seed": seed, "variant": v, "name": f"{args.grid}-{v}-seed{seed}",
                 "text_log": str(out_dir / f"{v}_seed{seed}.log")}})
     _check_names(runs)
-    return _finish("biencoder", args, run_grid("biencoder", runs, args.runs_dir, args.grid, train_biencoder), started)
+    check_backend(args)
+    return _finish("biencoder", args, *execute("biencoder", args, runs, train_biencoder), started)
 
 
 # -- MNIST MLP -------------------------------------------------------------------------------
@@ -225,12 +289,15 @@ def _cli_mnist(args) -> int:
                        "runs_dir": args.runs_dir, "name": f"{args.grid}-{v}-seed{seed}", "device": args.device}
                 runs.append({"variant": v, "seed": seed, "config": cfg, "log": out_dir / f"{v}_seed{seed}.log"})
     _check_names(runs)
+    check_backend(args)
     from ..train.mnist import train_mnist
 
-    assignments = run_grid("mnist", runs, args.runs_dir, args.grid, train_mnist)
-    for r, name in zip(runs, assignments["run"]):
-        write_epoch_log(args.runs_dir, name, r["log"])
-    return _finish("mnist", args, assignments, started)
+    assignments, outcomes = execute("mnist", args, runs, train_mnist)
+    logs = {r["config"]["name"]: r["log"] for r in runs}
+    for name in assignments["run"]:
+        if RunStore(args.runs_dir).exists(name):
+            write_epoch_log(args.runs_dir, name, logs[name])
+    return _finish("mnist", args, assignments, outcomes, started)
 
 
 def write_epoch_log(runs_dir, name: str, path: Path, eval_key: str = "acc/test") -> None:
@@ -266,6 +333,7 @@ def add_cli(sub) -> None:
     from ..train.biencoder import add_train_args
 
     add_train_args(b, ablation=True)
+    add_backend_args(b)
     b.set_defaults(func=_cli_biencoder)
 
     m = s.add_parser("mnist", help="MNIST MLP activations x norms x seeds")
@@ -278,5 +346,15 @@ def add_cli(sub) -> None:
     m.add_argument("--max-steps", type=T.positive_int, default=None)
     m.add_argument("--device", default="auto")
     m.add_argument("--runs-dir", default=str(paths.runs_dir()))
+    add_backend_args(m)
     m.set_defaults(func=_cli_mnist)
+
+
+def add_backend_args(p) -> None:
+    p.add_argument("--parallel", type=T.positive_int, default=None, metavar="N",
+                   help="up to N runs at once, one process each (default: one per GPU; 1 on a CPU)")
+    p.add_argument("--backend", choices=["local"], default="local",
+                   help="local processes, or Ray tasks (pip install 'actlab[ray]')")
+    p.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
+                   help="the Ray cluster to join (default: start a local one)")
 
