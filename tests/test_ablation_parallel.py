@@ -7,7 +7,6 @@ import sys
 import time
 
 import pytest
-
 from actlab.analysis import ablation
 from actlab.analysis.ablation_parallel import child_env, run_parallel, visible_gpus
 from actlab.cli import main
