@@ -24,6 +24,7 @@ def _worker(rank, world, port, cfg, out_dir):
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     import actlab.train.biencoder as tb
+    from actlab.watch import WatchPlugin
 
     seen = []
     real_watch = tb.watch
@@ -31,10 +32,11 @@ def _worker(rank, world, port, cfg, out_dir):
     def recording_watch(*a, **kw):
         # What each rank holds after every flush's all-reduce (tests/test_watch_ddp.py checks the
         # merge rule itself on constructed masks).
-        w = real_watch(*a, **kw)
-        w.on_flush.append(lambda watcher, step, layers: seen.append(
-            {k: v["alive"].tolist() for k, v in layers.items() if "alive" in v}))
-        return w
+        class Masks(WatchPlugin):
+            def on_flush(self, watcher, record):
+                seen.append({k: v.alive.tolist() for k, v in record.layers.items() if v.alive is not None})
+
+        return real_watch(*a, plugins=[Masks()], **kw)
 
     tb.watch = recording_watch
     captured = {}

@@ -11,7 +11,7 @@ from torch import nn
 from actlab import UserError
 from actlab.activations import RELU_LIKE, derivatives, identify, names, zones
 from actlab.store.runs import RunStore
-from actlab.watch import find_layers, watch
+from actlab.watch import WatchPlugin, find_layers, watch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -224,17 +224,20 @@ def test_grad_norms_from_the_optimizer_even_when_grads_are_zeroed_before_step(ru
         assert v[f"grad_norm/{n}"] == pytest.approx(e, rel=1e-5)
 
 
-def test_on_flush_callbacks_see_layers_between_steps(runs_dir):
+def test_plugins_see_typed_records_between_steps(runs_dir):
     m = HalfDead()
     seen = []
-    with watch(m, run="cb", log_every=2, verbose=False) as w:
-        w.on_flush.append(lambda watcher, step, layers: seen.append((step, layers["act"]["dead"],
-                                                                    watcher.layers["act"].module is m.act,
-                                                                    watcher.layers["act"].activation)))
+
+    class Seen(WatchPlugin):
+        def on_flush(self, watcher, record):
+            seen.append((record.step, record.layers["act"].dead, record.scalars["dead/act"],
+                         watcher.layers["act"].module is m.act, watcher.layers["act"].activation))
+
+    with watch(m, run="cb", log_every=2, verbose=False, plugins=[Seen()]) as w:
         for _ in range(4):
             m(torch.randn(2, 4))
             w.step()
-    assert seen == [(2, 0.5, True, "relu"), (4, 0.5, True, "relu")]
+    assert seen == [(2, 0.5, 0.5, True, "relu"), (4, 0.5, 0.5, True, "relu")]
 
 
 def test_window_spans_flushes_until_closed_and_revived_counts(runs_dir):

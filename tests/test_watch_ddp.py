@@ -28,7 +28,7 @@ def _worker(rank, world, port, runs_dir, out_dir):
     import torch.distributed as dist
     from torch import nn
 
-    from actlab.watch import watch
+    from actlab.watch import WatchPlugin, watch
 
     dist.init_process_group("gloo", rank=rank, world_size=world)
     fc = nn.Linear(3, 4)
@@ -37,13 +37,20 @@ def _worker(rank, world, port, runs_dir, out_dir):
         fc.weight.zero_()
         fc.bias.copy_(torch.tensor(ALIVE[rank]))
     local = []
-    with watch(model, run="ddp", log_every=2, runs_dir=runs_dir, verbose=False) as w:
-        w.on_flush.append(lambda watcher, step, layers: local.append(layers["1"]["dead"]))
+
+    class Dead(WatchPlugin):
+        def on_flush(self, watcher, record):
+            local.append(record.layers["1"].dead)
+
+    with watch(model, run="ddp", log_every=2, runs_dir=runs_dir, verbose=False, plugins=[Dead()]) as w:
         for _ in range(3):  # 2 flushes: one at step 2, one at close (step 3)
             model(torch.randn(rank + 2, 3)).sum().backward()  # different batch sizes per rank
             w.step(loss=torch.tensor(float(rank)))
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-        json.dump({"dead": local, "writer": w.writer is not None}, f)
+        json.dump({"dead": local, "writer": w.store is not None}, f)
+    # Both ranks past every collective before the group goes (a rank that tears gloo down while the
+    # other is still in the close's flush can abort: "terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
 
 
@@ -92,7 +99,7 @@ def _recycle_worker(rank, world, port, runs_dir, out_dir):
             opt.step()
             opt.zero_grad()
             w.step()
-        events = list(w.events)
+        events = [{"units": e.units, "kind": e.kind} for e in w.events]
     torch.save({"fc": fc.weight.detach().clone(), "out": out.weight.detach().clone(), "events": events},
                os.path.join(out_dir, f"recycle{rank}.pt"))
     # Both ranks past every collective before the group goes: a rank that tears gloo down while the

@@ -230,7 +230,7 @@ def _train_mnist(config: dict) -> str:
                     out = w.flush()  # the epoch's (or the run's) partial last interval
                 if out is not None:
                     w.log({"samples_per_s": seen / max(time.perf_counter() - t_last, 1e-9)})
-                    bar.set_postfix(loss=f"{out['loss/train']:.3f}", acc=f"{out['acc/train']:.3f}")
+                    bar.set_postfix(loss=f"{out.scalars['loss/train']:.3f}", acc=f"{out.scalars['acc/train']:.3f}")
                     seen, t_last = 0, time.perf_counter()
                 if stop.requested or step >= total:
                     break

@@ -8,11 +8,18 @@
 
     from actlab import ActLabCallback         # Trainer(..., callbacks=[ActLabCallback(run=...)])
 
-The watcher itself is watcher.py; the Hugging Face Trainer callback is hf_callback.py,
+The watcher itself is watcher.py (probes, the store, the flush); its settings are config.py, its
+typed flush records records.py, and everything else plugs in through plugins.py (the recycler,
+recycler.py; the non-finite guard, guards.py). The Hugging Face Trainer callback is hf_callback.py,
 imported on first access, so that `import actlab.watch` does not import transformers (about 1 s of
 every `train mnist` start, by `python -X importtime`).
 """
-from .watcher import Watcher, find_layers, format_table, watch
+from .config import ProbeConfig, RecycleConfig, StoreConfig, WatchConfig
+from .guards import NonFiniteGuard, NonFiniteValue
+from .plugins import WatchPlugin
+from .records import Event, FlushRecord, Histogram, LayerStats
+from .recycler import Recycler
+from .watcher import Watcher, default_plugins, find_layers, format_table, watch
 
 
 def __getattr__(name):
@@ -23,4 +30,23 @@ def __getattr__(name):
     raise AttributeError(f"module 'actlab.watch' has no attribute {name!r}")
 
 
-__all__ = ["watch", "Watcher", "ActLabCallback", "find_layers", "format_table"]
+__all__ = [
+    "ActLabCallback",
+    "Event",
+    "FlushRecord",
+    "Histogram",
+    "LayerStats",
+    "NonFiniteGuard",
+    "NonFiniteValue",
+    "ProbeConfig",
+    "RecycleConfig",
+    "Recycler",
+    "StoreConfig",
+    "WatchConfig",
+    "WatchPlugin",
+    "Watcher",
+    "default_plugins",
+    "find_layers",
+    "format_table",
+    "watch",
+]

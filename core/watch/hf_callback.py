@@ -5,7 +5,7 @@ so that importing core.watch does not import transformers.
 """
 from __future__ import annotations
 
-from .watcher import Watcher
+from .watcher import Watcher, watch
 
 
 def _trainer_callback_base():
@@ -30,8 +30,8 @@ class ActLabCallback(_trainer_callback_base()):
         cfg = {"trainer": {k: getattr(args, k, None) for k in ("learning_rate", "per_device_train_batch_size",
                                                                   "num_train_epochs", "max_steps", "seed",
                                                                   "gradient_accumulation_steps")}}
-        self.watcher = Watcher(model, run=self.run, log_every=self.log_every or max(1, int(args.logging_steps or 50)),
-                               config=cfg, kind="hf-trainer", **self.kwargs)
+        self.watcher = watch(model, run=self.run, log_every=self.log_every or max(1, int(args.logging_steps or 50)),
+                             config=cfg, kind="hf-trainer", **self.kwargs)
 
     def on_step_end(self, args, state, control, **kw):
         if self.watcher is not None:

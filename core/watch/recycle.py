@@ -231,10 +231,9 @@ def recycle_units(pair: RecyclePair, mask: torch.Tensor, optimizer=None, model: 
     return {"units": k, "optimizer_entries_reset": reset, "optimizer": type(optimizer).__name__ if optimizer else None}
 
 
-def recycle_mask(stats: dict, mode: str, tau: float) -> torch.Tensor | None:
-    """Which units to recycle from one layer's flushed statistics (core.probes.ActivationProbes.flush):
+def recycle_mask(stats, mode: str, tau: float) -> torch.Tensor | None:
+    """Which units to recycle from one layer's flushed statistics (a records.LayerStats):
     mode "dead": never alive in the window; mode "tau": tau-score <= tau (a dead unit scores 0)."""
     if mode == "dead":
-        alive = stats.get("alive")
-        return None if alive is None else torch.as_tensor(~alive)
-    return torch.as_tensor(stats["score"] <= tau)
+        return None if stats.alive is None else torch.as_tensor(~stats.alive)
+    return torch.as_tensor(stats.score <= tau)
