@@ -75,9 +75,15 @@ class Sink:
 
     # ------------------------------------------------------------- WatchPlugin hooks
     def on_start(self, watcher) -> None:
+        if getattr(watcher, "rank", 0) != 0:  # DDP: rank 0 writes, as it does the store
+            self.enabled = False
+            return
         self.start(getattr(watcher, "run", "run"))
 
     def on_step(self, watcher, step: int) -> None:
+        pass
+
+    def before_write(self, watcher, record) -> None:
         pass
 
     def on_flush(self, watcher, record) -> None:

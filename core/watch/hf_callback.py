@@ -5,6 +5,7 @@ so that importing core.watch does not import transformers.
 """
 from __future__ import annotations
 
+from ..sinks import from_report_to
 from .watcher import Watcher, watch
 
 
@@ -20,8 +21,9 @@ class ActLabCallback(_trainer_callback_base()):
     """`Trainer(..., callbacks=[ActLabCallback(run="bert-run")])`: watches `trainer.model` and mirrors
     the Trainer's logs into the store (loss -> loss/train, learning_rate -> lr, eval_* -> eval/*)."""
 
-    def __init__(self, run: str | None = None, log_every: int | None = None, **watch_kwargs):
-        self.run, self.log_every, self.kwargs = run, log_every, watch_kwargs
+    def __init__(self, run: str | None = None, log_every: int | None = None, sinks=None, **watch_kwargs):
+        # sinks=None follows TrainingArguments.report_to (tensorboard into its logging_dir, mlflow, wandb).
+        self.run, self.log_every, self.sinks, self.kwargs = run, log_every, sinks, watch_kwargs
         self.watcher: Watcher | None = None
 
     def on_train_begin(self, args, state, control, model=None, **kw):
@@ -30,8 +32,10 @@ class ActLabCallback(_trainer_callback_base()):
         cfg = {"trainer": {k: getattr(args, k, None) for k in ("learning_rate", "per_device_train_batch_size",
                                                                   "num_train_epochs", "max_steps", "seed",
                                                                   "gradient_accumulation_steps")}}
+        sinks = self.sinks if self.sinks is not None else from_report_to(getattr(args, "report_to", None),
+                                                                         getattr(args, "logging_dir", None))
         self.watcher = watch(model, run=self.run, log_every=self.log_every or max(1, int(args.logging_steps or 50)),
-                             config=cfg, kind="hf-trainer", **self.kwargs)
+                             config=cfg, kind="hf-trainer", sinks=sinks, **self.kwargs)
 
     def on_step_end(self, args, state, control, **kw):
         if self.watcher is not None:

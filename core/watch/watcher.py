@@ -32,6 +32,7 @@ import time
 import torch
 from torch import nn
 
+from ..sinks import parse_sinks
 from ..store.runs import RunStore
 from ._dist import dist
 from .config import (
@@ -351,17 +352,18 @@ class Watcher:
 
 
 def watch(model: nn.Module, run: str | None = None, log_every: int = 50, *, plugins: list | tuple = (),
-          optimizer=None, check=None, verbose: bool = True, **settings) -> Watcher:
+          optimizer=None, check=None, verbose: bool = True, sinks=None, **settings) -> Watcher:
     """Hook `model` and start a run. Keywords: those of ProbeConfig and StoreConfig (config.py),
     recycle_every / recycle_tau / recycle_mode / recycle_pairs (RecycleConfig), `optimizer` (whose
     state a recycle resets), `check(values, step)` (raise to stop the run: guards.py), `plugins`
-    (added after the default ones), `verbose` (print the watch table)."""
+    (added after the default ones), `verbose` (print the watch table), `sinks` (trackers that get
+    every flush too: ["tensorboard:DIR", "mlflow", "wandb"], core/sinks/)."""
     probe, store, recycle, rest = split_kwargs({"run": run, "log_every": log_every, **settings})
     if rest:
         raise TypeError(f"watch() got unexpected keyword argument(s) {', '.join(sorted(rest))}; "
-                        f"it takes {', '.join(known_kwargs() + ['check', 'optimizer', 'plugins', 'verbose'])}")
-    return Watcher(model, probe, store, plugins=default_plugins(recycle, optimizer, check) + list(plugins),
-                   verbose=verbose)
+                        f"it takes {', '.join(known_kwargs() + ['check', 'optimizer', 'plugins', 'sinks', 'verbose'])}")
+    return Watcher(model, probe, store, plugins=default_plugins(recycle, optimizer, check) + list(plugins)
+                   + parse_sinks(sinks), verbose=verbose)
 
 
 __all__ = ["Watcher", "default_plugins", "find_layers", "format_table", "watch"]
