@@ -353,7 +353,7 @@ def add_cli(sub) -> None:
 def add_backend_args(p) -> None:
     p.add_argument("--parallel", type=T.positive_int, default=None, metavar="N",
                    help="up to N runs at once, one process each (default: one per GPU; 1 on a CPU)")
-    p.add_argument("--backend", choices=["local"], default="local",
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local processes, or Ray tasks (pip install 'actlab[ray]')")
     p.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
                    help="the Ray cluster to join (default: start a local one)")
