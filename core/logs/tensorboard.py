@@ -71,17 +71,25 @@ def parse_tensorboard(data: bytes, name: str = "<tfevents>", path: str | None = 
     if fr.bad_crc:
         warnings.append(f"{name}: corrupt TensorBoard file (data loss): {len(fr.bad_crc)} record(s) fail their "
                         f"CRC and were skipped, the first at byte {fr.bad_crc[0]}")
-    u8 = np.frombuffer(data, np.uint8)
-    ev, n_bad = _values(u8, fr.start, fr.end)
+    df, n_bad = scalar_frame(data, fr.start, fr.end, _stem(name))
     if n_bad:
         warnings.append(f"{name}: {n_bad} record(s) are not valid Event protobufs and were skipped")
-    run = _stem(name)
+    if df is None:
+        raise LogParseError(name, "TensorBoard file holds no scalar summaries")
+    return ParsedLog(name, "tensorboard", df[SCALAR_COLUMNS], warnings=warnings)
+
+
+def scalar_frame(data: bytes, start: np.ndarray, end: np.ndarray, run: str) -> tuple[pd.DataFrame | None, int]:
+    """The scalar rows of the Event records at data[start[i]:end[i]] (payloads, as tfrecord.frame
+    gives them), or None when they hold none; and how many records were not valid Events.
+    Also used by the monitor's live TensorBoard source on each newly appended stretch of a file."""
+    u8 = np.frombuffer(data, np.uint8)
+    ev, n_bad = _values(u8, start, end)
     frames = [_scalar_rows(u8, ev, run), _tensor_rows(data, u8, ev, run)]
     frames = [f for f in frames if f is not None and len(f)]
     if not frames:
-        raise LogParseError(name, "TensorBoard file holds no scalar summaries")
-    df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    return ParsedLog(name, "tensorboard", df[SCALAR_COLUMNS], warnings=warnings)
+        return None, n_bad
+    return (frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)), n_bad
 
 
 def _values(u8: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[dict, int]:
