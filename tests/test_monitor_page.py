@@ -60,6 +60,14 @@ def test_no_runs_says_how_to_start(app):
     assert any("No runs" in i.value for i in at.info)
 
 
+def test_auto_refresh_off_says_so(app, runs_dir):
+    _make_run(runs_dir)
+    at = app()
+    assert not [c for c in at.caption if c.value.startswith("Auto-refresh is off")]
+    at.toggle(key="mon_auto").set_value(False).run()
+    assert [c for c in at.caption if c.value.startswith("Auto-refresh is off")]
+
+
 def test_dead_fraction_trace_equals_the_store(app, runs_dir):
     _make_run(runs_dir).close()
     at = app()

@@ -32,6 +32,8 @@ with st.sidebar:
     smoothing = st.slider("EMA smoothing", 0.0, 0.99, 0.0, 0.01, key="mon_smoothing")
     x_axis = st.radio("x-axis", list(charts.X_AXES), format_func=charts.X_AXES.get, horizontal=True, key="mon_x")
 store = RunStore(runs_dir)
+if not auto:  # also the state the browser tests wait on before they click inside the live panel
+    st.caption("Auto-refresh is off: the runs below redraw only when you act on them.")
 
 with st.expander("Start a run", expanded=not store.names()):
     st.caption("Runs from your own loop (`with watch(model, run=...)`) need no form: they show up below while they train.")

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("ACTLAB_CHROMIUM", "/usr/bin/chromium")
@@ -71,9 +72,29 @@ def browser():
         b.close()
 
 
+# Streamlit's app root carries the script's run state (data-test-script-state: initial before the
+# first run, then running / notRunning, for whole-page and fragment runs alike). The tests wait on
+# that state, never on an element a rerun replaces. The observer counts finished runs, so a test can
+# wait for the run that its own click started rather than for a page that merely looks quiet.
+COUNT_RUNS_JS = """
+window.__actlabRunsDone = 0;
+new MutationObserver(ms => {
+  for (const m of ms)
+    if (m.target.getAttribute('data-test-script-state') === 'notRunning' && m.oldValue !== 'notRunning')
+      window.__actlabRunsDone++;
+}).observe(document, {attributes: true, subtree: true, attributeOldValue: true,
+                      attributeFilter: ['data-test-script-state']});
+"""
+IDLE_JS = """() => {
+  const app = document.querySelector("[data-testid='stApp']");
+  return !!app && app.getAttribute('data-test-script-state') === 'notRunning';
+}"""
+
+
 @pytest.fixture
 def page(browser):
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    ctx.add_init_script(COUNT_RUNS_JS)
     pg = ctx.new_page()
     pg.set_default_timeout(60_000)
     yield pg
@@ -81,20 +102,46 @@ def page(browser):
 
 
 def open_page(page, app_url: str, path: str):
-    """Go to a dashboard page and wait until Streamlit has finished running its script."""
+    """Go to a dashboard page and wait until Streamlit has finished its first run of the script."""
     page.goto(f"{app_url}/{path}")
-    page.wait_for_selector("[data-testid='stApp']")
     wait_idle(page)
 
 
 def wait_idle(page, timeout_s: float = 60):
-    deadline = time.time() + timeout_s
-    time.sleep(0.5)
-    while time.time() < deadline:
-        if page.locator("[data-testid='stStatusWidget']").count() == 0:
-            return
-        time.sleep(0.3)
-    raise AssertionError("page still running after %ss" % timeout_s)
+    """Wait until no script run is in progress (a fresh page's 'initial' state does not count)."""
+    page.wait_for_function(IDLE_JS, timeout=timeout_s * 1000)
+
+
+def rerun(page, action, timeout_s: float = 60):
+    """Do `action` (a click, a key press, a file upload) and wait until a script run that finished
+    after it is over and none is in progress. Use it only where no auto-refresh runs in between."""
+    done = page.evaluate("() => window.__actlabRunsDone")
+    action()
+    page.wait_for_function(f"() => window.__actlabRunsDone > {done} && ({IDLE_JS})()", timeout=timeout_s * 1000)
+
+
+def open_expander(page, label: str):
+    """Open the st.expander whose header reads `label`, unless it is open already. Its <details>
+    element's `open` flag is the state: while the opening animation runs the content is inert, so
+    "is the field visible yet" is no answer (and a click on an open expander would close it)."""
+    header = page.locator("summary", has_text=label).first
+    details = page.locator("[data-testid='stExpander'] details").filter(has=header).first
+    if details.get_attribute("open") is None:
+        header.click()
+    expect(details).to_have_attribute("open", "")
+
+
+def set_auto_refresh(page, on: bool):
+    """Monitor page: flip the sidebar's Auto-refresh toggle and wait until the page's whole rerun
+    has drawn the new state (the page says "Auto-refresh is off" while it is off). Off, the live
+    panel redraws only when the test acts on it, so its elements stay put."""
+    paused = page.get_by_text("Auto-refresh is off", exact=False)
+    if page.get_by_label("Auto-refresh").is_checked() != on:
+        page.get_by_text("Auto-refresh", exact=True).click()  # in the sidebar, outside the live panel
+    # The caption is written by the whole-page run that reads the toggle, and removed at the end
+    # of such a run: seeing it appear or go means that run has drawn, whatever fragment ran meanwhile.
+    paused.wait_for(state="detached" if on else "visible")
+    wait_idle(page)
 
 
 def screenshot(page, name: str) -> Path:

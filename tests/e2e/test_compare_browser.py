@@ -1,7 +1,7 @@
 """Real browser: upload two logs through the page's file input and read the verdict."""
 from pathlib import Path
 
-from tests.e2e.conftest import open_page, screenshot, wait_idle
+from tests.e2e.conftest import open_page, rerun, screenshot
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 
@@ -14,8 +14,7 @@ def test_upload_two_logs_shows_verdict(page, app_url):
               "buffer": (FIX / "with_relu_seed1.log").read_bytes()},
              {"name": "without_relu_seed1.log", "mimeType": "text/plain",
               "buffer": (FIX / "with_relu_seed2.log").read_bytes()}]
-    page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(files)
-    wait_idle(page)
+    rerun(page, lambda: page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(files))
     verdict = page.locator("[data-testid='stAlertContentInfo']", has_text="could not be tested")
     verdict.first.wait_for()
     text = verdict.first.inner_text()

@@ -1,17 +1,33 @@
-"""Real browser: start a small run from the monitor form and watch the dead-fraction chart grow."""
-import time
+"""Real browser: start a small run from the monitor form, watch the dead-fraction chart grow, recycle
+a layer from the page, see the event marker, stop the run.
+
+The live panel is a fragment that redraws every refresh, so each chart element is replaced every
+two seconds. The test therefore reads charts only through page.evaluate (one atomic look at the
+DOM), and pauses the page's own Auto-refresh before it clicks inside the panel or scrolls to a chart.
+"""
+import os
+import signal
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.e2e.conftest import open_page, screenshot, wait_idle
+from tests.e2e.conftest import open_expander, open_page, rerun, screenshot, set_auto_refresh, wait_idle
 
-DEAD_POINTS_JS = """() => {
-  const el = [...document.querySelectorAll('.js-plotly-plot')]
-    .find(e => e.layout && e.layout.title && String(e.layout.title.text || '').includes('Dead fraction'));
-  if (!el) return -1;
-  const t = el.data.find(d => String(d.name).endsWith('dead/act1'));
-  return t ? t.x.length : 0;
-}"""
+RUN = "browser-run"
+DEAD_CHART_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
+  .find(e => e.layout && e.layout.title && String(e.layout.title.text || '').includes('Dead fraction'))"""
+# Each poll records the number of dead/act1 points the chart shows; true once it drew 3 different counts.
+DEAD_POINTS_GREW_JS = """() => {
+  const el = (%s)();
+  const t = el && el.data.find(d => String(d.name).endsWith('dead/act1'));
+  const seen = (window.__deadCounts = window.__deadCounts || []);
+  if (t && t.x.length > 0 && seen[seen.length - 1] !== t.x.length) seen.push(t.x.length);
+  return seen.length >= 3;
+}""" % DEAD_CHART_JS
+EVENT_STEPS_JS = """() => {
+  const el = (%s)();
+  const t = el && el.data.find(d => d.name === '%s events');
+  return t ? Array.from(t.x) : [];
+}""" % (DEAD_CHART_JS, RUN)
 
 
 def _fill(page, label, value):
@@ -22,52 +38,36 @@ def _fill(page, label, value):
 
 def test_start_run_and_watch_dead_fraction_grow(page, app_url, e2e_runs_dir):
     open_page(page, app_url, "monitor")
-    # On a loaded machine the first script run can start late: wait for the expander before asking
-    # whether it is open (asking too early reads "closed" and the click below would close it).
-    page.get_by_text("Start a run", exact=True).wait_for(timeout=60_000)
-    wait_idle(page)
-    # The form's expander starts open only while the store is empty; other e2e tests may have made runs.
-    # Under load the field can be briefly inert while the page settles: give it a few seconds to show
-    # before deciding that the expander is closed (clicking an open one would close it).
-    try:
-        page.get_by_label("Run name (optional)", exact=True).wait_for(state="visible", timeout=8_000)
-    except PlaywrightTimeout:
-        page.get_by_text("Start a run", exact=True).click()
-    _fill(page, "Run name (optional)", "browser-run")
+    open_expander(page, "Start a run")  # open by itself only while the store is empty
+    _fill(page, "Run name (optional)", RUN)
     _fill(page, "Hidden sizes", "256")
     _fill(page, "Epochs", 500)  # long enough to still be running; stopped below
     _fill(page, "Log every (steps)", 5)
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text("started browser-run").wait_for(timeout=30_000)
+    page.get_by_text(f"started {RUN}").wait_for(timeout=30_000)
     try:
-        _watch_and_stop(page, e2e_runs_dir)
+        _watch(page, e2e_runs_dir)
+        _recycle_from_the_page(page, e2e_runs_dir)
+        _stop_from_the_page(page)
     finally:
         _kill_trainer(e2e_runs_dir)  # never leave a 500-epoch trainer behind, even on failure
 
 
-def _kill_trainer(runs_dir):
-    import os
-    import signal
-
-    from actlab.store.runs import RunStore
-
-    store = RunStore(runs_dir)
-    if store.exists("browser-run"):
-        st = store.open("browser-run").status()
-        if st.state == "running" and st.pid:
-            try:
-                os.kill(st.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-EVENTS_JS = """() => {
-  const el = [...document.querySelectorAll('.js-plotly-plot')]
-    .find(e => e.layout && e.layout.title && String(e.layout.title.text || '').includes('Dead fraction'));
-  if (!el) return null;
-  const t = el.data.find(d => d.name === 'browser-run events');
-  return t ? Array.from(t.x) : [];
-}"""
+def _watch(page, runs_dir):
+    try:
+        page.wait_for_function(DEAD_POINTS_GREW_JS, polling=500, timeout=120_000)
+    except PlaywrightTimeout:
+        screenshot(page, "monitor-failed")
+        counts = page.evaluate("() => window.__deadCounts")
+        titles = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')]"
+                               ".map(e => JSON.stringify(e.layout && e.layout.title))")
+        log = runs_dir / RUN / "train.log"
+        raise AssertionError(f"dead-fraction points over refreshes: {counts}; charts: {titles}; "
+                             f"train.log: {log.read_text()[-1500:] if log.exists() else 'missing'}") from None
+    counts = page.evaluate("() => window.__deadCounts")
+    assert counts[-1] > counts[0], counts
+    assert (runs_dir / RUN / "metrics.db").exists()
+    screenshot(page, "monitor")
 
 
 def _recycle_from_the_page(page, runs_dir):
@@ -75,45 +75,42 @@ def _recycle_from_the_page(page, runs_dir):
     shows up as a marker on the dead-fraction chart."""
     from actlab.store.runs import RunStore
 
-    page.get_by_text("Act on browser-run", exact=False).first.click()
-    page.get_by_role("button", name="Recycle dead units of act1").click()
-    store, deadline = RunStore(runs_dir), time.time() + 60
-    while time.time() < deadline and not [e for e in store.open("browser-run").events() if e["kind"] == "recycle"]:
-        time.sleep(0.5)
-    (ev,) = [e for e in store.open("browser-run").events() if e["kind"] == "recycle"]
+    set_auto_refresh(page, False)
+    open_expander(page, f"Act on {RUN}")  # open by itself only when the run has alerts
+    rerun(page, page.get_by_role("button", name="Recycle dead units of act1").click)  # the run that handled the click has stored the command
+    (cmd,) = [c for c in RunStore(runs_dir).open(RUN).commands() if c["kind"] == "recycle"]
+    assert cmd["args"] == {"layer": "act1", "dead": True}, cmd
+
+    set_auto_refresh(page, True)  # the marker needs the panel's refreshes again
+    try:
+        page.wait_for_function(f"() => ({EVENT_STEPS_JS})().length > 0", polling=500, timeout=90_000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"no recycle marker on the chart; the run's events: "
+                             f"{RunStore(runs_dir).open(RUN).events()}") from None
+    (ev,) = [e for e in RunStore(runs_dir).open(RUN).events() if e["kind"] == "recycle"]
     assert ev["layer"] == "act1" and ev["units"] >= 0
-    deadline, xs = time.time() + 60, None
-    while time.time() < deadline:
-        xs = page.evaluate(EVENTS_JS)
-        if xs:
-            break
-        time.sleep(1)
-    assert xs == [ev["step"]], xs
+    assert page.evaluate(EVENT_STEPS_JS) == [ev["step"]]
+
+    set_auto_refresh(page, False)  # a still chart to scroll to and photograph
     page.get_by_text("Dead fraction per layer").first.scroll_into_view_if_needed()
-    time.sleep(1)
     page.screenshot(path=str(screenshot(page, "monitor-recycle")), full_page=False)
 
 
-def _watch_and_stop(page, e2e_runs_dir):
-
-    counts, deadline = [], time.time() + 120
-    while time.time() < deadline:
-        n = page.evaluate(DEAD_POINTS_JS)
-        if n > 0 and (not counts or n != counts[-1]):
-            counts.append(n)
-        if len(counts) >= 3:
-            break
-        time.sleep(1)
-    if not (len(counts) >= 2 and counts[-1] > counts[0]):
-        screenshot(page, "monitor-failed")
-        titles = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].map(e => JSON.stringify(e.layout && e.layout.title))")
-        log = (e2e_runs_dir / "browser-run" / "train.log")
-        raise AssertionError(f"dead-fraction points over refreshes: {counts}; charts: {titles}; "
-                             f"train.log: {log.read_text()[-1500:] if log.exists() else 'missing'}")
-    assert (e2e_runs_dir / "browser-run" / "metrics.db").exists()
-    screenshot(page, "monitor")
-    _recycle_from_the_page(page, e2e_runs_dir)
-
-    page.get_by_role("button", name="Stop").first.click()
-    page.get_by_text("stopped").first.wait_for(timeout=60_000)
+def _stop_from_the_page(page):
+    rerun(page, page.get_by_role("button", name="Stop").first.click)  # auto-refresh is still off
+    set_auto_refresh(page, True)  # the badge follows the trainer's state on the next refreshes
+    page.locator("[data-testid='stMarkdownContainer']", has_text=RUN).get_by_text("stopped").first.wait_for(timeout=60_000)
     wait_idle(page)
+
+
+def _kill_trainer(runs_dir):
+    from actlab.store.runs import RunStore
+
+    store = RunStore(runs_dir)
+    if store.exists(RUN):
+        st = store.open(RUN).status()
+        if st.state == "running" and st.pid:
+            try:
+                os.kill(st.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
