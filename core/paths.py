@@ -8,6 +8,8 @@ at import, so a test, the dashboard or a user's script can point a variable else
     ACTLAB_CHECKPOINTS_DIR  trainers' <run>/last.pt               (default: checkpoints, see below)
     ACTLAB_CACHE_DIR        digits, BEIR downloads, backbone features ($XDG_CACHE_HOME/actlab)
     ACTLAB_RESULTS_DIR      benchmark / claims JSON               (the clone's bench/results)
+    ACTLAB_TB_DIRS          TensorBoard folders the monitor follows (os.pathsep-separated; none)
+    ACTLAB_MLFLOW_URI       MLflow tracking URI the monitor lists runs from (none)
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ RUNS_ENV = "ACTLAB_RUNS_DIR"
 CHECKPOINTS_ENV = "ACTLAB_CHECKPOINTS_DIR"
 CACHE_ENV = "ACTLAB_CACHE_DIR"
 RESULTS_ENV = "ACTLAB_RESULTS_DIR"
+TB_DIRS_ENV = "ACTLAB_TB_DIRS"
+MLFLOW_URI_ENV = "ACTLAB_MLFLOW_URI"
 
 
 def _env(name: str) -> str | None:
@@ -65,3 +69,13 @@ def results_dir() -> Path:
     if root is not None and (root / "bench" / "results").is_dir():
         return root / "bench" / "results"
     return Path("bench") / "results"
+
+
+def tb_dirs() -> list[str]:
+    """ACTLAB_TB_DIRS split on os.pathsep (':' here): folders whose TensorBoard runs the monitor lists."""
+    return [d.strip() for d in (_env(TB_DIRS_ENV) or "").split(os.pathsep) if d.strip()]
+
+
+def mlflow_uri() -> str:
+    """ACTLAB_MLFLOW_URI: an MLflow tracking URI whose runs the monitor lists ('' for none)."""
+    return (_env(MLFLOW_URI_ENV) or "").strip()

@@ -121,6 +121,17 @@ def dead_figure(df, x="step", smoothing=0.0, max_points=2000, events=None):
     return fig
 
 
+# What the monitor's standard charts draw: loss, accuracy, dead, dormant and gradient-norm keys.
+PLOTTED_PREFIXES = ("acc/", "ndcg@", "dead/", "dead_exact/", "dormant/", "grad_norm/")
+PLOTTED_KEYS = ("loss/train", "loss/test", "acc", "mrr")
+
+
+def unplotted_keys(df: pd.DataFrame) -> list[str]:
+    """Keys no standard chart draws (a TensorBoard run's own names, lr, ...), sorted."""
+    return [k for k in sorted(df["key"].unique()) if k not in PLOTTED_KEYS and not k.startswith(PLOTTED_PREFIXES)] \
+        if len(df) else []
+
+
 def grad_norm_figure(df, x="step", smoothing=0.0, max_points=2000, events=None):
     return scalar_figure(df, keys_with(df, "grad_norm/"), x, smoothing, "Gradient norm per parameter",
                          max_points, log_y=True, y_title="L2 norm", events=events)

@@ -17,6 +17,7 @@ from actlab.activations import RELU_LIKE
 from actlab.activations import names as activation_names
 from actlab.store.runs import RunStore
 from actlab.store.series import SeriesFollower
+from actlab.dashboard import sources
 from actlab.dashboard.charts import training as charts
 
 BADGE = {"running": ("green", "running"), "finished": ("blue", "finished"), "stopped": ("orange", "stopped"),
@@ -31,6 +32,7 @@ with st.sidebar:
     interval = st.select_slider("Refresh every (s)", [1, 2, 5, 10, 30], value=2, key="mon_interval")
     smoothing = st.slider("EMA smoothing", 0.0, 0.99, 0.0, 0.01, key="mon_smoothing")
     x_axis = st.radio("x-axis", list(charts.X_AXES), format_func=charts.X_AXES.get, horizontal=True, key="mon_x")
+    tb_text, mlflow_uri = sources.sidebar()
 store = RunStore(runs_dir)
 if not auto:  # also the state the browser tests wait on before they click inside the live panel
     st.caption("Auto-refresh is off: the runs below redraw only when you act on them.")
@@ -112,7 +114,8 @@ def live_panel():
     import pandas as pd
 
     # Inside the fragment, so a run started from the form shows up without a full rerun.
-    all_runs = store.names()
+    ext = sources.runs(tb_text, mlflow_uri)  # TensorBoard / MLflow runs, listed beside ours
+    all_runs = store.names() + list(ext)
     if not all_runs:
         st.info(f"No runs in {runs_dir} yet. Start one above, with `python -m core train mnist`, or from your own "
                 "loop with `with watch(model, run=...)` (README: Watch your own model).")
@@ -128,8 +131,8 @@ def live_panel():
     selected = st.multiselect("Runs", all_runs, key="mon_runs")
     followers = []
     for run in selected:
-        f = follower(run)
         try:
+            f = sources.follower(run, ext[run], CHART_POINTS) if run in ext else follower(run)
             f.poll()
         except UserError as e:
             st.error(str(e))
@@ -147,18 +150,19 @@ def live_panel():
         if "watch/overhead_pct" in last:  # the watcher's own host time over wall time, last interval
             shown += f" · monitoring costs {last['watch/overhead_pct']:.1f} %"
         c2.caption(shown + (f" — {f.status.reason}" if f.status.reason else ""))
-        if f.status.state == "running" and c3.button("Stop", key=f"stop_{f.name}"):
+        if f.status.state == "running" and not sources.is_external(f) and c3.button("Stop", key=f"stop_{f.name}"):
             try:
                 launcher.stop(f.name, runs_dir)
                 st.toast(f"sent SIGTERM to {f.name}: it checkpoints, then stops")
             except UserError as e:
                 st.error(str(e))
     df = pd.concat([f.scalars for f in followers], ignore_index=True)
-    control = {f.name: control_state(f.name) for f in followers}
+    control = {f.name: control_state(f.name) for f in followers if not sources.is_external(f)}
     events = [e for c in control.values() for e in c["events"]]
     tau = st.session_state.get("mon_tau", 0.1)
     for f in followers:
-        act_panel(f, control[f.name], tau)
+        if f.name in control:
+            act_panel(f, control[f.name], tau)
     c1, c2 = st.columns(2)
     c1.plotly_chart(charts.loss_figure(df, x_axis, smoothing, events=events), key="chart_loss")
     c2.plotly_chart(charts.accuracy_figure(df, x_axis, smoothing, events=events), key="chart_acc")
@@ -171,6 +175,7 @@ def live_panel():
                "mode); dashed dead_exact/<layer>: eval mode on a fixed probe set, at epoch ends. "
                "τ-dormant: mean |output| ÷ the layer's mean ≤ τ (Sokar et al., ICML 2023).")
     st.plotly_chart(charts.grad_norm_figure(df, x_axis, smoothing, events=events), key="chart_grad")
+    sources.other_scalars(df, followers, x_axis, smoothing)
 
     f = followers[0] if len(followers) == 1 else next((x for x in followers if x.name == st.session_state.get("mon_detail_run")), followers[0])
     if len(followers) > 1:
