@@ -31,6 +31,18 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
+def is_compiled(model: nn.Module) -> bool:
+    """Whether torch.compile wraps the model or any of its submodules."""
+    seen = [model, getattr(model, "module", None), getattr(model, "_orig_mod", None)]
+    seen += list(unwrap(model).modules())
+    return any(type(m).__name__ == "OptimizedModule" for m in seen if m is not None)
+
+
+COMPILE_NOTE = ("torch.compile: the hooks run eagerly (one graph break per watched layer; inductor may fuse "
+                "differently around it, so results match an unwatched run to float rounding, not bit for bit), and the "
+                "compile caches are reset when watching starts and ends, so a model compiled before watch() re-traces")
+
+
 def find_layers(model: nn.Module, modules: dict[str, str] | None = None, auto: bool = True,
                 exclude: tuple[str, ...] = (), extra: dict | None = None) -> tuple[list[Target], list[dict]]:
     """(targets to hook, skipped rows). `modules` names layers by hand: {"features.3": "relu"} hooks
@@ -74,7 +86,23 @@ def find_layers(model: nn.Module, modules: dict[str, str] | None = None, auto: b
         ident = identify(m)
         targets[key] = Target(key, m, act, resolve_params(act), dead=ident is not None and ident.kind == "exact",
                               role="act", cls=type(m).__name__, reason="named by the caller")
-    return list(targets.values()), skipped
+    return [_in_place(t) for t in targets.values()], skipped
+
+
+# In place, the hook's "input" is the output already. These rules still read dead/ right off the
+# output (relu: out > 0 iff x > 0; the clamps: lo < out < hi iff lo < x < hi; leaky_relu: never dead).
+_IN_PLACE_DEAD_OK = {"relu", "relu6", "leaky_relu"}
+
+
+def _in_place(t: Target) -> Target:
+    if t.role != "act" or not getattr(t.module, "inplace", False):
+        return t
+    note = "in-place: the hook sees the output, so pre/ histograms show outputs"
+    if t.dead and not (t.activation in _IN_PLACE_DEAD_OK or t.cls == "Hardtanh"):
+        t.dead = False
+        note += "; dead/ left out (its test needs the input); dormant/ and zero_frac/ read the output"
+    t.reason = f"{t.reason}; {note}" if t.reason else note
+    return t
 
 
 def functional_note(model: nn.Module) -> str | None:
@@ -110,4 +138,4 @@ def format_table(targets: list[Target], skipped: list[dict], notes: list[str],
     return "\n".join(rows)
 
 
-__all__ = ["find_layers", "format_table", "functional_note", "unwrap"]
+__all__ = ["COMPILE_NOTE", "find_layers", "format_table", "functional_note", "is_compiled", "unwrap"]

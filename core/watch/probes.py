@@ -45,6 +45,20 @@ _FLAT_RULES = {
 }
 
 
+def _in_backward() -> bool:
+    """True inside the autograd engine, where gradient checkpointing re-runs forwards."""
+    task = getattr(torch._C, "_current_graph_task_id", None)
+    return task is not None and task() != -1
+
+
+@contextlib.contextmanager
+def _own_graph():
+    """No autograd graph for the statistics, and identity saved-tensor hooks for the f' test's own small
+    graph: nothing of ours joins a checkpointed region's saved tensors (its recompute must match them)."""
+    with torch.no_grad(), torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+        yield
+
+
 @dataclass
 class Target:
     """One hooked layer. role "act": the module IS the activation (input = pre-activation, output =
@@ -144,6 +158,8 @@ class ActivationProbes:
         def hook(module, inputs, output):
             if self._exact is None and (not self.enabled or not module.training):
                 return
+            if _in_backward():
+                return  # a checkpoint's recompute: the forward already counted this batch
             t0 = time.perf_counter()
             L = self.layers[name]
             if L.t.role == "pre":
@@ -156,12 +172,15 @@ class ActivationProbes:
                 if x.dim() == 1:
                     x = x.unsqueeze(0)
                     y = y.unsqueeze(0) if y is not None else None
-                if self._exact is not None:
-                    self._record_exact(L, x)
-                else:
-                    self._record(L, x, y)
+                with _own_graph():
+                    if self._exact is not None:
+                        self._record_exact(L, x)
+                    else:
+                        self._record(L, x, y)
             self.hook_seconds += time.perf_counter() - t0
-        return hook
+        # Under torch.compile the hook runs eagerly (a graph break), never traced: tracing would
+        # specialise on the sampling counter and recompile at every step.
+        return torch.compiler.disable(hook)
 
     def _alive_elem(self, L: _Layer, x: torch.Tensor) -> torch.Tensor:
         """Elementwise "f' > eps" at the pre-activation x (bool, x's shape)."""

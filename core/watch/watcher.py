@@ -44,7 +44,14 @@ from .config import (
     split_kwargs,
 )
 from .guards import NonFiniteGuard
-from .layers import find_layers, format_table, functional_note, unwrap
+from .layers import (
+    COMPILE_NOTE,
+    find_layers,
+    format_table,
+    functional_note,
+    is_compiled,
+    unwrap,
+)
 from .padding import PaddingMask
 from .plugins import PluginSet, WatchPlugin
 from .probes import ActivationProbes, grad_norms
@@ -67,6 +74,7 @@ class Watcher:
                  plugins: list | None = None, verbose: bool = True):
         probe, store = probe or ProbeConfig(), store or StoreConfig()
         self.config = WatchConfig(probe=probe, store=store)
+        self.compiled = is_compiled(model)
         self.model = unwrap(model)
         self.run = store.run
         self.epoch: float | None = None  # set it (e.g. per epoch) and rows carry it
@@ -83,6 +91,8 @@ class Watcher:
         self.plugins = PluginSet(default_plugins() if plugins is None else plugins)
         notes = [functional_note(self.model)] if probe.auto else []
         notes = [n for n in notes if n]
+        if self.compiled and targets:
+            notes.append(COMPILE_NOTE)
         if not targets and probe.auto:
             notes.append("no activation modules found; name layers by hand with modules={'fc1': 'relu'}")
         columns = self.plugins.layer_notes(self)
@@ -144,6 +154,7 @@ class Watcher:
             from torch.optim.optimizer import register_optimizer_step_pre_hook
 
             self._opt_handle = register_optimizer_step_pre_hook(self._opt_pre_hook)
+        self._recompile()
 
     def remove_hooks(self):
         self.probes.remove()
@@ -152,6 +163,12 @@ class Watcher:
         if self._opt_handle is not None:
             self._opt_handle.remove()
             self._opt_handle = None
+        self._recompile()
+
+    def _recompile(self):
+        # A graph dynamo traced before the hooks came (or went) is reused without them: start afresh.
+        if self.compiled and self.layers:
+            torch.compiler.reset()
 
     def _opt_pre_hook(self, opt, args, kwargs):
         if (self.step_count + 1) % self.config.probe.log_every != 0 or not opt.param_groups \
