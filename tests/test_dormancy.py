@@ -4,10 +4,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from actlab.errors import UserError
 from actlab.watch import dormancy as D
-
 
 # A layer of 5 units over 4 samples. Unit 0 never fires, unit 1 fires weakly once,
 # unit 4 is loud; units 2 and 3 are ordinary.

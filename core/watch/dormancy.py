@@ -194,7 +194,7 @@ class ContributionUtility:
         util, age = np.asarray(util, dtype=np.float64), np.asarray(age)
         mature = age > self.maturity
         self.carry += self.rho * int(mature.sum()) * max(int(steps), 0)
-        k = int(math.floor(self.carry))
+        k = math.floor(self.carry)
         self.carry -= k
         mask = np.zeros(util.shape, dtype=bool)
         if k <= 0 or not mature.any():
