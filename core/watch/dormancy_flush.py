@@ -1,0 +1,103 @@
+"""The dormancy plug-in's flush: one device->host fetch, then every definition scored on the host."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import dormancy as D
+
+
+def _fetch(plugin) -> dict[str, dict[str, np.ndarray]]:
+    """Every layer's sums and state in ONE copy (shapes are known on the host)."""
+    parts, layout = [], []
+    for name, a in plugin.acc.items():
+        if a.batches == 0:
+            continue
+        svals = torch.linalg.svdvals(a.rank_rows.double()).float() if a.rank_rows is not None and a.rank_rows.numel() \
+            else torch.zeros(0, device=a.device)
+        fields = {"abs": a.abs, "active": a.active, "sat": a.sat, "grad": a.grad, "n": a.n, "gn": a.gn,
+                  "norm": a.norm, "util": a.util.util, "util_age": a.util.age, "last": a.age.last,
+                  "ring": a.age.ring, "svals": svals}
+        for k, t in fields.items():
+            parts.append(t.reshape(-1).float().to(a.device))
+            layout.append((name, k, tuple(t.shape)))
+    if not parts:
+        return {}
+    dev = parts[0].device
+    host = torch.cat([p.to(dev) for p in parts]).cpu().numpy().astype(np.float64)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    i = 0
+    for name, k, shape in layout:
+        n = int(np.prod(shape)) if shape else 1
+        out.setdefault(name, {})[k] = host[i:i + n].reshape(shape)
+        i += n
+    return out
+
+
+def _sample_masks(f: dict, s: D.DormancySettings, dead_defined: bool, tau: float) -> dict:
+    """{definition: flag function over (resampled) group sums}; only the definitions defined here."""
+    fns = {}
+    if dead_defined:
+        fns["dead"] = lambda g: D.dead_mask(g["active"])
+    fns["redo"] = lambda g: D.redo_mask(g["abs"] / max(g["n"], 1e-12), tau)
+    if f["gn"].sum() > 0:
+        fns["grama"] = lambda g: D.grama_mask(g["grad"] / max(g["gn"], 1e-12), s.grama_tau)
+    fns["overactive"] = lambda g: D.overactive_mask(g["abs"] / max(g["n"], 1e-12), s.overactive)
+    if f["zones"]:
+        fns["saturated"] = lambda g: D.saturated_mask(g["sat"], g["n"], s.saturated)
+    return fns
+
+
+def score_layers(plugin, step: int) -> tuple[dict[str, float], dict, dict]:
+    """(scalars, {layer: {definition: mask}}, {layer: flattened Jaccard matrix})."""
+    s = plugin.settings
+    w = plugin.watcher
+    tau = float(getattr(w, "tau", s.tau)) if s.tau == D.DormancySettings.tau else s.tau
+    fetched = _fetch(plugin)
+    values: dict[str, float] = {}
+    masks: dict = {}
+    overlaps: dict = {}
+    steps = max(step - plugin._last_flush, 0)
+    for name, f in fetched.items():
+        if f["n"].sum() <= 0:
+            continue
+        a = plugin.acc[name]
+        f["zones"] = a.zones
+        L = getattr(w.probes, "layers", {}).get(name)
+        dead_defined = L is not None and getattr(L, "rule", None) is not None
+        fns = _sample_masks(f, s, dead_defined, tau)
+        full = {"abs": f["abs"].sum(0), "active": f["active"].sum(0), "sat": f["sat"].sum(0),
+                "grad": f["grad"].sum(0), "n": f["n"].sum(), "gn": f["gn"].sum()}
+        layer_masks = {d: fn(full) for d, fn in fns.items()}
+        if plugin._out_weight_abs(name, a.units) is not None:
+            layer_masks["utility"] = a.util.flagged(f["util"], f["util_age"], steps)
+        layer_masks["age"] = D.FiringAge.flagged(f["last"], f["ring"], step, s.age_percentile, s.maturity)
+        groups = {k: f[k] for k in ("abs", "active", "sat", "grad")}
+        groups["n"], groups["gn"] = f["n"][:, None], f["gn"][:, None]
+        for d in D.DEFINITIONS:
+            if d not in layer_masks:
+                continue
+            values[f"dormancy/{d}/{name}"] = float(layer_masks[d].mean())
+            if d in fns:
+                lo, hi = D.bootstrap_interval(_scalar_counts(fns[d]), groups, s.n_boot, s.level, seed=step)
+                values[f"dormancy_lo/{d}/{name}"], values[f"dormancy_hi/{d}/{name}"] = lo, hi
+        sv = f["svals"]
+        if sv.size:
+            p = sv / sv.sum() if sv.sum() > 0 else sv
+            p = p[p > 0]
+            values[f"rank/{name}"] = float(np.exp(-(p * np.log(p)).sum())) if p.size else 0.0
+        if f["norm"][1] > 0:
+            values[f"feature_norm/{name}"] = float(f["norm"][0] / f["norm"][1])
+        masks[name] = layer_masks
+        overlaps[name] = [D.jaccard(layer_masks[i], layer_masks[j]) if i in layer_masks and j in layer_masks
+                          else float("nan") for i in D.DEFINITIONS for j in D.DEFINITIONS]
+    return values, masks, overlaps
+
+
+def _scalar_counts(fn):
+    """Group arrays carry a trailing unit axis; the counts n/gn were widened to (groups, 1)."""
+    def flag(g):
+        g = dict(g)
+        g["n"], g["gn"] = float(np.ravel(g["n"])[0]), float(np.ravel(g["gn"])[0])
+        return fn(g)
+    return flag
