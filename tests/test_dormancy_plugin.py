@@ -2,12 +2,11 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from actlab.store.runs import RunStore
 from actlab.watch import watch
 from actlab.watch.dormancy import DEFINITIONS
 from actlab.watch.dormancy_plugin import DormancyPlugin
+from torch import nn
 
 
 def _hand_model():

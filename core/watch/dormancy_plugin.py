@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from . import dormancy as D
+
 try:
     from .plugins import WatchPlugin
 except ImportError:  # TEMPORARY until the watcher helper lands core/watch/plugins.py (then this goes)
@@ -51,7 +52,7 @@ class _Acc:
 
     def __init__(self, units: int, device, s: D.DormancySettings, start_step: int, zones):
         g = s.groups
-        z = lambda *shape: torch.zeros(*shape, device=device)  # noqa: E731
+        z = lambda *shape: torch.zeros(*shape, device=device)
         self.units, self.device, self.zones = units, device, zones
         self.abs, self.active, self.sat, self.grad = z(g, units), z(g, units), z(g, units), z(g, units)
         self.n, self.gn, self.norm = z(g), z(g), z(2)
@@ -220,18 +221,18 @@ class DormancyPlugin(WatchPlugin):
         def hook(grad):
             a = self.acc.get(name)
             if a is None:
-                return None
+                return
             with torch.no_grad():
                 g = grad.detach().abs()
                 g = _rows(g * gate if gate is not None else g).float()
                 if g.shape[1] != a.units:
-                    return None
+                    return
                 weights = w if w is not None and w.numel() == g.shape[0] else torch.ones(g.shape[0], device=g.device)
                 gid = a.gid(g.shape[0], self.settings.groups)
                 a.grad.index_add_(0, gid, g * weights[:, None])
                 a.gn.index_add_(0, gid, weights)
                 a.grad_batches += 1
-            return None
+            return
         return hook
 
     # ---------------------------------------------------------------- flush
