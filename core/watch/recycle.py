@@ -200,10 +200,44 @@ def _reset_state(optimizer, param: torch.Tensor, index) -> int:
     return n
 
 
+def _reset_step(optimizer, params) -> int:
+    """Continual backprop's convention also restarts the optimizer's step count. torch's Adam keeps one
+    step per parameter tensor (Dohare et al.'s AdamGnT keeps one per entry), so here it restarts for
+    the whole weight and bias tensors the recycled units live in."""
+    n = 0
+    for p in params:
+        st = optimizer.state.get(p) if optimizer is not None and p is not None else None
+        if st and "step" in st:
+            st["step"] = torch.zeros_like(st["step"]) if isinstance(st["step"], torch.Tensor) else 0
+            n += 1
+    return n
+
+
+def _move_mean_into_bias(pair: RecyclePair, idx: torch.Tensor, mean_act) -> bool:
+    """b_out += W_out[:, i] * mean(h_i) for each removed unit i, so the next layer's output keeps the
+    removed units' mean contribution (continual backprop, Dohare et al. 2024)."""
+    out = pair.outgoing
+    if mean_act is None or out.bias is None:
+        return False
+    m = torch.as_tensor(mean_act, dtype=out.weight.dtype, device=out.weight.device).reshape(-1)[idx.to(out.weight.device)]
+    w = out.weight
+    if isinstance(out, nn.Linear):
+        cols = w[:, :].reshape(w.shape[0], -1, pair.block)[:, idx.to(w.device)].sum(2)  # (out, k)
+    else:
+        cols = w[:, idx.to(w.device)].flatten(2).sum(2)  # a constant input to a conv: the kernel's sum
+    out.bias += cols @ m
+    return True
+
+
 @torch.no_grad()
 def recycle_units(pair: RecyclePair, mask: torch.Tensor, optimizer=None, model: nn.Module | None = None,
-                  generator: torch.Generator | None = None) -> dict:
-    """Recycle the units where `mask` is True. Returns what changed (for the event row)."""
+                  generator: torch.Generator | None = None, convention: str = "redo", mean_act=None) -> dict:
+    """Recycle the units where `mask` is True. Returns what changed (for the event row).
+    convention "redo" (default, Sokar et al.): zero the entries' optimizer moments, keep the step count.
+    "cbp" (continual backprop): also restart the step count, and move the removed units' mean
+    activation `mean_act` (per unit) times their outgoing weights into the next layer's bias."""
+    if convention not in ("redo", "cbp"):
+        raise ValueError(f"unknown optimizer-state convention {convention!r}; expected redo or cbp")
     mask = torch.as_tensor(mask, dtype=torch.bool).reshape(-1)
     if mask.numel() != _out_units(pair.incoming):
         raise ValueError(f"mask has {mask.numel()} units, {pair.incoming_name} has {_out_units(pair.incoming)} outputs")
@@ -225,10 +259,13 @@ def recycle_units(pair: RecyclePair, mask: torch.Tensor, optimizer=None, model: 
             reset += _reset_state(optimizer, bn.weight, idx) + _reset_state(optimizer, bn.bias, idx)
         if bn.track_running_stats and bn.running_mean is not None:
             bn.running_mean[idx], bn.running_var[idx] = 0.0, 1.0
+    moved = _move_mean_into_bias(pair, idx, mean_act) if convention == "cbp" else False
     cols = idx if pair.block == 1 else (idx[:, None] * pair.block + torch.arange(pair.block, device=dev)).reshape(-1)
     out.weight[:, cols.to(out.weight.device)] = 0
     reset += _reset_state(optimizer, out.weight, (slice(None), cols.to(out.weight.device)))
-    return {"units": k, "optimizer_entries_reset": reset, "optimizer": type(optimizer).__name__ if optimizer else None}
+    steps = _reset_step(optimizer, (inc.weight, inc.bias, out.weight)) if convention == "cbp" else 0
+    return {"units": k, "optimizer_entries_reset": reset, "optimizer": type(optimizer).__name__ if optimizer else None,
+            "convention": convention, "step_counts_reset": steps, "mean_moved_to_bias": moved}
 
 
 def recycle_mask(stats, mode: str, tau: float) -> torch.Tensor | None:
