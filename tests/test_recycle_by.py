@@ -1,10 +1,9 @@
 """Recycling by any dormancy definition: the optimizer-state conventions (core/watch/recycle.py)."""
 import pytest
 import torch
-from torch import nn
-
 from actlab.watch import find_layers
 from actlab.watch.recycle import find_pairs, recycle_units
+from torch import nn
 
 
 def _net_with_constant_unit():
