@@ -6,6 +6,7 @@ import time
 
 from .. import paths
 from ..argtypes import existing_run_name, non_negative_float, unit_interval
+from ..store.audit import attach_audits
 from ..store.runs import RunStore
 
 
@@ -28,6 +29,12 @@ def add_cli(sub) -> None:
     how = rp.add_mutually_exclusive_group()
     how.add_argument("--tau", type=unit_interval, default=None, help="recycle units with tau-score <= TAU (default: the run's tau)")
     how.add_argument("--dead", action="store_true", help="recycle the units dead over the window instead")
+    how.add_argument("--by", choices=("dead", "redo", "grama", "utility", "age"), default=None,
+                     help="which dormancy definition picks the units (grama/utility/age need the dormancy "
+                          "plug-in on the run; docs/dormancy.md)")
+    rp.add_argument("--convention", choices=("redo", "cbp"), default=None,
+                    help="optimizer state: redo (default) zeroes Adam's moments and keeps the step; cbp also "
+                         "restarts the step and moves the units' mean contribution into the next layer's bias")
     rp.add_argument("--id", default=None, help="command id (the same id twice is one command)")
     rp.add_argument("--wait", type=non_negative_float, default=0.0, metavar="S",
                     help="wait up to S seconds for the trainer to apply it")
@@ -68,12 +75,14 @@ def _cli_show(args) -> int:
 def _cli_recycle(args) -> int:
     store = RunStore(args.runs_dir)
     cmd_args = {"layer": args.layer, **({"dead": True} if args.dead else {}),
-                **({"tau": args.tau} if args.tau is not None else {})}
+                **({"tau": args.tau} if args.tau is not None else {}),
+                **({"by": args.by} if args.by else {}), **({"convention": args.convention} if args.convention else {})}
     cmd = store.send_command(args.run, "recycle", cmd_args, command_id=args.id)
     with store.open(args.run) as r:
         every = r.config.get("log_every", "?")
     print(f"command {cmd['id']} {'already queued' if cmd['duplicate'] else 'queued'}: recycle {args.layer} "
-          f"({'dead units' if args.dead else 'tau-dormant units'}); the trainer applies it at its next flush "
+          f"({args.by or ('dead' if args.dead else 'redo')} units, {args.convention or 'redo'} convention); "
+          f"the trainer applies it at its next flush "
           f"(every {every} steps)")
     deadline = time.time() + args.wait
     while args.wait and time.time() < deadline:
@@ -88,12 +97,13 @@ def _cli_recycle(args) -> int:
 
 def _cli_events(args) -> int:
     with RunStore(args.runs_dir).open(args.run) as r:
-        events = r.events()
+        events = attach_audits(r.events())
     if args.json:
         print(json.dumps(events, indent=2, default=str))
     else:
         for e in events:
-            print(f"step {e['step']:>7}  {e['kind']:<8} {e['layer'] or '-':<28} {e['reason']}")
+            audit = (" | flagged again: " + " ".join(f"{f:.0%}" for f in e["audit"])) if e.get("audit") else ""
+            print(f"step {e['step']:>7}  {e['kind']:<8} {e['layer'] or '-':<28} {e['reason']}{audit}")
         if not events:
             print(f"{args.run}: no events")
     return 0

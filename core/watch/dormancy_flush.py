@@ -17,7 +17,7 @@ def _fetch(plugin) -> dict[str, dict[str, np.ndarray]]:
             else torch.zeros(0, device=a.device)
         fields = {"abs": a.abs, "active": a.active, "sat": a.sat, "grad": a.grad, "n": a.n, "gn": a.gn,
                   "norm": a.norm, "util": a.util.util, "util_age": a.util.age, "last": a.age.last,
-                  "ring": a.age.ring, "svals": svals}
+                  "ring": a.age.ring, "svals": svals, "sum": a.sum}
         for k, t in fields.items():
             parts.append(t.reshape(-1).float().to(a.device))
             layout.append((name, k, tuple(t.shape)))
@@ -89,6 +89,7 @@ def score_layers(plugin, step: int) -> tuple[dict[str, float], dict, dict]:
         if f["norm"][1] > 0:
             values[f"feature_norm/{name}"] = float(f["norm"][0] / f["norm"][1])
         masks[name] = layer_masks
+        plugin.mean_act[name] = f["sum"] / max(float(f["n"].sum()), 1e-12)
         overlaps[name] = [D.jaccard(layer_masks[i], layer_masks[j]) if i in layer_masks and j in layer_masks
                           else float("nan") for i in D.DEFINITIONS for j in D.DEFINITIONS]
     return values, masks, overlaps

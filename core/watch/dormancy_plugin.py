@@ -56,6 +56,7 @@ class _Acc:
         self.units, self.device, self.zones = units, device, zones
         self.abs, self.active, self.sat, self.grad = z(g, units), z(g, units), z(g, units), z(g, units)
         self.n, self.gn, self.norm = z(g), z(g), z(2)
+        self.sum = z(units)  # signed sum of h: the mean continual backprop moves into the next bias
         self.rank_rows: torch.Tensor | None = None
         self.util = D.ContributionUtility(units, device, s.eta, s.rho, s.maturity)
         self.age = D.FiringAge(units, device, s.age_history, start_step)
@@ -69,7 +70,7 @@ class _Acc:
         return g
 
     def clear(self):
-        for t in (self.abs, self.active, self.sat, self.grad, self.n, self.gn, self.norm):
+        for t in (self.abs, self.active, self.sat, self.grad, self.n, self.gn, self.norm, self.sum):
             t.zero_()
         self.rank_rows = None
         self.batches = self.grad_batches = 0
@@ -86,6 +87,7 @@ class DormancyPlugin(WatchPlugin):
         self.every, self.gradients = every, bool(gradients)
         self.acc: dict[str, _Acc] = {}
         self.masks: dict[str, dict[str, np.ndarray]] = {}  # last flush: layer -> definition -> flagged
+        self.mean_act: dict[str, np.ndarray] = {}  # last flush: layer -> mean h per unit
         self.last: dict[str, float] = {}  # last flush's scalars
         self.audits: list[dict] = []
         self._handles: list = []
@@ -200,6 +202,7 @@ class DormancyPlugin(WatchPlugin):
         if out_abs is not None:
             a.util.update(mean_abs, out_abs, steps=self.every)
         hr = h if w is None else h * w[:, None]
+        a.sum += hr.sum(0)
         a.norm[0] += hr.norm(dim=1).sum()
         a.norm[1] += weights.sum()
         a.rank_rows = hr[: s.rank_rows].clone()
