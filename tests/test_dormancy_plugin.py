@@ -128,11 +128,14 @@ def test_store_keys_intervals_and_overlap(tmp_path):
     assert (lo <= hi).all() and len(lo) == 2
     rank = df[df.key == "rank/3"].value.to_numpy()
     assert ((rank >= 1) & (rank <= 12)).all()
+    ov3 = r.unit_activity("overlap/3")
+    m3 = np.array(ov3[-1]["values"], dtype=float).reshape(len(DEFINITIONS), len(DEFINITIONS))
+    assert np.isnan(m3[DEFINITIONS.index("saturated")]).all()  # relu: saturated is not defined there
     ov = r.unit_activity("overlap/1")
     assert len(ov) == 2
     m = np.array(ov[-1]["values"], dtype=float).reshape(len(DEFINITIONS), len(DEFINITIONS))
     i = DEFINITIONS.index("redo")
-    assert m[i, i] in (1.0,) or np.isnan(m[i, i])  # a set with itself: 1 (NaN when empty)
+    assert m[i, i] == 1.0  # defined here: 1 on the diagonal, even for an empty set
     assert np.allclose(np.nan_to_num(m, nan=-1), np.nan_to_num(m.T, nan=-1))
     r.close()
 

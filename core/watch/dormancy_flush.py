@@ -90,8 +90,11 @@ def score_layers(plugin, step: int) -> tuple[dict[str, float], dict, dict]:
             values[f"feature_norm/{name}"] = float(f["norm"][0] / f["norm"][1])
         masks[name] = layer_masks
         plugin.mean_act[name] = f["sum"] / max(float(f["n"].sum()), 1e-12)
-        overlaps[name] = [D.jaccard(layer_masks[i], layer_masks[j]) if i in layer_masks and j in layer_masks
-                          else float("nan") for i in D.DEFINITIONS for j in D.DEFINITIONS]
+        # The diagonal is 1 for every definition defined here (also when it flags nothing), NaN elsewhere:
+        # that is how a reader tells "not defined for this layer" from "both sets empty".
+        overlaps[name] = [(1.0 if i == j else D.jaccard(layer_masks[i], layer_masks[j]))
+                          if i in layer_masks and j in layer_masks else float("nan")
+                          for i in D.DEFINITIONS for j in D.DEFINITIONS]
     return values, masks, overlaps
 
 

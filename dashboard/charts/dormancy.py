@@ -75,7 +75,7 @@ def overlap_matrix(values) -> tuple[list[str], np.ndarray]:
     """The stored overlap/<layer> row (row-major, DEFINITIONS order) as (defined names, matrix)."""
     n = len(DEFINITIONS)
     m = np.asarray(values, dtype=float).reshape(n, n)
-    keep = [i for i in range(n) if not np.isnan(m[i]).all()]
+    keep = [i for i in range(n) if not np.isnan(m[i, i])]  # the diagonal marks a defined definition
     return [DEFINITIONS[i] for i in keep], m[np.ix_(keep, keep)]
 
 

@@ -19,6 +19,9 @@ from actlab.store.runs import RunStore
 from actlab.store.series import SeriesFollower
 from actlab.dashboard import sources
 from actlab.dashboard.charts import training as charts
+from actlab.dashboard.views.dormancy_panel import dormancy_panel
+from actlab.store.audit import attach_audits
+from actlab.watch.dormancy import RECYCLE_BY
 
 BADGE = {"running": ("green", "running"), "finished": ("blue", "finished"), "stopped": ("orange", "stopped"),
          "failed": ("red", "failed"), "stale": ("gray", "stale / crashed")}
@@ -158,7 +161,8 @@ def live_panel():
                 st.error(str(e))
     df = pd.concat([f.scalars for f in followers], ignore_index=True)
     control = {f.name: control_state(f.name) for f in followers if not sources.is_external(f)}
-    events = [e for c in control.values() for e in c["events"]]
+    # Audit rows ride on their recycle (attach_audits), not as markers of their own.
+    events = [e for c in control.values() for e in c["events"] if e["kind"] != "recycle_audit"]
     tau = st.session_state.get("mon_tau", 0.1)
     for f in followers:
         if f.name in control:
@@ -211,12 +215,13 @@ def live_panel():
         rows, threshold, zmax, label = [u for u in f.units if u["key"] == f"score/{layer}"], tau, 2.0, "τ-score"
     c2b.plotly_chart(charts.activity_heatmap(rows, order=order, threshold=threshold, zmax=zmax, label=label),
                      key="chart_activity")
+    dormancy_panel(f, df, store, x_axis, events)
 
 
 def control_state(name: str) -> dict:
     """Events, commands and the full-resolution tail the alert rules read (small tables: read whole)."""
     with store.open(name) as r:
-        return {"events": r.events(), "commands": r.commands(), "tail": r.tail(),
+        return {"events": attach_audits(r.events()), "commands": r.commands(), "tail": r.tail(),
                 "branchable": r.meta.get("kind", "") in launcher.BRANCHABLE}
 
 
@@ -247,12 +252,25 @@ def act_panel(f, control: dict, tau: float):
         else:
             st.caption(f"The trainer applies a command at its next flush (every {f.config.get('log_every', '?')} steps): "
                        "incoming weights redrawn, outgoing weights and their optimizer state zeroed (ReDo).")
+            c1, c2 = st.columns(2)
+            by = c1.selectbox("Recycle by", ["layer"] + list(RECYCLE_BY), key=f"recycle_by_{f.name}",
+                              format_func=lambda b: "the layer's own figure (dead or τ-dormant)" if b == "layer" else b,
+                              help="grama, utility and age need the dormancy plug-in on the run (docs/dormancy.md)")
+            conv = c2.radio("Optimizer state", ["redo", "cbp"], horizontal=True, key=f"recycle_conv_{f.name}",
+                            format_func={"redo": "ReDo: zero Adam's moments, keep the step",
+                                         "cbp": "continual backprop: also reset the step, mean into the next bias"}.get)
             cols = st.columns(min(4, len(recyclable)))
             for i, (layer, meta) in enumerate(recyclable.items()):
                 dead = layer_definition(meta) == "dead"
                 label = f"Recycle dead units of {layer}" if dead else f"Recycle τ-dormant units of {layer} (τ = {tau:g})"
+                if by != "layer":
+                    label = f"Recycle {by} units of {layer}"
                 if cols[i % len(cols)].button(label, key=f"recycle_{f.name}_{layer}", help=meta.get("recycle")):
                     args = {"layer": layer, "dead": True} if dead else {"layer": layer, "tau": float(tau)}
+                    if by != "layer":
+                        args = {"layer": layer, "by": by, "tau": float(tau)}
+                    if conv != "redo":
+                        args["convention"] = conv
                     try:
                         # One id per click: a rerun of the page never sends the command twice.
                         cmd = store.send_command(f.name, "recycle", args, command_id=uuid.uuid4().hex)
