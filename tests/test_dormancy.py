@@ -149,3 +149,23 @@ def test_unknown_definition():
     assert D.check_definition("grama") == "grama"
     with pytest.raises(UserError, match="convention"):
         D.check_convention("adam")
+
+
+def test_bootstrap_resamples_all_at_once_match_one_by_one():
+    rng = np.random.default_rng(5)
+    groups = {"abs": rng.random((6, 10)) * np.linspace(0.01, 2, 10), "n": np.full((6, 1), 8.0)}
+    fn = lambda g: D.redo_mask(g["abs"] / g["n"], 0.3)  # noqa: E731
+    lo, hi = D.bootstrap_interval(fn, groups, n_boot=100, level=0.8, seed=3)
+    w = np.random.default_rng(3).multinomial(6, np.full(6, 1 / 6), size=100).astype(float)
+    one = [fn({"abs": wi @ groups["abs"], "n": wi @ groups["n"]}).mean() for wi in w]
+    assert (lo, hi) == (np.quantile(one, 0.1), np.quantile(one, 0.9))
+    assert D.normalised(np.array([[1.0, 3.0], [0.0, 0.0]])).tolist() == [[0.5, 1.5], [0.0, 0.0]]
+
+
+def test_row_percentile_matches_nanpercentile():
+    rng = np.random.default_rng(0)
+    x = rng.random((50, 16)) * 100
+    x[rng.random((50, 16)) < 0.4] = np.nan
+    x[:, 0] = 7.0  # every row has a value
+    for q in (50, 90, 99, 100):
+        assert np.allclose(D._row_percentile(x, q), np.nanpercentile(x, q, axis=1))

@@ -22,8 +22,9 @@ def _run(runs_dir, name="dorm", close=True):
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    w = watch(model, run=name, runs_dir=runs_dir, log_every=4, verbose=False)
-    _drive(w, DormancyPlugin(every=1, groups=4, n_boot=30), model, [2 * torch.randn(16, 6) for _ in range(12)], opt)
+    w = watch(model, run=name, runs_dir=runs_dir, log_every=4, verbose=False,
+              plugins=[DormancyPlugin(every=1, groups=4, n_boot=30)])
+    _drive(w, model, [2 * torch.randn(16, 6) for _ in range(12)], opt)
     if close:
         w.close()
     return w

@@ -22,10 +22,7 @@ def _hand_model():
     return m
 
 
-def _drive(w, plugin, model, batches, opt=None):
-    """The watcher's plug-in calls, as watch(..., plugins=[...]) makes them."""
-    plugin.on_start(w)
-    w.on_flush.append(lambda w_, step, layers: plugin.on_flush(w_, type("R", (), {"step": step, "epoch": None})()))
+def _drive(w, model, batches, opt=None):
     for x in batches:
         loss = model(x).pow(2).mean()
         loss.backward()
@@ -35,17 +32,15 @@ def _drive(w, plugin, model, batches, opt=None):
         else:
             model.zero_grad()
         w.step(loss=loss)
-        plugin.on_step(w, w.step_count)
-    return plugin
 
 
 def test_hand_case_flags_exact_units(tmp_path):
     torch.manual_seed(0)
     model = _hand_model()
     x = 1.0 + torch.rand(32, 2)
-    w = watch(model, run="hand", runs_dir=tmp_path, log_every=1, verbose=False, grads=False)
     p = DormancyPlugin(every=1, tau=0.1, grama_tau=0.1, groups=4, n_boot=50)
-    _drive(w, p, model, [x])
+    w = watch(model, run="hand", runs_dir=tmp_path, log_every=1, verbose=False, grads=False, plugins=[p])
+    _drive(w, model, [x])
     masks = p.masks["1"]
     assert masks["dead"].tolist() == [True, False, False, False]
     assert masks["redo"].tolist() == [True, True, False, False]
@@ -72,9 +67,11 @@ def test_gradient_hook_leaves_training_bit_identical(tmp_path):
         model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2))
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         data = [torch.randn(8, 6) for _ in range(12)]
-        w = watch(model, run=f"bit{int(with_plugin)}", runs_dir=tmp_path, log_every=3, verbose=False)
+        p = DormancyPlugin(every=2)
+        w = watch(model, run=f"bit{int(with_plugin)}", runs_dir=tmp_path, log_every=3, verbose=False,
+                  plugins=[p] if with_plugin else [])
         if with_plugin:
-            p = _drive(w, DormancyPlugin(every=2), model, data, opt)
+            _drive(w, model, data, opt)
             assert p.acc["3"].grad_batches == 0  # cleared by the last flush...
             assert p.last["dormancy/grama/3"] == p.last["dormancy/grama/3"]  # ...after scoring grama
         else:
@@ -92,15 +89,13 @@ def test_gradient_hook_leaves_training_bit_identical(tmp_path):
 
 def test_hooks_only_on_sampled_steps(tmp_path):
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
-    w = watch(model, run="armed", runs_dir=tmp_path, log_every=100, verbose=False)
     p = DormancyPlugin(every=4)
-    p.on_start(w)
+    w = watch(model, run="armed", runs_dir=tmp_path, log_every=100, verbose=False, plugins=[p])
     armed = []
     for _ in range(8):
         armed.append(bool(p._handles))
         model(torch.randn(5, 4)).sum().backward()
         w.step()
-        p.on_step(w, w.step_count)
     assert armed == [True, False, False, False, True, False, False, False]
     assert p.acc["1"].batches == 2
     w.close()
@@ -110,8 +105,9 @@ def test_store_keys_intervals_and_overlap(tmp_path):
     torch.manual_seed(2)
     model = nn.Sequential(nn.Linear(5, 12), nn.Tanh(), nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    w = watch(model, run="keys", runs_dir=tmp_path, log_every=4, verbose=False)
-    _drive(w, DormancyPlugin(every=1, groups=4, n_boot=40), model, [3 * torch.randn(16, 5) for _ in range(8)], opt)
+    w = watch(model, run="keys", runs_dir=tmp_path, log_every=4, verbose=False,
+              plugins=[DormancyPlugin(every=1, groups=4, n_boot=40)])
+    _drive(w, model, [3 * torch.randn(16, 5) for _ in range(8)], opt)
     w.close()
     r = RunStore(tmp_path).open("keys")
     keys = set(r.keys())

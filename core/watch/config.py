@@ -120,13 +120,22 @@ class RecycleConfig:
     """The recycler plug-in. `every`: recycle on a schedule, at the first flush this many steps after
     the last recycle (None: only when asked, by the dashboard or `actlab runs recycle`); `tau`:
     which units (None: the probe's tau); `mode`: "tau" (tau-dormant) or "dead"; `pairs`:
-    {layer: (incoming, outgoing)} by hand (core/watch/recycle.py)."""
+    {layer: (incoming, outgoing)} by hand (core/watch/recycle.py); `by`: recycle by any dormancy
+    definition instead (grama/utility/age need the dormancy plug-in: watch() adds it);
+    `convention`: the optimizer-state convention, "redo" or "cbp" (docs/dormancy.md)."""
     every: int | None = None
     tau: float | None = None
     mode: str = "tau"
     pairs: dict | None = None
+    by: str | None = None  # a dormancy definition (dormancy.RECYCLE_BY); None: from `mode`
+    convention: str = "redo"  # optimizer state: "redo" or "cbp" (core/watch/recycle.py)
 
     def __post_init__(self):
+        from .dormancy import RECYCLE_BY, check_convention, check_definition
+
+        if self.by is not None:
+            check_definition(self.by, "recycle_by", RECYCLE_BY)
+        check_convention(self.convention, "recycle_convention")
         if self.every is not None:
             _set(self, "every", _int_at_least("recycle_every", self.every, 1))
         if self.mode not in ("tau", "dead"):

@@ -81,10 +81,13 @@ class DormancySettings:
 # ---------------------------------------------------------------- stateless scores (host, numpy)
 def normalised(mean_abs) -> np.ndarray:
     """s_i = x_i / mean_j x_j (ReDo's normalisation, the paper's: by the layer mean, not the sum).
-    A layer whose every value is 0 scores 0 everywhere (all dormant), not NaN."""
+    A layer whose every value is 0 scores 0 everywhere (all dormant), not NaN. Over the last axis,
+    so a (resamples, units) array is normalised row by row."""
     x = np.asarray(mean_abs, dtype=np.float64)
-    m = x.mean() if x.size else 0.0
-    return x / m if m > 0 else np.zeros_like(x)
+    if not x.size:
+        return x
+    m = x.mean(axis=-1, keepdims=True)
+    return np.divide(x, m, out=np.zeros_like(x), where=m > 0)
 
 
 def dead_mask(active_count) -> np.ndarray:
@@ -106,10 +109,9 @@ def overactive_mask(mean_abs_h, factor: float = 3.0) -> np.ndarray:
 
 def saturated_mask(saturated_count, samples, threshold: float = 0.99) -> np.ndarray:
     """Saturated on at least `threshold` of the samples (the pre-activation in a flat tail)."""
-    n = float(samples)
-    if n <= 0:
-        return np.zeros(np.shape(saturated_count), dtype=bool)
-    return np.asarray(saturated_count, dtype=np.float64) / n >= threshold
+    n = np.asarray(samples, dtype=np.float64)
+    c = np.asarray(saturated_count, dtype=np.float64)
+    return np.divide(c, n, out=np.zeros(np.broadcast(c, n).shape), where=n > 0) >= threshold
 
 
 def in_zones(x: torch.Tensor, zones: list[tuple[float, float]], lo: float = -6.0, hi: float = 6.0) -> torch.Tensor:
@@ -156,20 +158,30 @@ def jaccard_matrix(masks: dict[str, np.ndarray]) -> tuple[list[str], list[list[f
     return names, [[jaccard(masks[i], masks[j]) for j in names] for i in names]
 
 
-def bootstrap_interval(flag_fn, group_stats: dict[str, np.ndarray], n_boot: int = 200, level: float = 0.9,
-                       seed: int = 0) -> tuple[float, float]:
-    """Percentile interval of a layer's flagged fraction over the probe samples. Each array in
-    `group_stats` is (groups, units) of per-group sums; a resample draws the groups with
-    replacement (multinomial weights), sums them, and `flag_fn(resampled sums) -> mask` decides."""
+def resample_groups(group_stats: dict[str, np.ndarray], n_boot: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
+    """Bootstrap resamples of per-group sums. Each array is (groups, units) (or (groups, 1) for a
+    count); a resample draws the groups with replacement (multinomial weights) and sums them, all
+    resamples at once: (n_boot, units) per array."""
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in group_stats.items()}
     g = next(iter(arrays.values())).shape[0]
-    rng = np.random.default_rng(seed)
-    w = rng.multinomial(g, np.full(g, 1.0 / g), size=n_boot).astype(np.float64)  # (n_boot, groups)
-    fracs = np.empty(n_boot)
-    for i in range(n_boot):
-        fracs[i] = float(np.mean(flag_fn({k: np.tensordot(w[i], v, axes=(0, 0)) for k, v in arrays.items()})))
+    w = np.random.default_rng(seed).multinomial(g, np.full(g, 1.0 / g), size=n_boot).astype(np.float64)
+    # einsum, not `w @ v`: numpy's BLAS threads spin against the training process on a busy CPU
+    # (measured 50 ms vs 1.3 ms for 200 x 16 x 512 on the shared 2-core box).
+    return {k: np.einsum("bg,gu->bu", w, v) for k, v in arrays.items()}
+
+
+def percentile_interval(masks, level: float = 0.9) -> tuple[float, float]:
+    """(lo, hi) percentiles of the flagged fraction over (n_boot, units) resampled masks."""
+    fracs = np.asarray(masks, dtype=np.float64).mean(axis=-1)
     a = (1.0 - level) / 2.0
     return float(np.quantile(fracs, a)), float(np.quantile(fracs, 1.0 - a))
+
+
+def bootstrap_interval(flag_fn, group_stats: dict[str, np.ndarray], n_boot: int = 200, level: float = 0.9,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of a layer's flagged fraction over the probe samples: `flag_fn` gets the
+    resampled sums (resample_groups) and returns an (n_boot, units) mask."""
+    return percentile_interval(flag_fn(resample_groups(group_stats, n_boot, seed)), level)
 
 
 # ---------------------------------------------------------------- stateful trackers (device, no sync)
@@ -209,6 +221,19 @@ class ContributionUtility:
         self.age[m] = 0.0
 
 
+def _row_percentile(x: np.ndarray, q: float) -> np.ndarray:
+    """np.nanpercentile(x, q, axis=1) (linear interpolation) for rows with at least one value, without
+    its per-row Python loop (~0.1 s for 512 units at every flush)."""
+    s = np.sort(x, axis=1)  # NaN sorts last
+    k = (~np.isnan(x)).sum(axis=1)
+    pos = (k - 1) * (q / 100.0)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, k - 1)
+    rows = np.arange(len(x))
+    frac = pos - lo
+    return s[rows, lo] * (1 - frac) + s[rows, hi] * frac
+
+
 class FiringAge:
     """Steps since each unit last fired (h > 0 on some sample), and a ring of its past firing
     intervals (Farias & Jozefiak's self-normalised resets, ICLR 2025)."""
@@ -237,7 +262,7 @@ class FiringAge:
         seen = ~np.isnan(ring).all(axis=1)
         thr = np.full(age.shape, float(maturity))
         if seen.any():
-            thr[seen] = np.nanpercentile(ring[seen], percentile, axis=1)
+            thr[seen] = _row_percentile(ring[seen], percentile)
         return age > np.maximum(thr, 0.0)
 
     def reset(self, mask, step: int):

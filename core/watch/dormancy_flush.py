@@ -39,10 +39,11 @@ def _sample_masks(f: dict, s: D.DormancySettings, dead_defined: bool, tau: float
     fns = {}
     if dead_defined:
         fns["dead"] = lambda g: D.dead_mask(g["active"])
-    fns["redo"] = lambda g: D.redo_mask(g["abs"] / max(g["n"], 1e-12), tau)
+    # n and gn are sample counts, (1,) for the whole window or (n_boot, 1) for resamples.
+    fns["redo"] = lambda g: D.redo_mask(g["abs"] / np.maximum(g["n"], 1e-12), tau)
     if f["gn"].sum() > 0:
-        fns["grama"] = lambda g: D.grama_mask(g["grad"] / max(g["gn"], 1e-12), s.grama_tau)
-    fns["overactive"] = lambda g: D.overactive_mask(g["abs"] / max(g["n"], 1e-12), s.overactive)
+        fns["grama"] = lambda g: D.grama_mask(g["grad"] / np.maximum(g["gn"], 1e-12), s.grama_tau)
+    fns["overactive"] = lambda g: D.overactive_mask(g["abs"] / np.maximum(g["n"], 1e-12), s.overactive)
     if f["zones"]:
         fns["saturated"] = lambda g: D.saturated_mask(g["sat"], g["n"], s.saturated)
     return fns
@@ -67,19 +68,20 @@ def score_layers(plugin, step: int) -> tuple[dict[str, float], dict, dict]:
         dead_defined = L is not None and getattr(L, "rule", None) is not None
         fns = _sample_masks(f, s, dead_defined, tau)
         full = {"abs": f["abs"].sum(0), "active": f["active"].sum(0), "sat": f["sat"].sum(0),
-                "grad": f["grad"].sum(0), "n": f["n"].sum(), "gn": f["gn"].sum()}
+                "grad": f["grad"].sum(0), "n": f["n"].sum(keepdims=True), "gn": f["gn"].sum(keepdims=True)}
         layer_masks = {d: fn(full) for d, fn in fns.items()}
         if plugin._out_weight_abs(name, a.units) is not None:
             layer_masks["utility"] = a.util.flagged(f["util"], f["util_age"], steps)
         layer_masks["age"] = D.FiringAge.flagged(f["last"], f["ring"], step, s.age_percentile, s.maturity)
-        groups = {k: f[k] for k in ("abs", "active", "sat", "grad")}
+        groups = {k: f[k] for k in ("abs", "active", "sat", "grad") if (k != "sat" or a.zones) and (k != "grad" or "grama" in fns)}
         groups["n"], groups["gn"] = f["n"][:, None], f["gn"][:, None]
+        resampled = D.resample_groups(groups, s.n_boot, seed=step)  # once per layer, for every definition
         for d in D.DEFINITIONS:
             if d not in layer_masks:
                 continue
             values[f"dormancy/{d}/{name}"] = float(layer_masks[d].mean())
             if d in fns:
-                lo, hi = D.bootstrap_interval(_scalar_counts(fns[d]), groups, s.n_boot, s.level, seed=step)
+                lo, hi = D.percentile_interval(fns[d](resampled), s.level)
                 values[f"dormancy_lo/{d}/{name}"], values[f"dormancy_hi/{d}/{name}"] = lo, hi
         sv = f["svals"]
         if sv.size:
@@ -96,12 +98,3 @@ def score_layers(plugin, step: int) -> tuple[dict[str, float], dict, dict]:
                           if i in layer_masks and j in layer_masks else float("nan")
                           for i in D.DEFINITIONS for j in D.DEFINITIONS]
     return values, masks, overlaps
-
-
-def _scalar_counts(fn):
-    """Group arrays carry a trailing unit axis; the counts n/gn were widened to (groups, 1)."""
-    def flag(g):
-        g = dict(g)
-        g["n"], g["gn"] = float(np.ravel(g["n"])[0]), float(np.ravel(g["gn"])[0])
-        return fn(g)
-    return flag

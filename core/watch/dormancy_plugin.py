@@ -29,10 +29,7 @@ import torch
 
 from . import dormancy as D
 
-try:
-    from .plugins import WatchPlugin
-except ImportError:  # TEMPORARY until the watcher helper lands core/watch/plugins.py (then this goes)
-    WatchPlugin = object
+from .plugins import WatchPlugin
 
 AUDIT_FLUSHES = 5
 _SAMPLE_BASED = ("dead", "redo", "grama", "overactive", "saturated")
@@ -86,6 +83,7 @@ class DormancyPlugin(WatchPlugin):
             raise UserError(f"every must be a number of steps >= 1, got {every!r}")
         self.every, self.gradients = every, bool(gradients)
         self.acc: dict[str, _Acc] = {}
+        self.pairs: dict = {}
         self.masks: dict[str, dict[str, np.ndarray]] = {}  # last flush: layer -> definition -> flagged
         self.mean_act: dict[str, np.ndarray] = {}  # last flush: layer -> mean h per unit
         self.last: dict[str, float] = {}  # last flush's scalars
@@ -103,6 +101,7 @@ class DormancyPlugin(WatchPlugin):
         self._step = self._last_flush = int(watcher.step_count)
         from ..activations import get_spec, properties
 
+        self.pairs = self._find_pairs(watcher)
         self._zones = {}
         for name, t in watcher.layers.items():
             zones = []
@@ -110,6 +109,16 @@ class DormancyPlugin(WatchPlugin):
                 zones = [tuple(z) for z in properties(t.activation, **t.params)["saturation_zones"]]
             self._zones[name] = zones
         self._arm(self._step)
+
+    @staticmethod
+    def _find_pairs(watcher) -> dict:
+        """The recycler's (incoming, outgoing) pairs, so utility reads the weights a recycle would touch."""
+        for p in getattr(getattr(watcher, "plugins", None), "plugins", []):
+            if isinstance(getattr(p, "pairs", None), dict) and p.pairs:
+                return p.pairs
+        from .recycle import find_pairs
+
+        return find_pairs(watcher.model, list(watcher.layers.values()))
 
     def on_step(self, watcher, step: int):
         self._step = int(step)
@@ -210,7 +219,7 @@ class DormancyPlugin(WatchPlugin):
 
     def _out_weight_abs(self, name: str, units: int) -> torch.Tensor | None:
         """sum_k |w_out[k, i]| per unit, from the layer the units feed (core/watch/recycle.py's pair)."""
-        pair = getattr(self.watcher, "recycle_pairs", {}).get(name)
+        pair = self.pairs.get(name)
         out = getattr(pair, "outgoing", None)
         if out is None:
             return None
@@ -269,8 +278,7 @@ class DormancyPlugin(WatchPlugin):
         w = self.watcher
         if self._pending:
             w.log(self._pending, step=step, epoch=epoch)
-        writer = getattr(w, "store", None)
-        writer = writer if hasattr(writer, "log_unit_activity") else getattr(w, "writer", None)
+        writer = w.store
         if writer is not None:
             for layer, flat in self._overlaps.items():
                 writer.log_unit_activity(step, f"overlap/{layer}", flat, epoch=epoch)
@@ -313,7 +321,5 @@ class DormancyPlugin(WatchPlugin):
                    "again": list(au["again"]), "recycled_units": int(au["units"].sum())}
         reason = (f"audit {k}/{AUDIT_FLUSHES} of the step-{au['step']} recycle by {au['by']}: "
                   f"{frac:.0%} of its {details['recycled_units']} units flagged again")
-        if hasattr(w, "add_event"):
-            w.add_event("recycle_audit", layer=au["layer"], reason=reason, **details)
-        else:
-            w._event(step, "recycle_audit", au["layer"], details["recycled_units"], reason, details=details)
+        w.add_event("recycle_audit", step=step, layer=au["layer"], units=details["recycled_units"], reason=reason,
+                    **details)

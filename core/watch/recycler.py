@@ -15,7 +15,11 @@ import torch
 from ._dist import dist
 from .config import RecycleConfig
 from .plugins import WatchPlugin
+from .dormancy import CONVENTIONS, RECYCLE_BY
 from .recycle import RecyclePair, find_pairs, recycle_mask, recycle_units
+
+# Definitions the probes' own masks answer; the others come from the dormancy plug-in.
+_PROBE_BY = {"dead": "dead", "redo": "tau"}
 
 
 class Recycler(WatchPlugin):
@@ -66,8 +70,8 @@ class Recycler(WatchPlugin):
         every = self.config.every
         if every and step - self._last >= every:
             self._last = step
-            mode, tau = self.config.mode, self._tau(watcher)
-            todo += [(None, n, mode, tau, f"scheduled every {every} steps")
+            by, tau = self.config.by or ("dead" if self.config.mode == "dead" else "redo"), self._tau(watcher)
+            todo += [(None, n, by, tau, f"scheduled every {every} steps", self.config.convention)
                      for n, p in self.pairs.items() if isinstance(p, RecyclePair)]
         for c in self._commands(watcher):
             a = c["args"] if isinstance(c["args"], dict) else {}
@@ -81,9 +85,15 @@ class Recycler(WatchPlugin):
             if not 0.0 <= tau <= 1.0:
                 self._refuse(watcher, step, a.get("layer"), f"tau must be in [0, 1], got {a.get('tau')!r}", c["id"])
                 continue
-            todo.append((c["id"], a.get("layer"), "dead" if a.get("dead") else "tau", tau, "asked for"))
-        for cid, name, mode, tau, why in todo:
-            self._recycle_one(watcher, record, cid, name, mode, tau, why)
+            by = a.get("by") or ("dead" if a.get("dead") else "redo")
+            conv = a.get("convention") or self.config.convention
+            if by not in RECYCLE_BY or conv not in CONVENTIONS:
+                bad = f"by: unknown definition {by!r}" if by not in RECYCLE_BY else f"convention: unknown {conv!r}"
+                self._refuse(watcher, step, a.get("layer"), bad, c["id"])
+                continue
+            todo.append((c["id"], a.get("layer"), by, tau, "asked for", conv))
+        for cid, name, by, tau, why, conv in todo:
+            self._recycle_one(watcher, record, cid, name, by, tau, why, conv)
 
     def _tau(self, watcher) -> float:
         return watcher.config.probe.tau if self.config.tau is None else self.config.tau
@@ -100,33 +110,62 @@ class Recycler(WatchPlugin):
     def _refuse(self, watcher, step, layer, reason, cid=None):
         watcher.add_event("refused", step=step, layer=layer, reason=reason, command_id=cid, command_state="refused")
 
-    def _recycle_one(self, watcher, record, cid, name, mode, tau, why):
+    @staticmethod
+    def _dormancy(watcher):
+        """The run's dormancy plug-in (core/watch/dormancy_plugin.py), if it has one."""
+        return next((p for p in watcher.plugins.plugins if hasattr(p, "mask") and hasattr(p, "recycled")
+                     and id(p) not in watcher.plugins.disabled), None)
+
+    def _mask(self, watcher, record, name, by, tau):
+        """(mask, None) or (None, why not)."""
+        dorm = self._dormancy(watcher)
+        if by in _PROBE_BY:
+            stats = record.layers.get(name)
+            if stats is None:
+                return None, "no statistics for this layer yet (no training forward)"
+            mask = recycle_mask(stats, _PROBE_BY[by], tau)
+            if mask is None:
+                return None, f"dead/ is not defined for {watcher.layers[name].cls}; recycle by redo (tau) instead"
+            return mask, None
+        if dorm is None:
+            return None, f"recycle by {by} needs the dormancy plug-in: watch(..., dormancy=True)"
+        dorm.compute(record.step)
+        mask = dorm.mask(name, by)
+        if mask is None:
+            return None, f"{by} is not defined for {name} (docs/dormancy.md)"
+        return torch.as_tensor(mask), None
+
+    def _recycle_one(self, watcher, record, cid, name, by, tau, why, convention="redo"):
         step = record.step
         pair = self.pairs.get(name)
         if name not in watcher.layers:
             return self._refuse(watcher, step, name, f"no hooked layer {name!r}", cid)
         if not isinstance(pair, RecyclePair):
             return self._refuse(watcher, step, name, f"cannot recycle: {pair}", cid)
-        stats = record.layers.get(name)
-        if stats is None:
-            return self._refuse(watcher, step, name, "no statistics for this layer yet (no training forward)", cid)
-        mask = recycle_mask(stats, mode, tau)
+        mask, why_not = self._mask(watcher, record, name, by, tau)
         if mask is None:
-            return self._refuse(watcher, step, name,
-                                f"dead/ is not defined for {watcher.layers[name].cls}; recycle by tau instead", cid)
+            return self._refuse(watcher, step, name, why_not, cid)
+        dorm = self._dormancy(watcher)
+        mean_act = dorm.mean_act.get(name) if dorm is not None else None
+        if convention == "cbp" and mean_act is None:
+            return self._refuse(watcher, step, name, "the cbp convention moves the units' mean activation into the "
+                                "next bias: it needs the dormancy plug-in (watch(..., dormancy=True))", cid)
         gen = torch.Generator().manual_seed(zlib.crc32(f"{step}:{name}".encode()))
         try:
-            done = recycle_units(pair, mask, self.optimizer, watcher.model, gen)
+            done = recycle_units(pair, mask, self.optimizer, watcher.model, gen, convention, mean_act)
         except (ValueError, RuntimeError) as e:
             return self._refuse(watcher, step, name, f"recycle failed: {e}", cid)
         watcher.probes.restart_window(name)  # the next window shows what the recycle did
-        what = "dead" if mode == "dead" else f"τ-dormant (τ={tau:g})"
-        reason = f"{done['units']} of {mask.numel()} units {what}, {why}"
+        if dorm is not None:
+            dorm.recycled(step, name, by, mask.cpu().numpy())  # utility/age reset, and the audit starts
+        what = {"dead": "dead", "redo": f"τ-dormant (τ={tau:g})"}.get(by, f"flagged by {by}")
+        reason = f"{done['units']} of {mask.numel()} units {what}, {why}, {convention} convention"
         reason += ("; optimizer state reset" if self.optimizer is not None
                    else "; no optimizer seen, so its state was NOT reset (pass watch(..., optimizer=opt))")
         watcher.log({f"recycled/{name}": done["units"]}, step=step)
         watcher.add_event("recycle", step=step, layer=name, units=done["units"], reason=reason, command_id=cid,
-                          command_state="applied", pair=pair.describe(), mode=mode, tau=tau,
+                          command_state="applied", pair=pair.describe(), by=by, tau=tau,
+                          mode="dead" if by == "dead" else ("tau" if by == "redo" else by),
                           **{k: v for k, v in done.items() if k != "units"})
 
     # ---------------------------------------------------------------- end

@@ -369,17 +369,25 @@ class Watcher:
 
 
 def watch(model: nn.Module, run: str | None = None, log_every: int = 50, *, plugins: list | tuple = (),
-          optimizer=None, check=None, verbose: bool = True, sinks=None, **settings) -> Watcher:
+          optimizer=None, check=None, verbose: bool = True, sinks=None, dormancy=None, **settings) -> Watcher:
     """Hook `model` and start a run. Keywords: those of ProbeConfig and StoreConfig (config.py),
-    recycle_every / recycle_tau / recycle_mode / recycle_pairs (RecycleConfig), `optimizer` (whose
-    state a recycle resets), `check(values, step)` (raise to stop the run: guards.py), `plugins`
-    (added after the default ones), `verbose` (print the watch table), `sinks` (trackers that get
-    every flush too: ["tensorboard:DIR", "mlflow", "wandb"], core/sinks/)."""
+    recycle_every / recycle_tau / recycle_mode / recycle_pairs / recycle_by / recycle_convention
+    (RecycleConfig), `optimizer` (whose state a recycle resets), `check(values, step)` (raise to stop
+    the run: guards.py), `plugins` (added after the default ones), `verbose` (print the watch table),
+    `sinks` (trackers that get every flush too: ["tensorboard:DIR", "mlflow", "wandb"], core/sinks/),
+    `dormancy` (True, or a dict of DormancySettings: every dormancy definition side by side,
+    docs/dormancy.md; added by itself when recycle_by or the cbp convention needs it)."""
     probe, store, recycle, rest = split_kwargs({"run": run, "log_every": log_every, **settings})
     if rest:
         raise TypeError(f"watch() got unexpected keyword argument(s) {', '.join(sorted(rest))}; "
-                        f"it takes {', '.join(known_kwargs() + ['check', 'optimizer', 'plugins', 'sinks', 'verbose'])}")
-    return Watcher(model, probe, store, plugins=default_plugins(recycle, optimizer, check) + list(plugins)
+                        f"it takes {', '.join(known_kwargs() + ['check', 'dormancy', 'optimizer', 'plugins', 'sinks', 'verbose'])}")
+    plugins = list(plugins)
+    from .dormancy_plugin import DormancyPlugin
+
+    needs = recycle.by not in (None, "dead", "redo") or recycle.convention == "cbp"
+    if (dormancy or needs) and not any(isinstance(p, DormancyPlugin) for p in plugins):
+        plugins.append(DormancyPlugin(**(dormancy if isinstance(dormancy, dict) else {})))
+    return Watcher(model, probe, store, plugins=default_plugins(recycle, optimizer, check) + plugins
                    + parse_sinks(sinks), verbose=verbose)
 
 
