@@ -1,33 +1,47 @@
-"""watch() overhead: `python bench/watch_overhead.py [--device auto] [--rounds 15] [--block 30] [--threads 1]`.
+"""watch() overhead: `python bench/watch_overhead.py [--models mlp,bert] [--device auto|cpu|cuda] [--threads 1] [--out FILE]`.
 
-One process, two models: the seed MLP (784-512-ReLU-10, Adam, batch 64, bundled MNIST digits on
-the device) and a small BERT (BertForSequenceClassification, 2 layers, width 128, FFN 512, GELU,
-batch 16 x 64 tokens with padding, AdamW). For each, timed blocks of training steps alternate
-between watched (hooks, w.step(loss=...), a flush to a real run store every --log-every steps)
-and unwatched (`w.detached()`: no hook at all). Prints median step times and lines containing
-`ratio` (watched / unwatched; target <= 1.05), plus the watcher's own `watch/overhead_pct` as
-it recorded it in the store. Nothing here asserts a time.
+One process; for each model, timed blocks of training steps alternate between watched (hooks,
+w.step(loss=...), a flush to a real run store every --log-every steps, watch defaults) and
+unwatched (`w.detached()`: no hook at all), the first arm swapping every round so drift (thermal,
+other load) hits both alike. Models (random weights, built from configs, nothing downloaded):
+
+  mlp              the seed MLP (784-512-ReLU-10, Adam, batch 64, bundled MNIST digits)
+  bert             small BERT for sequence classification (2 layers, width 128, FFN 512, GELU,
+                   16 x 64 tokens with padding, AdamW)
+  bert-base        BERT-base size (12 x 768, FFN 3072, GELU) with a padding mask, AdamW; batch
+                   --bb-batch x --bb-seq (CPU default 2 x 64; the issue's GPU case: 32 x 128, bf16)
+  bert-base-nopad  the same, every token real
+  resnet           torchvision ResNet-18 (batch --resnet-batch, 3 x 64 x 64, SGD); skipped with a
+                   note when torchvision is not installed
+
+Prints median step times and lines containing `ratio` (watched / unwatched: the median over
+rounds of each round's ratio, and the ratio of the medians), on the CPU also the ratio of process
+CPU time (steadier than wall time on a shared machine), and the watcher's own
+`watch/overhead_pct` as it recorded it in the store. `--out FILE` writes it all as JSON with the
+device named (the GPU's name on CUDA). `--profile MODEL` instead prints where a watched step's time
+goes (cProfile by own time, then torch.profiler by self time). Nothing here asserts a time.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 import torch
 import torch.nn.functional as F
-
 from actlab.store.runs import RunStore
 from actlab.train.loop import pick_device
 from actlab.watch import watch
 
 
-def mlp_case(device, batch_size):
+def mlp_case(device, args):
     from actlab.models.data import load_mnist
     from actlab.models.mlp import MLP
 
@@ -37,7 +51,7 @@ def mlp_case(device, batch_size):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step():
-        idx = torch.randint(0, len(x_all), (batch_size,), device=device)
+        idx = torch.randint(0, len(x_all), (64,), device=device)
         loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -46,27 +60,28 @@ def mlp_case(device, batch_size):
     return model, step
 
 
-def bert_case(device, batch_size=16, seq=64):
+def _bert(device, args, cfg_kw: dict, batch: int, seq: int, pad: bool):
     from transformers import BertConfig, BertForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    cfg = BertConfig(vocab_size=1000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=512, max_position_embeddings=seq, num_labels=2)
+    cfg = BertConfig(max_position_embeddings=max(seq, 512), num_labels=2, **cfg_kw)
     model = BertForSequenceClassification(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, 1000, (64, batch_size, seq), generator=g).to(device)
-    lengths = torch.randint(seq // 2, seq + 1, (64, batch_size), generator=g)
+    ids = torch.randint(1, cfg.vocab_size, (16, batch, seq), generator=g).to(device)
+    lengths = torch.randint(seq // 2, seq + 1, (16, batch), generator=g) if pad else torch.full((16, batch), seq)
     mask = (torch.arange(seq)[None, None, :] < lengths[..., None]).long().to(device)
-    labels = torch.randint(0, 2, (64, batch_size), generator=g).to(device)
+    labels = torch.randint(0, 2, (16, batch), generator=g).to(device)
+    amp = _autocast(device, args)
     i = 0
 
     def step():
         nonlocal i
-        k = i % 64
+        k = i % 16
         i += 1
-        out = model(input_ids=ids[k], attention_mask=mask[k], labels=labels[k])
+        with amp():
+            out = model(input_ids=ids[k], attention_mask=mask[k], labels=labels[k])
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
@@ -74,13 +89,57 @@ def bert_case(device, batch_size=16, seq=64):
     return model, step
 
 
-def measure(name, model, step, args, device, runs_dir):
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    w = watch(model, run=f"bench-{name}", log_every=args.log_every, runs_dir=runs_dir, verbose=False)
+def _autocast(device, args):
+    if args.amp == "none" or (args.amp == "auto" and device.type != "cuda"):
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
-    def block(watched: bool) -> float:
+
+def bert_case(device, args):
+    kw = {"vocab_size": 1000, "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 512}
+    return _bert(device, args, kw, 16, 64, pad=True)
+
+
+def bert_base_case(device, args, pad=True):
+    return _bert(device, args, {"vocab_size": 30522}, args.bb_batch, args.bb_seq, pad=pad)
+
+
+def resnet_case(device, args):
+    import torchvision  # the caller turns ImportError into a one-line skip note
+
+    model = torchvision.models.resnet18(num_classes=10).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    g = torch.Generator().manual_seed(0)
+    xs = torch.randn(4, args.resnet_batch, 3, 64, 64, generator=g).to(device)
+    ys = torch.randint(0, 10, (4, args.resnet_batch), generator=g).to(device)
+    amp = _autocast(device, args)
+    i = 0
+
+    def step():
+        nonlocal i
+        k = i % 4
+        i += 1
+        with amp():
+            loss = F.cross_entropy(model(xs[k]), ys[k])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+    return model, step
+
+
+CASES = {"mlp": mlp_case, "bert": bert_case, "bert-base": bert_base_case,
+         "bert-base-nopad": lambda d, a: bert_base_case(d, a, pad=False), "resnet": resnet_case}
+
+
+def measure(name, model, step, args, device, runs_dir) -> dict:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    w = watch(model, run=f"bench-{name}", log_every=args.log_every, runs_dir=runs_dir, verbose=False,
+              fused=args.fused)
+
+    def block(watched: bool) -> tuple[float, float]:
         sync()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         if watched:
             for _ in range(args.block):
                 w.step(loss=step())
@@ -89,45 +148,119 @@ def measure(name, model, step, args, device, runs_dir):
                 for _ in range(args.block):
                     step()
         sync()
-        return (time.perf_counter() - t) / args.block
+        return (time.perf_counter() - t) / args.block, (time.process_time() - c) / args.block
 
     for _ in range(args.warmup):
         block(True), block(False)
     on, off = [], []
     for r in range(args.rounds):
-        # Alternate which goes first so drift (thermal, other load) hits both equally.
         for watched in ((True, False) if r % 2 == 0 else (False, True)):
             (on if watched else off).append(block(watched))
     w.close()
     df, _ = RunStore(runs_dir).open(f"bench-{name}").scalars(keys=["watch/overhead_pct"])
-    m_on, m_off = statistics.median(on), statistics.median(off)
-    per_round = statistics.median(a / b for a, b in zip(on, off))
-    print(f"{name}: median step watched {m_on * 1e3:.3f} ms, unwatched {m_off * 1e3:.3f} ms")
-    print(f"{name}: ratio watched/unwatched = {m_on / m_off:.3f} (target <= 1.05); median per-round ratio = {per_round:.3f}; "
-          f"watch/overhead_pct (median of {len(df)} flushes) = {df['value'].median():.2f}%")
+    wall_on, wall_off = [a for a, _ in on], [a for a, _ in off]
+    res = {"step_ms_watched": 1e3 * statistics.median(wall_on), "step_ms_unwatched": 1e3 * statistics.median(wall_off),
+           "ratio_per_round": statistics.median(a / b for a, b in zip(wall_on, wall_off)),
+           "watch_overhead_pct": float(df["value"].median()) if len(df) else None, "flushes": len(df)}
+    res["ratio_of_medians"] = res["step_ms_watched"] / res["step_ms_unwatched"]
+    print(f"{name}: median step watched {res['step_ms_watched']:.3f} ms, unwatched {res['step_ms_unwatched']:.3f} ms")
+    line = (f"{name}: ratio watched/unwatched = {res['ratio_per_round']:.3f} (median per-round; ratio of medians "
+            f"{res['ratio_of_medians']:.3f})")
+    if device.type == "cpu":
+        cpu_on, cpu_off = [c for _, c in on], [c for _, c in off]
+        res["cpu_ratio_per_round"] = statistics.median(a / b for a, b in zip(cpu_on, cpu_off))
+        line += f"; cpu-time ratio = {res['cpu_ratio_per_round']:.3f}"
+    pct = res["watch_overhead_pct"]
+    print(line + f"; watch/overhead_pct (median of {len(df)} flushes) = {pct if pct is not None else float('nan'):.2f}%")
+    return res
+
+
+def profile(name, model, step, args, runs_dir) -> None:
+    """Where a watched step's time goes: cProfile (host, by own time) then torch.profiler (by op)."""
+    import cProfile
+    import pstats
+
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
+
+    w = watch(model, run=f"prof-{name}", log_every=args.log_every, runs_dir=runs_dir, verbose=False)
+    for _ in range(args.block):
+        w.step(loss=step())
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(args.rounds * args.block):
+        w.step(loss=step())
+    pr.disable()
+    pstats.Stats(pr).sort_stats("tottime").print_stats(20)
+    pstats.Stats(pr).sort_stats("cumulative").print_stats("probes.py|reductions.py|watcher.py", 12)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with tprofile(activities=acts) as p:
+        for _ in range(args.rounds * args.block):
+            w.step(loss=step())
+    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    print(p.key_averages().table(sort_by=key, row_limit=25))
+    w.close()
+
+
+def device_name(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--models", "--only", dest="models", default="mlp,bert",
+                    help=f"comma-separated: {','.join(CASES)}")
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1, help="torch threads for both arms (0 = torch default)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed watched/unwatched block pairs first")
     ap.add_argument("--block", type=int, default=30, help="steps per timed block")
     ap.add_argument("--log-every", type=int, default=50)
-    ap.add_argument("--only", default="mlp,bert")
+    ap.add_argument("--bb-batch", type=int, default=None, help="bert-base batch (default 32 on CUDA, 2 on CPU)")
+    ap.add_argument("--bb-seq", type=int, default=None, help="bert-base tokens (default 128 on CUDA, 64 on CPU)")
+    ap.add_argument("--resnet-batch", type=int, default=None, help="ResNet-18 batch (default 128 on CUDA, 8 on CPU)")
+    ap.add_argument("--amp", choices=("auto", "bf16", "none"), default="auto",
+                    help="bf16 autocast for bert-base / resnet (auto: on CUDA only)")
+    ap.add_argument("--fused", choices=("auto", "on", "off"), default="auto",
+                    help="the probes' torch.compile'd window sum (auto: on CUDA only)")
+    ap.add_argument("--profile", metavar="MODEL", help="print where a watched step's time goes instead of timing")
+    ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
+    names = [args.profile] if args.profile else [m for m in args.models.split(",") if m]
+    bad = [m for m in names if m not in CASES]
+    if bad:
+        ap.error(f"unknown model(s) {', '.join(bad)}; choose from {', '.join(CASES)}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
+    cuda = device.type == "cuda"
+    args.bb_batch = args.bb_batch or (32 if cuda else 2)
+    args.bb_seq = args.bb_seq or (128 if cuda else 64)
+    args.resnet_batch = args.resnet_batch or (128 if cuda else 8)
     torch.manual_seed(0)
     runs_dir = tempfile.mkdtemp()
-    print(f"device={device} threads={torch.get_num_threads()} block={args.block} rounds={args.rounds} "
-          f"log_every={args.log_every}")
-    cases = {"mlp": lambda: mlp_case(device, 64), "bert": lambda: bert_case(device)}
-    for name in args.only.split(","):
-        model, step = cases[name]()
-        measure(name, model, step, args, device, runs_dir)
+    print(f"device={device} ({device_name(device)}) torch={torch.__version__} threads={torch.get_num_threads()} "
+          f"block={args.block} rounds={args.rounds} log_every={args.log_every}")
+    out = {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
+           "threads": torch.get_num_threads(), "load_avg_1m": os.getloadavg()[0], "argv": sys.argv[1:],
+           "results": {}, "skipped": {}}
+    for name in names:
+        try:
+            model, step = CASES[name](device, args)
+        except ImportError as e:
+            print(f"{name}: skipped ({e.name or e} is not installed)")
+            out["skipped"][name] = f"{e.name or e} is not installed"
+            continue
+        if args.profile:
+            profile(name, model, step, args, runs_dir)
+            return 0
+        out["results"][name] = measure(name, model, step, args, device, runs_dir)
+        del model, step
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        print(f"wrote {args.out}")
     return 0
 
 

@@ -1,4 +1,5 @@
 """bench/watch_overhead.py runs and prints parseable ratio lines (no timing is asserted)."""
+import json
 import re
 import subprocess
 import sys
@@ -7,11 +8,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_watch_overhead_prints_ratio_lines():
-    r = subprocess.run([sys.executable, "bench/watch_overhead.py", "--only", "mlp", "--rounds", "2", "--block", "3",
-                        "--warmup", "0", "--log-every", "2"], cwd=ROOT, capture_output=True, text=True, timeout=180)
+def test_watch_overhead_prints_ratio_lines_and_writes_json(tmp_path):
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "bench/watch_overhead.py", "--models", "mlp,resnet", "--rounds", "2", "--block", "3",
+                        "--warmup", "0", "--log-every", "2", "--device", "cpu", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
-    m = re.search(r"mlp: ratio watched/unwatched = ([0-9.]+).*watch/overhead_pct \(median of (\d+) flushes\) = ([0-9.]+)%",
-                  r.stdout)
+    m = re.search(r"mlp: ratio watched/unwatched = ([0-9.]+).*cpu-time ratio = ([0-9.]+).*"
+                  r"watch/overhead_pct \(median of (\d+) flushes\) = ([0-9.]+)%", r.stdout)
     assert m, r.stdout
-    assert float(m.group(1)) > 0 and int(m.group(2)) >= 2 and float(m.group(3)) > 0
+    assert float(m.group(1)) > 0 and float(m.group(2)) > 0 and int(m.group(3)) >= 2 and float(m.group(4)) > 0
+    data = json.loads(out.read_text())
+    assert data["device"] == "cpu" and "CPU" in data["device_name"]
+    res = data["results"]["mlp"]
+    assert res["step_ms_watched"] > 0 and res["step_ms_unwatched"] > 0 and res["flushes"] >= 2
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:  # no torchvision: one line saying so, and the JSON says so too
+        assert "resnet: skipped (torchvision is not installed)" in r.stdout
+        assert "torchvision" in data["skipped"]["resnet"]
+    else:
+        assert data["results"]["resnet"]["step_ms_watched"] > 0
+
+
+def test_watch_overhead_refuses_an_unknown_model():
+    r = subprocess.run([sys.executable, "bench/watch_overhead.py", "--models", "mlp,gpt5"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "unknown model(s) gpt5" in r.stderr

@@ -65,9 +65,16 @@ class ProbeConfig:
     auto: bool = True
     exclude: tuple[str, ...] = ()
     extra: dict | None = None
+    # Probe speed (core/watch/reductions.py): elements binned per histogram (0 = all), and the
+    # torch.compile'd window sum ("auto": on CUDA only).
+    hist_sample: int = 1 << 14
+    fused: str | bool = "auto"
 
     def __post_init__(self):
         _set(self, "log_every", _int_at_least("log_every", self.log_every, 1))
+        _set(self, "hist_sample", _int_at_least("hist_sample", self.hist_sample, 0))
+        if self.fused not in ("auto", "on", "off", True, False):
+            raise UserError(f"fused must be 'auto', 'on' or 'off', got {self.fused!r}")
         _set(self, "stats_every", _int_at_least("stats_every", self.stats_every, 1))
         _set(self, "bins", _int_at_least("bins", self.bins, 1))
         _set(self, "tau", _unit("tau", self.tau))

@@ -25,17 +25,21 @@ count, and for piecewise-linear activations the "ever alive" mask) are updated o
 forward; for ReLU the alive mask is read off the |output| sum for free. Histograms of the
 pre-activation, per-unit activity, the zero fraction and, for smooth activations, the autograd
 f' test behind dead/ run on one batch in `stats_every` (the 1st, (k+1)-th, ... of each flush
-interval); `stats()` reports how many batches were sampled.
+interval); `stats()` reports how many batches were sampled. The histogram of a large activation
+bins a fixed-size systematic subsample of its elements (`hist_sample`, scaled back to element
+counts); the reductions themselves live in core/watch/reductions.py.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..activations import create_act_layer
+from .reductions import AbsBuffers, Fused, Histogram, abs_sum, unit_count, zero_count
 
 # Piecewise-linear activations: "f' != 0" is an elementwise comparison (exact for eps = 0).
 _FLAT_RULES = {
@@ -138,7 +142,8 @@ def _per_unit_shape(x: torch.Tensor, axis: int) -> list[int]:
 
 class ActivationProbes:
     def __init__(self, targets: list[Target], eps: float = 0.0, bins: int = 64, hist_range=(-6.0, 6.0),
-                 stats_every: int = 16, histograms: bool = True):
+                 stats_every: int = 16, histograms: bool = True, hist_sample: int = 1 << 14,
+                 fused: str | bool = "auto"):
         self.stats_every = max(1, int(stats_every))
         self.eps, self.bins, self.hist_range = float(eps), int(bins), (float(hist_range[0]), float(hist_range[1]))
         self.histograms = bool(histograms)
@@ -149,7 +154,10 @@ class ActivationProbes:
         self._handles = []
         self.attach()
         self.hook_seconds = 0.0  # host time spent inside the hooks (the watcher reports its share)
-        self._bufs: dict = {}
+        self._bufs = AbsBuffers()
+        self._hist = Histogram(self.bins, *self.hist_range, sample=hist_sample)
+        self._fused = Fused(fused)
+        self._pad_cache: tuple = (None, {})
 
     # ---------------------------------------------------------------- hot path (no host syncs)
     def _hook(self, name: str):
@@ -190,23 +198,12 @@ class ActivationProbes:
             return x > 0
         if L.rule == "always":
             return torch.ones_like(x, dtype=torch.bool)
+        # f' by autograd in x's own dtype (fp16 is widened: its f' underflows to 0 where fp32's does
+        # not, which would call live units dead); only on sampled batches.
         with torch.enable_grad():
-            xx = x.float().requires_grad_(True)
+            xx = (x.float() if x.dtype == torch.float16 else x.detach()).requires_grad_(True)
             (g,) = torch.autograd.grad(L.fn(xx).sum(), xx)
         return g.abs() > self.eps
-
-    def _abs(self, y: torch.Tensor) -> torch.Tensor:
-        """|y| into a reused buffer on the CPU: a fresh activation-sized tensor per call costs more in
-        page faults than the abs itself (CUDA's caching allocator makes this moot there)."""
-        if y.device.type != "cpu":
-            return y.abs()
-        key = (tuple(y.shape), y.dtype)
-        buf = self._bufs.get(key)
-        if buf is None:
-            if len(self._bufs) > 8:
-                self._bufs.clear()
-            buf = self._bufs[key] = torch.empty_like(y, memory_format=torch.contiguous_format)
-        return torch.abs(y, out=buf)
 
     def _pad_mask(self, x: torch.Tensor) -> torch.Tensor | None:
         m = self.mask
@@ -214,7 +211,20 @@ class ActivationProbes:
             return m
         return None
 
+    def _pad_weights(self, pad: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(token weights in `dtype`, token count fp32) of the current mask, made once per forward:
+        every hooked layer of that forward shares them."""
+        key = (id(pad), dtype)
+        if self._pad_cache[0] is not pad:
+            self._pad_cache = (pad, {})
+        got = self._pad_cache[1].get(key)
+        if got is None:
+            got = self._pad_cache[1][key] = (pad.to(dtype), pad.sum(dtype=torch.float32))
+        return got
+
     def _record(self, L: _Layer, x: torch.Tensor, y: torch.Tensor | None):
+        """Every training forward: the per-unit sum of |output| (one reduction). One batch in
+        `stats_every` also: the alive test, per-unit activity, zero count, histogram."""
         axis, dims = _unit_dims(x)
         units = x.shape[axis]
         if L.units is None:
@@ -222,59 +232,53 @@ class ActivationProbes:
         elif L.units != units:
             return  # the same module called on another width (shared module): keep the first
         pad = self._pad_mask(x)
-        w = pad.unsqueeze(-1).to(torch.float32) if pad is not None else None
         if y is None or y.shape != x.shape:
             y = L.fn(x)
-        a = y if L.rule == "sum" else self._abs(y)  # relu output is already >= 0
-        if w is None:
-            s = a.sum(dims, dtype=torch.float32)
-        else:
-            # Padding weights times |y| as one matrix-vector product over the tokens.
-            s = (pad.reshape(1, -1).to(a.dtype) @ a.reshape(-1, units)).reshape(-1).float()
-        n = pad.sum(dtype=torch.float32) if pad is not None else None
-        n_host = 0.0 if pad is not None else float(x.numel() // units)
-        L.d_count_host += n_host
+        w, n = self._pad_weights(pad, y.dtype) if pad is not None else (None, None)
+        nonneg = L.rule == "sum"  # relu output is already >= 0
+        s = self._fused(y, w, dims, nonneg)
+        if s is None:
+            s = abs_sum(y, dims, units, nonneg, self._bufs, w)
         if L.d_sum is None:
             L.d_sum = s
         else:
             L.d_sum += s
-        if n is not None:
-            L.d_count = n if L.d_count is None else L.d_count + n
+        if n is None:
+            L.d_count_host += x.numel() // units
+        else:
+            L.d_count = n.clone() if L.d_count is None else L.d_count + n
         sample = L.calls % self.stats_every == 0
         L.calls += 1
+        e = None
         if L.rule == "flat" or (L.rule == "autograd" and sample) or (L.rule == "always" and L.d_alive is None):
             e = self._alive_elem(L, x)
-            if w is not None:
-                e = e & pad.unsqueeze(-1)
+            if pad is not None:
+                e &= pad.unsqueeze(-1)
             a_any = e.any(dim=dims)
             L.d_alive = a_any if L.d_alive is None else (L.d_alive | a_any)
         if not sample:
             return
-        # Sampled batch: histogram of the pre-activation, per-unit activity, zero fraction.
-        if L.rule is not None:
-            alive = self._alive_elem(L, x)
+        # Sampled batch: per-unit activity (the alive test's count), zero fraction, histogram.
+        if L.rule == "sum" and pad is None and L.t.role == "act":
+            # ReLU: alive (x > 0) is exactly "output != 0" and every other output is 0, so one count
+            # of nonzeros gives both (a NaN output counts as nonzero; the NaN guard is for those).
+            active = torch.count_nonzero(y, dim=dims).to(torch.float32)
+            zsum = y.numel() - active.sum()
         else:
-            alive = y != 0
-        alive = alive.to(torch.float32)
-        zero = (y == 0).to(torch.float32)
-        if w is not None:
-            alive, zero = alive * w, zero * w
-        active = alive.sum(dims)
-        zsum = zero.sum()
+            if e is None:
+                e = self._alive_elem(L, x) if L.rule is not None else y != 0
+                if pad is not None:
+                    e &= pad.unsqueeze(-1)
+            active = unit_count(e, dims)
+            zsum = zero_count(y, pad)
         if self.histograms:
-            lo, hi = self.hist_range
-            # Bin index by arithmetic (cheaper than bucketize); values outside the range are clamped
-            # into the end bins, NaN goes to the last bin.
-            idx = x.float().sub(lo).mul_(self.bins / (hi - lo)).floor_().clamp_(0, self.bins - 1).nan_to_num_(self.bins - 1)
-            weights = w.expand_as(x).flatten().float() if w is not None else torch.ones(x.numel(), device=x.device)
-            # index_add_ into a fixed-size buffer, not bincount: on CUDA bincount reads max(idx) back to
-            # the host to size its output, a sync on every sampled batch.
-            h = torch.zeros(self.bins, device=x.device).index_add_(0, idx.to(torch.int64).flatten(), weights)
+            h = self._hist(x, units, pad)
         else:
             h = torch.zeros(self.bins, device=x.device)
-        L.s_count_host += n_host
-        if n is not None:
-            L.s_count = n if L.s_count is None else L.s_count + n
+        if n is None:
+            L.s_count_host += x.numel() // units
+        else:
+            L.s_count = n.clone() if L.s_count is None else L.s_count + n
         if L.hist is None:
             L.hist, L.active, L.zero = h, active, zsum
         else:
@@ -286,7 +290,7 @@ class ActivationProbes:
     def _record_exact(self, L: _Layer, x: torch.Tensor):
         if L.rule is None:
             return
-        axis, dims = _unit_dims(x)
+        _, dims = _unit_dims(x)
         e = self._alive_elem(L, x) if L.rule != "sum" else x > 0
         pad = self._pad_mask(x)
         if pad is not None:
@@ -314,7 +318,8 @@ class ActivationProbes:
             u, dev = L.units, L.d_sum.device if L.d_sum is not None else None
             if dev is None:
                 continue
-            z = lambda k: torch.zeros(k, device=dev)  # noqa: E731
+            def z(k, dev=dev):
+                return torch.zeros(k, device=dev)
             alive = L.d_alive.float().reshape(-1) if L.d_alive is not None else z(u)
             d_count = L.d_count.reshape(1) + L.d_count_host if L.d_count is not None else torch.full((1,), L.d_count_host, device=dev)
             s_count = L.s_count.reshape(1) + L.s_count_host if L.s_count is not None else torch.full((1,), L.s_count_host, device=dev)
@@ -379,7 +384,7 @@ class ActivationProbes:
             if L.rule is not None:
                 d["alive"] = alive > 0.5
                 d["dead"] = float(1.0 - d["alive"].mean())
-                if revived == revived:  # not NaN: there was a previous window
+                if not np.isnan(revived):  # not NaN: there was a previous window
                     d["revived"] = int(revived)
             out[name] = d
         for L in self.layers.values():

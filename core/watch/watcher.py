@@ -101,7 +101,8 @@ class Watcher:
                                   **columns.get(t.name, {})} for t in targets],
                       "skipped": skipped, "notes": notes}
         self.probes = ActivationProbes(targets, eps=probe.eps, bins=probe.bins, hist_range=probe.hist_range,
-                                       stats_every=probe.stats_every, histograms=probe.histograms)
+                                       stats_every=probe.stats_every, histograms=probe.histograms,
+                                       hist_sample=probe.hist_sample, fused=probe.fused)
         self.store = None  # the run's writer, on rank 0 only
         if self.rank == 0:
             try:

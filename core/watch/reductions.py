@@ -1,0 +1,170 @@
+"""Device-side reductions behind the probes (core/watch/probes.py owns what they mean).
+
+Each reads the activation in its own dtype with fp32 accumulators (never a full-size fp32 copy),
+returns tensors on the activation's device and never reads anything back to the host, so a
+training step never waits on the GPU because of them.
+
+- `abs_sum`: per-unit sum of |y| (optionally weighted by a padding mask): the window sums behind
+  dormant/ and ReLU's dead/. The one reduction that runs on every training forward.
+- `unit_count`, `zero_count`: per-unit count of an elementwise test and the count of exact zeros,
+  as integer counts (no float copy of a boolean tensor).
+- `Histogram`: a fixed-size systematic subsample of the elements (a strided view, so nothing is
+  gathered by index and no global atomics fight over a few bins), binned with `torch.histc` on
+  CUDA (shared-memory binning) and `torch.bincount` on the CPU, scaled back to element counts.
+- `Fused`: the same window sum as one `torch.compile`d kernel (GPU default: one read of the
+  activation where eager takes two passes); any compile failure falls back to eager, once.
+"""
+from __future__ import annotations
+
+import math
+import random
+import warnings
+
+import torch
+
+from ..errors import UserError
+
+_BUF_SLOTS = 8
+
+
+class AbsBuffers:
+    """|y| into a reused buffer on the CPU: a fresh activation-sized tensor per call costs more in
+    page faults than the abs itself (CUDA's caching allocator makes this moot there)."""
+
+    def __init__(self):
+        self._bufs: dict = {}
+
+    def abs(self, y: torch.Tensor) -> torch.Tensor:
+        if y.device.type != "cpu":
+            return y.abs()
+        key = (tuple(y.shape), y.dtype)
+        buf = self._bufs.get(key)
+        if buf is None:
+            if len(self._bufs) >= _BUF_SLOTS:
+                self._bufs.clear()
+            buf = self._bufs[key] = torch.empty(y.shape, dtype=y.dtype, device=y.device)
+        return torch.abs(y, out=buf)
+
+
+def abs_sum(y: torch.Tensor, dims: tuple[int, ...], units: int, nonneg: bool, bufs: AbsBuffers,
+            w: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-unit sum of |y| over `dims` (fp32). `nonneg`: y is already >= 0 (ReLU output). `w`: (N, T)
+    token weights for a 3-D y (padding), in y's dtype."""
+    a = y if nonneg else bufs.abs(y)
+    if w is None:
+        return a.sum(dims, dtype=torch.float32)
+    if a.dtype == torch.float32 and a.device.type == "cpu":
+        # One BLAS matrix-vector product over the tokens reads |y| once and applies the weights.
+        return torch.mv(a.reshape(-1, units).t(), w.reshape(-1))
+    return (a * w.unsqueeze(-1)).sum(dims, dtype=torch.float32)
+
+
+def unit_count(e: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Per-unit count of True in the boolean `e` (fp32, for the flat all-reduce)."""
+    return torch.count_nonzero(e, dim=dims).to(torch.float32)
+
+
+def zero_count(y: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+    """Number of exact zeros in y (0-d fp32); with a (N, T) padding mask, in unpadded tokens only."""
+    if pad is None:
+        return (y.numel() - torch.count_nonzero(y)).to(torch.float32)
+    return torch.count_nonzero((y == 0) & pad.unsqueeze(-1)).to(torch.float32)
+
+
+def _memory_order(x: torch.Tensor) -> torch.Tensor | None:
+    """x as a flat view in memory order (a conv map in channels_last is not contiguous in its own
+    dim order), or None when its storage is not dense."""
+    if x.is_contiguous():
+        return x.view(-1)
+    order = sorted(range(x.dim()), key=lambda i: (-x.stride(i), -x.shape[i]))
+    p = x.permute(order)
+    return p.reshape(-1) if p.is_contiguous() else None
+
+
+class Histogram:
+    """Counts of x in `bins` equal bins over `lo, hi`: values outside are clamped into the end bins,
+    NaN goes to the last bin (as the page has always drawn them). Tensors with more than `sample`
+    elements are binned on a systematic subsample: every `stride`-th element in memory order from
+    a random offset, with `stride` coprime to the unit count so every unit is visited; the counts
+    are scaled by `stride`, so each bin is an unbiased estimate of the full count."""
+
+    def __init__(self, bins: int, lo: float, hi: float, sample: int = 1 << 14, seed: int = 0):
+        if int(sample) < 0:
+            raise UserError(f"hist_sample must be >= 0 elements (0: bin every element), got {sample}")
+        self.bins, self.lo, self.hi, self.sample = int(bins), float(lo), float(hi), int(sample)
+        self._rng = random.Random(seed)  # host-side offsets: the user's torch RNG is never touched
+
+    def _stride(self, n: int, units: int, last: int) -> int:
+        s = max(1, n // self.sample)
+        while s > 1 and (math.gcd(s, units) != 1 or math.gcd(s, last) != 1):
+            s += 1
+        return s
+
+    def __call__(self, x: torch.Tensor, units: int, pad: torch.Tensor | None = None) -> torch.Tensor:
+        n = x.numel()
+        flat = _memory_order(x) if n > self.sample > 0 else None
+        if flat is None:
+            v, stride = x.reshape(-1), 1
+            keep = pad.unsqueeze(-1).expand(x.shape).reshape(-1) if pad is not None else None
+        else:
+            stride = self._stride(n, units, x.shape[-1] if x.is_contiguous() else units)
+            off = self._rng.randrange(stride)
+            v = flat[off::stride]
+            keep = None
+            if pad is not None:  # a 3-D (N, T, F) contiguous tensor: element p is token p // F
+                pos = torch.arange(off, n, stride, device=x.device)
+                keep = pad.reshape(-1)[pos // x.shape[-1]]
+        v = v.to(torch.float32)  # at most `sample` elements (or a tensor that small)
+        v = v.nan_to_num(nan=self.hi, posinf=self.hi, neginf=self.lo).clamp_(self.lo, self.hi)
+        h = self._bin(v, keep)
+        return h.mul_(stride) if stride != 1 else h
+
+    def _bin(self, v: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        if v.device.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
+            if keep is not None:
+                v = torch.where(keep, v, self.lo - 1.0)  # histc ignores values outside [lo, hi]
+            return torch.histc(v, self.bins, self.lo, self.hi)
+        idx = v.sub_(self.lo).mul_(self.bins / (self.hi - self.lo)).floor_().clamp_(0, self.bins - 1).to(torch.int64)
+        wts = keep.to(torch.float32) if keep is not None else None
+        if v.device.type == "cpu":
+            return torch.bincount(idx, weights=wts, minlength=self.bins).to(torch.float32)
+        # CUDA under deterministic algorithms (histc and bincount would refuse): a one-hot product.
+        onehot = (idx.unsqueeze(1) == torch.arange(self.bins, device=v.device)).to(torch.float32)
+        return (wts if wts is not None else torch.ones_like(v)) @ onehot
+
+
+def _fused_abs_sum(y: torch.Tensor, w: torch.Tensor | None, dims: tuple[int, ...], nonneg: bool) -> torch.Tensor:
+    a = y if nonneg else y.abs()
+    if w is not None:
+        a = a * w.unsqueeze(-1)
+    return a.sum(dims, dtype=torch.float32)
+
+
+class Fused:
+    """The window sum as a `torch.compile`d function (one fused read of y); `None` from `__call__`
+    means "use eager" (compile disabled, or it failed once: warned, never retried)."""
+
+    def __init__(self, mode: str | bool, device_type: str | None = None):
+        if mode not in ("auto", True, False, "on", "off"):
+            raise UserError(f"fused must be 'auto', True or False, got {mode!r}")
+        self.mode = {"on": True, "off": False}.get(mode, mode)
+        self._fn = None
+        self._broken = False
+
+    def enabled(self, device_type: str) -> bool:
+        if self._broken or self.mode is False:
+            return False
+        return self.mode is True or device_type == "cuda"
+
+    def __call__(self, y, w, dims, nonneg):
+        if not self.enabled(y.device.type):
+            return None
+        try:
+            if self._fn is None:
+                self._fn = torch.compile(_fused_abs_sum, dynamic=True)
+            return self._fn(y, w, dims, nonneg)
+        except Exception as e:  # noqa: BLE001 -- a missing compiler, an unsupported dtype: the eager path is exact
+            self._broken = True
+            warnings.warn(f"actlab watch: torch.compile of the probe reduction failed ({type(e).__name__}: "
+                          f"{str(e)[:200]}); using the eager path", RuntimeWarning, stacklevel=2)
+            return None

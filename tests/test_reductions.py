@@ -1,0 +1,195 @@
+"""Probe reductions (core/watch/reductions.py): each equals a plain reference on known data; the
+subsampled histogram equals the full one within sampling error."""
+import contextlib
+import warnings
+
+import pytest
+import torch
+from actlab.activations import identify
+from actlab.errors import UserError
+from actlab.watch.probes import ActivationProbes, Target
+from actlab.watch.reductions import (
+    AbsBuffers,
+    Fused,
+    Histogram,
+    abs_sum,
+    unit_count,
+    zero_count,
+)
+
+
+def reference_hist(x: torch.Tensor, bins=64, lo=-6.0, hi=6.0, keep=None) -> torch.Tensor:
+    """Bin by hand in float64: clamp into the end bins, NaN into the last one."""
+    v = x.double().reshape(-1)
+    v = torch.where(torch.isnan(v), torch.full_like(v, hi), v).clamp(lo, hi)
+    idx = ((v - lo) / (hi - lo) * bins).floor().clamp(0, bins - 1).long()
+    w = keep.reshape(-1).double() if keep is not None else torch.ones_like(v)
+    return torch.zeros(bins, dtype=torch.float64).index_add_(0, idx, w)
+
+
+def test_small_tensor_histogram_is_exact_with_outliers_nan_and_inf():
+    x = torch.tensor([[-100.0, -5.5, 0.5, 100.0], [float("nan"), float("inf"), float("-inf"), 0.0]])
+    h = Histogram(12, -6, 6, sample=1 << 14)(x, units=4)
+    assert h.tolist() == reference_hist(x, 12).tolist()
+    assert h[0] == 3 and h[-1] == 3 and h.sum() == x.numel()  # -100, -5.5, -inf | 100, nan, inf
+
+
+def test_subsampled_histogram_matches_the_full_one_within_sampling_error():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 96, 257, generator=g) * 2  # 1.6M elements, 257 units
+    h = Histogram(64, -6, 6, sample=1 << 14)(x, units=257)
+    ref = reference_hist(x)
+    # Each bin's share has a sampling sd of at most sqrt(p / 16384) ~ 0.0015 here: 0.008 is > 5 sd.
+    assert (h.double() / h.sum() - ref / ref.sum()).abs().max() < 0.008
+    assert abs(h.sum().item() - x.numel()) / x.numel() < 1e-3  # counts scaled back to elements
+    # And the estimate is not the full histogram itself (it really sampled).
+    assert not torch.equal(h.double(), ref)
+
+
+def test_subsample_visits_every_unit_even_when_units_divide_the_stride():
+    # 4096 units and 2^22 elements: a stride of n // sample = 256 divides 4096 and would see 1 unit in 16.
+    units = 4096
+    x = torch.arange(units, dtype=torch.float32).repeat(1024, 1)  # value = unit index
+    h = Histogram(units, -0.5, units - 0.5, sample=1 << 14)
+    seen = h(x, units=units) > 0
+    assert seen.float().mean() > 0.95
+
+
+def test_subsampled_histogram_skips_padded_tokens():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(32, 128, 200, generator=g)
+    pad = torch.rand(32, 128, generator=g) > 0.4
+    x[~pad] = 5.0  # padded tokens hold a value the histogram must never see
+    h = Histogram(64, -6, 6, sample=1 << 14)(x, units=200, pad=pad)
+    keep = pad.unsqueeze(-1).expand_as(x)
+    ref = reference_hist(x, keep=keep)
+    spike = int((5.0 + 6) / 12 * 64)
+    assert h[spike] < 0.01 * h.sum()  # the padded 5.0s are not there
+    assert (h.double() / h.sum() - ref / ref.sum()).abs().max() < 0.008
+    assert abs(h.sum().item() - keep.sum().item()) / keep.sum().item() < 0.03
+
+
+def test_channels_last_conv_map_is_sampled_without_a_copy_of_its_own_order():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(16, 64, 32, 32, generator=g).to(memory_format=torch.channels_last)
+    h = Histogram(64, -6, 6, sample=1 << 12)(x, units=64)
+    ref = reference_hist(x)
+    assert (h.double() / h.sum() - ref / ref.sum()).abs().max() < 0.02
+
+
+def test_onehot_binning_equals_bincount():
+    # The CUDA path under deterministic algorithms bins by a one-hot product; same counts as bincount.
+    v = torch.tensor([0.0, 1.0, 1.0, 3.0, 63.0])
+    keep = torch.tensor([True, True, False, True, True])
+    idx = v.long()
+    onehot = (idx.unsqueeze(1) == torch.arange(64)).float()
+    assert torch.equal(keep.float() @ onehot, torch.bincount(idx, weights=keep.float(), minlength=64).float())
+
+
+def test_abs_sum_matches_reference_with_and_without_padding():
+    g = torch.Generator().manual_seed(3)
+    y = torch.randn(4, 6, 5, generator=g)
+    pad = torch.tensor([[1, 1, 1, 0, 0, 0]] * 4).bool()
+    bufs = AbsBuffers()
+    ref = y.abs().sum((0, 1))
+    assert torch.allclose(abs_sum(y, (0, 1), 5, False, bufs), ref)
+    ref_pad = (y.abs() * pad.unsqueeze(-1)).sum((0, 1))
+    assert torch.allclose(abs_sum(y, (0, 1), 5, False, bufs, pad.float()), ref_pad)
+    # bf16 activations: fp32 result, no bf16 rounding of the per-step sum beyond the inputs'.
+    yb = y.bfloat16()
+    s = abs_sum(yb, (0, 1), 5, False, bufs, pad.bfloat16())
+    assert s.dtype == torch.float32
+    assert torch.allclose(s, (yb.float().abs() * pad.unsqueeze(-1)).sum((0, 1)), rtol=1e-3)
+
+
+def test_counts_match_reference():
+    y = torch.tensor([[[0.0, 1.0], [0.0, 0.0]], [[2.0, 0.0], [3.0, 0.0]]])
+    pad = torch.tensor([[True, False], [True, True]])
+    assert unit_count(y > 0, (0, 1)).tolist() == [2.0, 1.0]
+    assert zero_count(y, None).item() == 5
+    assert zero_count(y, pad).item() == 3  # the padded token (0, 1) holds two zeros that do not count
+
+
+def test_probes_on_bf16_match_fp32():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(64, 32, generator=g)
+    out = {}
+    for dt in (torch.float32, torch.bfloat16):
+        act = torch.nn.GELU().train()
+        ident = identify(act)
+        p = ActivationProbes([Target("act", act, ident.activation, ident.params, dead=ident.kind == "exact", cls="GELU")],
+                             stats_every=1)
+        act(x.to(dt))
+        out[dt] = p.flush()["act"]
+    a, b = out[torch.float32], out[torch.bfloat16]
+    assert torch.allclose(torch.as_tensor(a["score"]), torch.as_tensor(b["score"]), rtol=2e-2)
+    assert a["zero_frac"] == b["zero_frac"] and a["dead"] == b["dead"]
+    assert a["hist"].sum() == b["hist"].sum() == x.numel()
+
+
+def test_probes_leave_the_users_rng_alone():
+    act = torch.nn.ReLU().train()
+    p = ActivationProbes([Target("act", act, "relu", {}, cls="ReLU")], stats_every=1, hist_sample=256)
+    state = torch.get_rng_state()
+    act(torch.ones(64, 64))
+    p.flush()
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_bad_probe_options_are_one_line_errors():
+    with pytest.raises(UserError, match="hist_sample"):
+        Histogram(64, -6, 6, sample=-1)
+    with pytest.raises(UserError, match="fused"):
+        Fused("maybe")
+
+
+
+
+@contextlib.contextmanager
+def _no_raise():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def test_fused_window_sum_equals_eager():
+    g = torch.Generator().manual_seed(5)
+    y = torch.randn(4, 6, 5, generator=g)
+    w = torch.tensor([[1, 1, 0, 0, 0, 0]] * 4).float()
+    f = Fused(True)
+    with _no_raise():
+        got = f(y, w, (0, 1), False)
+    if got is None:
+        pytest.skip("torch.compile cannot build a kernel here (warned, fell back to eager)")
+    assert not f._broken
+    assert torch.allclose(got, abs_sum(y, (0, 1), 5, False, AbsBuffers(), w))
+    assert Fused("auto")(y, w, (0, 1), False) is None  # eager is the CPU default
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_histc_and_window_sum_equal_the_cpu_path():
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(8, 16, 33, generator=g)
+    pad = torch.rand(8, 16, generator=g) > 0.3
+    h_cpu = Histogram(64, -6, 6)(x, units=33, pad=pad)
+    h_gpu = Histogram(64, -6, 6)(x.cuda(), units=33, pad=pad.cuda()).cpu()
+    assert torch.equal(h_cpu, h_gpu)
+    torch.use_deterministic_algorithms(True)
+    try:
+        h_det = Histogram(64, -6, 6)(x.cuda(), units=33, pad=pad.cuda()).cpu()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert torch.equal(h_cpu, h_det)
+    s = Fused("auto")(x.cuda().bfloat16(), pad.cuda().bfloat16(), (0, 1), False)
+    ref = (x.bfloat16().float().abs() * pad.unsqueeze(-1)).sum((0, 1))
+    assert s is not None and torch.allclose(s.cpu(), ref, rtol=1e-2)
+
+
+def test_watch_refuses_bad_probe_speed_settings(tmp_path):
+    from actlab.watch import watch
+
+    m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU())
+    with pytest.raises(UserError, match="fused must be"):
+        watch(m, runs_dir=tmp_path, fused="maybe", verbose=False)
+    with pytest.raises(UserError, match="hist_sample"):
+        watch(m, runs_dir=tmp_path, hist_sample=-5, verbose=False)
