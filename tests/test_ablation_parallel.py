@@ -65,6 +65,7 @@ def test_gpus_round_robin():
     (["--parallel", "0"], "argument --parallel: expected a positive integer"),
     (["--parallel", "-3"], "argument --parallel: expected a positive integer"),
     (["--address", "auto"], "--address is for --backend ray"),
+    (["--backend", "ray", "--parallel", "2"], "--parallel is for the local backend"),
     (["--backend", "dask"], "argument --backend: invalid choice"),
 ])
 def test_bad_backend_flags_are_one_line(tmp_path, capsys, argv, message):

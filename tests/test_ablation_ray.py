@@ -147,3 +147,23 @@ def test_bad_addresses_and_no_ray_are_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "pip install 'actlab[ray]'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_biencoder_grid_ships_its_text_logs_and_checkpoints(cluster, tmp_path, monkeypatch, capsys):
+    from tests.test_train_biencoder import write_pairs
+
+    monkeypatch.setenv("ACTLAB_CHECKPOINTS_DIR", str(tmp_path / "ckpt"))
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    runs = tmp_path / "runs"
+    rc = main(["ablate", "biencoder", "--variants", "with_relu,without_relu", "--seeds", "1", "--backbone", "tiny",
+               "--data", str(pairs), "--epochs", "2", "--batch-size", "8", "--lr", "1e-3", "--runs-dir", str(runs),
+               "--grid", "b", "--backend", "ray"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    grid = runs / "ablations" / "b"
+    for v in ("with_relu", "without_relu"):
+        lines = (grid / f"{v}_seed1.log").read_text().splitlines()  # written in the worker, shipped here
+        assert len(lines) == 2 and lines[1].startswith("epoch=2 ")
+        assert (tmp_path / "ckpt" / f"b-{v}-seed1" / "last.pt").is_file()
+        assert RunStore(runs).summary(f"b-{v}-seed1")["status"] == "finished"
+    assert "| with_relu | 1 |" in out and "| without_relu | 1 |" in out
