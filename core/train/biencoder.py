@@ -41,7 +41,7 @@ DEFAULTS = dict(
     triplet_margin=1.0, ce_weight=1.0, seed=0, device="auto", max_steps=None, log_every=10,
     probe_backbone=False, backbone_activation=None, feature_cache=True, eps=0.0, hist_bins=40, hist_range=(-5.0, 5.0),
     runs_dir=None, checkpoints_dir=None, name=None, resume=None, progress=True, checkpoint=True,
-    text_log=None, variant=None,  # set by the ablation runner: the per-epoch text log, the grid's variant name
+    dormancy=False, text_log=None, variant=None,  # set by the ablation runner: the per-epoch text log, the grid's variant name
 )
 
 
@@ -214,7 +214,7 @@ def train_biencoder(config: dict) -> str:
     w = watch(encoder, run=name, log_every=cfg["log_every"], runs_dir=cfg["runs_dir"], eps=cfg["eps"],
               bins=cfg["hist_bins"], hist_range=tuple(cfg["hist_range"]), window="manual", start_step=step,
               exclude=("backbone",), extra=backbone_activations(encoder) if cfg["probe_backbone"] else None,
-              kind="biencoder", resume=ckpt is not None,
+              kind="biencoder", resume=ckpt is not None, dormancy=bool(cfg["dormancy"]),
               config={**cfg, "world_size": world, "n_train": len(train_df), "n_test": len(test_df)}, verbose=False)
     writer = w.writer
     if master:
@@ -379,6 +379,8 @@ def add_train_args(p: argparse.ArgumentParser, ablation: bool = False) -> None:
     p.add_argument("--eps", type=T.non_negative_float, default=DEFAULTS["eps"], help="a unit is dead when |f'| <= eps on every sample")
     p.add_argument("--checkpoints-dir", default=None, help="where <name>/last.pt goes (default: checkpoints/)")
     p.add_argument("--no-checkpoint", dest="checkpoint", action="store_false")
+    p.add_argument("--dormancy", action="store_true",
+                   help="every dormancy definition side by side, with rank and overlaps (docs/dormancy.md)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar (background runs)")
 
 

@@ -69,6 +69,7 @@ TASKS: dict[str, dict[str, Opt]] = {
         "compile": Opt("--compile", "flag"),
         "recycle_every": Opt("--recycle-every", int, low=1, high=10**9),
         "recycle_tau": Opt("--recycle-tau", float, low=0.0, high=1.0),
+        "dormancy": Opt("--dormancy", "flag"),
         "branch_from": Opt("--branch-from", "run"),
     },
     # Backbone and data are picked from fixed lists: the dashboard never passes a free path or hub name.
@@ -86,6 +87,7 @@ TASKS: dict[str, dict[str, Opt]] = {
         "max_length": Opt("--max-length", int, low=8, high=512),
         "freeze_backbone": Opt("--freeze-backbone", "flag"),
         "probe_backbone": Opt("--probe-backbone", "flag"),
+        "dormancy": Opt("--dormancy", "flag"),
         "seed": Opt("--seed", int, low=0, high=2**31 - 1),
         "device": Opt("--device", str, choices=["auto", "cpu", "cuda"]),
         "log_every": Opt("--log-every", int, low=1, high=100000),

@@ -32,7 +32,7 @@ DEFAULTS = dict(
     log_every=50, max_steps=None, eps=0.0, hist_bins=64, hist_range=[-6.0, 6.0], probes=True, probe_size=1000,
     runs_dir=None, checkpoints_dir=None, name=None, resume=None,
     fault_nan_at_step=None, progress=True, threads=1,
-    recycle_every=None, recycle_tau=0.1, branch_from=None,
+    recycle_every=None, recycle_tau=0.1, branch_from=None, dormancy=False, recycle_by=None,
 )
 # Large Adam steps on a negatively biased first layer push most ReLU pre-activations below zero
 # for every digit within a few hundred steps; LeakyReLU under the same preset keeps them alive.
@@ -177,6 +177,7 @@ def _train_mnist(config: dict) -> str:
               window="manual", config={**cfg, **({"branch_of": branch_of} if branch_of else {})}, kind="mnist",
               resume=bool(cfg["resume"]), start_step=step, verbose=False, optimizer=optimizer,
               recycle_every=int(cfg["recycle_every"]) if cfg["recycle_every"] else None, recycle_tau=cfg["recycle_tau"],
+              dormancy=bool(cfg["dormancy"]), recycle_by=cfg["recycle_by"],
               # A NaN loss stops the run before anything of its interval is written.
               check=lambda values, at: check_finite(values.get("loss/train", 0.0), at))
     ckpt_path = Path(cfg["checkpoints_dir"]) / name / "last.pt"
@@ -287,6 +288,10 @@ def add_cli(sub) -> None:
     p.add_argument("--recycle-every", type=T.positive_int, default=None, metavar="N",
                    help="recycle tau-dormant units (ReDo) at the first flush every N steps")
     p.add_argument("--recycle-tau", type=T.unit_interval, default=None, help="tau for --recycle-every (default 0.1)")
+    p.add_argument("--recycle-by", default=None, choices=["dead", "redo", "grama", "utility", "age"],
+                   help="recycle by this dormancy definition instead (docs/dormancy.md)")
+    p.add_argument("--dormancy", action="store_true", default=None,
+                   help="every dormancy definition side by side, with rank and overlaps (docs/dormancy.md)")
     p.add_argument("--branch-from", type=T.existing_run_name, default=None, metavar="RUN",
                    help="start a new run from RUN's latest checkpoint (with the flags given here changed)")
     p.add_argument("--fault-nan-at-step", type=T.positive_int, default=None, help=argparse_suppress())

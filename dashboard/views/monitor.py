@@ -62,6 +62,8 @@ with st.expander("Start a run", expanded=not store.names()):
             c5, c6, c7 = st.columns(3)
             log_every = c5.number_input("Log every (steps)", 1, 100000, 20, key="f_log_every")
             optimizer = c6.selectbox("Optimizer", ["adam", "adamw", "sgd"], key="f_optimizer")
+            dormancy = c7.checkbox("Every dormancy definition", False, key="f_dormancy",
+                                   help="seven definitions side by side, rank and overlaps (docs/dormancy.md)")
         else:
             c1, c2, c3, c4 = st.columns(4)
             backbone = c1.selectbox("Backbone", ["tiny", "minilm"], key="f_backbone",
@@ -76,6 +78,8 @@ with st.expander("Start a run", expanded=not store.names()):
             lr = c5.text_input("Learning rate", "", key="f_bi_lr", placeholder="default (5e-5)")
             max_steps = c6.number_input("Max steps (0 = no limit)", 0, 10**9, 0, key="f_bi_max_steps")
             log_every = c5.number_input("Log every (steps)", 1, 100000, 10, key="f_bi_log_every")
+            dormancy = c7.checkbox("Every dormancy definition", False, key="f_bi_dormancy",
+                                   help="seven definitions side by side, rank and overlaps (docs/dormancy.md)")
         name = st.text_input("Run name (optional)", "", key="f_name")
         submitted = st.form_submit_button("Start training")
     if submitted:
@@ -89,11 +93,12 @@ with st.expander("Start a run", expanded=not store.names()):
                     params[k.strip()] = v.strip()
                 fields = {"activation": activation, "act_params": params or None, "hidden": hidden, "preset": preset,
                           "lr": lr.strip() or None, "batch_size": int(batch_size), "epochs": int(epochs),
-                          "max_steps": int(max_steps) or None, "log_every": int(log_every), "optimizer": optimizer}
+                          "max_steps": int(max_steps) or None, "log_every": int(log_every), "optimizer": optimizer,
+                          "dormancy": bool(dormancy)}
             else:
                 fields = {"backbone": backbone, "head": head, "freeze_backbone": bool(freeze),
                           "probe_backbone": bool(probe_backbone), "epochs": int(epochs), "lr": lr.strip() or None,
-                          "max_steps": int(max_steps) or None, "log_every": int(log_every)}
+                          "max_steps": int(max_steps) or None, "log_every": int(log_every), "dormancy": bool(dormancy)}
             run, pid = launcher.start(task, fields, runs_dir, name=name.strip() or None)
             # Selected once its metrics.db exists (the trainer takes a few seconds to start).
             st.session_state["mon_pending"] = run
