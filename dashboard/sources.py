@@ -23,6 +23,8 @@ def sidebar() -> tuple[str, str]:
                            placeholder="one folder per line", height=68)
     uri = st.text_input("MLflow tracking URI", paths.mlflow_uri(), key="mon_mlflow_uri", help=MLFLOW_HELP,
                         placeholder="sqlite:///mlflow.db")
+    # Kept outside the widgets' state, which Streamlit drops on other pages: the compare page lists these too.
+    st.session_state["ext_tb_text"], st.session_state["ext_mlflow_uri"] = tb_text, uri
     return tb_text, uri
 
 
@@ -78,3 +80,22 @@ def other_scalars(df, followers, x_axis: str, smoothing: float) -> None:
     chosen = st.multiselect("Scalars of the TensorBoard / MLflow runs", keys, default=keys[:4], key="mon_ext_keys")
     if chosen:
         st.plotly_chart(charts.scalar_figure(d, chosen, x_axis, smoothing, "Scalars"), key="chart_ext")
+
+
+@st.cache_data(ttl=10, show_spinner="Reading TensorBoard / MLflow runs...")
+def _load(specs: tuple):
+    return sources.load_runs(dict(specs))
+
+
+def compare_picker():
+    """Compare page: pick TensorBoard / MLflow runs (the folders and URI set on the monitor, or
+    ACTLAB_TB_DIRS / ACTLAB_MLFLOW_URI); their full series as a LoadResult, or None."""
+    tb_text = st.session_state.get("ext_tb_text", "\n".join(paths.tb_dirs()))
+    uri = st.session_state.get("ext_mlflow_uri", paths.mlflow_uri())
+    specs = runs(tb_text, uri)
+    if not specs:
+        return None
+    picked = st.multiselect("TensorBoard / MLflow runs", list(specs), key="ext_runs",
+                            help="From the TensorBoard folders and MLflow URI set on the monitor's sidebar "
+                                 "(or ACTLAB_TB_DIRS / ACTLAB_MLFLOW_URI).")
+    return _load(tuple((n, specs[n]) for n in picked)) if picked else None

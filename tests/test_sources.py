@@ -218,3 +218,16 @@ def test_mlflow_bad_uri_one_line(uri, msg):
     with pytest.raises(UserError, match=msg) as e:
         mlflow_runs(uri)
     assert "\n" not in str(e.value)
+
+
+def test_load_runs_for_compare_keeps_every_point_and_names_failures(tmp_path):
+    from actlab.sources import discover, load_runs
+
+    d = tmp_path / "tb" / "a"
+    d.mkdir(parents=True)
+    (d / "events.out.tfevents.1.h").write_bytes(b"".join(record(s, value=s / 5000) for s in range(5000)))
+    specs, errors = discover([str(tmp_path / "tb"), str(tmp_path / "nope")])
+    assert list(specs) == ["tb:tb/a"] and len(errors) == 1 and "does not exist" in errors[0]
+    res = load_runs({**specs, "tb:gone": ("tensorboard", str(tmp_path / "gone"))})
+    assert len(res.logs) == 1 and len(res.logs[0].df) == 5000
+    assert res.errors == [("tb:gone", "no scalars yet")]

@@ -44,6 +44,39 @@ def discover(tb_dirs: list[str], mlflow_uri: str = "") -> tuple[dict[str, tuple]
     return specs, errors
 
 
+def load_runs(specs: dict[str, tuple]):
+    """The runs as the compare page's LoadResult, every point kept (statistics read final and best
+    values from full series): TensorBoard through the upload reader, MLflow through the follower
+    without thinning. A run that cannot be read is an error naming it; the others still load."""
+    from ..logs.parsed import LoadResult, ParsedLog
+    from ..store.runs import SCALAR_COLUMNS
+
+    res = LoadResult()
+    for name, spec in specs.items():
+        f = open_follower(name, spec, points=1 << 62)  # no thinning
+        try:
+            f.poll()
+        except (UserError, OSError) as e:
+            res.errors.append((name, str(e)))
+            continue
+        if not len(f.scalars):
+            res.errors.append((name, "no scalars yet"))
+            continue
+        log = ParsedLog(name, f"{spec[0]}-live", f.scalars[SCALAR_COLUMNS].reset_index(drop=True),
+                        warnings=[f"{name}: {w}" for w in getattr(f, "warnings", [])] + [f"{name}: {n}" for n in f.notes])
+        if spec[0] == "mlflow":
+            log.variant_hint = (None, _int(f.config.get("params", {}).get("seed")))
+        res.logs.append(log)
+    return res
+
+
+def _int(v) -> int | None:
+    try:
+        return int(float(v))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def open_follower(name: str, spec: tuple, points: int = 800):
     if spec[0] == "tensorboard":
         return TensorBoardFollower(name, spec[1], points=points)
@@ -52,5 +85,5 @@ def open_follower(name: str, spec: tuple, points: int = 800):
     raise UserError(f"unknown source kind {spec[0]!r}")
 
 
-__all__ = ["discover", "open_follower", "parse_dirs", "SeriesFrame", "SourceStatus", "TensorBoardFollower",
+__all__ = ["discover", "load_runs", "open_follower", "parse_dirs", "SeriesFrame", "SourceStatus", "TensorBoardFollower",
            "MlflowFollower"]

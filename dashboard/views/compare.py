@@ -9,6 +9,7 @@ from actlab import UserError, paths
 from actlab.analysis import compare
 from actlab import logs
 from actlab.store.runs import RunStore
+from actlab.dashboard import sources
 from actlab.dashboard.charts import compare as charts
 from actlab.dashboard.charts import export
 
@@ -31,6 +32,7 @@ with c1:
 with c2:
     runs_dir = str(paths.runs_dir())
     store_runs = st.multiselect(f"Runs from the store ({runs_dir})", RunStore(runs_dir).names(), key="store_runs")
+    external = sources.compare_picker()  # TensorBoard folders / MLflow runs set on the monitor
     regex = st.text_input("Regex override (optional)", key="regex",
                           help="Named groups: (?P<step>..), (?P<epoch>..), (?P<key>..) with (?P<value>..), or "
                                "one group per metric such as (?P<acc>[0-9.]+%?). Applies to text logs.")
@@ -47,6 +49,8 @@ for f in uploads or []:
     res.extend(parse_upload(f.name, logs.content_hash(data), regex, data))
 if store_runs:
     res.extend(logs.load_store_runs(runs_dir, store_runs))
+if external is not None:
+    res.extend(external)
 logs.dedupe_runs(res)
 
 for name, problem in res.errors:
