@@ -104,13 +104,17 @@ class StoreConfig:
     """Where and how the run is written. `run`: its name (default watch-<date>-<time>); `runs_dir`:
     default actlab.paths.runs_dir(), read when the run is created; `config`: extra entries for
     run.json; `resume`: continue an existing run from `start_step` (what a crashed process wrote
-    after it is superseded)."""
+    after it is superseded). A failing store never stops training (safe_store.py): `lock_timeout`
+    is how long a write waits for another process's lock before it counts as a failure, and
+    `retry_after` how many seconds pass between tries while the store fails."""
     run: str | None = None
     runs_dir: str | os.PathLike | None = None
     kind: str = "watch"
     config: dict | None = None
     resume: bool = False
     start_step: int = 0
+    lock_timeout: float = 30.0
+    retry_after: float = 5.0
 
     def __post_init__(self):
         if self.run is None:
@@ -120,6 +124,15 @@ class StoreConfig:
         _set(self, "start_step", _int_at_least("start_step", self.start_step, 0))
         if self.config is not None and not isinstance(self.config, dict):
             raise UserError(f"config must be a dict of run settings, got {type(self.config).__name__}")
+        for name in ("lock_timeout", "retry_after"):
+            v = getattr(self, name)
+            try:
+                ok = math.isfinite(float(v)) and float(v) >= 0 and not isinstance(v, bool)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise UserError(f"{name} must be a number of seconds >= 0, got {v!r}")
+            _set(self, name, float(v))
 
 
 @dataclass(frozen=True, kw_only=True)

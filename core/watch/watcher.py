@@ -57,6 +57,7 @@ from .plugins import PluginSet, WatchPlugin
 from .probes import ActivationProbes, grad_norms
 from .records import Event, FlushRecord, Histogram, LayerStats
 from .recycler import Recycler
+from .safe_store import SafeStore
 
 
 def default_plugins(recycle: RecycleConfig | None = None, optimizer=None, check=None) -> list[WatchPlugin]:
@@ -103,10 +104,12 @@ class Watcher:
         self.probes = ActivationProbes(targets, eps=probe.eps, bins=probe.bins, hist_range=probe.hist_range,
                                        stats_every=probe.stats_every, histograms=probe.histograms,
                                        hist_sample=probe.hist_sample, fused=probe.fused)
-        self.store = None  # the run's writer, on rank 0 only
+        self.store: SafeStore | None = None  # the run's writer, on rank 0 only
         if self.rank == 0:
+            self.store = SafeStore(self._run_opener(targets, columns), lambda: self.step_count,
+                                   store.lock_timeout, store.retry_after)
             try:
-                self.store = self._create_run(targets, columns)
+                self.store.start()
             except BaseException:
                 self.probes.remove()  # e.g. the run exists: leave the model as it was
                 raise
@@ -132,17 +135,22 @@ class Watcher:
         """The run's writer (older name of `store`)."""
         return self.store
 
-    def _create_run(self, targets, columns):
+    def _run_opener(self, targets, columns):
+        """open(again) -> RunWriter: creates the run; again=True reopens it (after a store failure)."""
         probe, store = self.config.probe, self.config.store
         cfg = {"model": type(self.model).__name__, "log_every": probe.log_every, "tau": probe.tau, "eps": probe.eps,
                "window": probe.window, "stats_every": probe.stats_every, "world_size": self.world,
                **(store.config or {}), "watch": self.table}
         layers = {t.name: {"activation": t.activation, "params": dict(t.params), "definition": t.definition,
                            "dead": t.dead, "class": t.cls, **columns.get(t.name, {})} for t in targets}
-        # On resume, what a crashed process wrote after start_step is superseded.
-        # runs_dir None: actlab.paths.runs_dir(), read now.
-        return RunStore(store.runs_dir).create(self.run, cfg, kind=store.kind, resume=store.resume, layers=layers,
-                                               resume_step=self.step_count if store.resume else None)
+
+        def open_run(again: bool):
+            # On resume, what a crashed process wrote after start_step is superseded. runs_dir None:
+            # actlab.paths.runs_dir(), read now.
+            resume_step = self.step_count if store.resume and not again else None
+            return RunStore(store.runs_dir).create(self.run, cfg, kind=store.kind, resume=store.resume or again,
+                                                   layers=layers, resume_step=resume_step)
+        return open_run
 
     # ---------------------------------------------------------------- hooks
     def _attach(self):
@@ -278,6 +286,7 @@ class Watcher:
     def _write(self, record: FlushRecord):
         if self.store is None:
             return
+        self.store.check()
         step, epoch = record.step, record.epoch
         self.store.log_scalars(step, record.scalars, epoch=epoch)
         for key, h in record.histograms.items():
