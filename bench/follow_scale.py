@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from actlab import argtypes as T
 from actlab.logs.tfrecord import masked_crc32c
 from actlab.sources.tensorboard import TensorBoardFollower
 
@@ -49,11 +50,13 @@ def records(first_step: int, steps: int, rng) -> bytes:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--points", type=int, default=1_000_000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--appends", type=int, default=20)
+    ap.add_argument("--points", type=T.positive_int, default=1_000_000)
+    ap.add_argument("--rounds", type=T.positive_int, default=3)
+    ap.add_argument("--appends", type=T.positive_int, default=20)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.points < len(KEYS):
+        ap.error(f"--points must be at least {len(KEYS)} (one step of {len(KEYS)} tags)")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "tb" / "run"
@@ -107,6 +110,7 @@ def main() -> None:
            "refresh_crc_on": refresh[True], "refresh_crc_off": refresh[False],
            "appends": args.appends, "rounds": args.rounds,
            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "python": sys.version.split()[0],
+           "load_average_1m_at_end": round(os.getloadavg()[0], 1),  # other tenants' work stretches the wall clock
            "command": "python bench/follow_scale.py " + " ".join(sys.argv[1:])}
     print(json.dumps(out, indent=1))
     if args.out:
