@@ -5,32 +5,49 @@ import numpy as np
 import torch
 
 from . import dormancy as D
+from ._dist import dist
+
+
+# Under DDP: per-sample sums add up over the ranks; the trackers' state is taken from rank 0, so every
+# rank computes the same masks (a recycle by them must change every replica alike); the singular
+# values stay local (only rank 0 writes them).
+_SUMMED = ("abs", "active", "sat", "grad", "n", "gn", "norm", "sum")
+_SHARED = ("util", "util_age", "last", "ring")
 
 
 def _fetch(plugin) -> dict[str, dict[str, np.ndarray]]:
     """Every layer's sums and state in ONE copy (shapes are known on the host)."""
-    parts, layout = [], []
+    groups: dict[str, list] = {"summed": [], "shared": [], "local": []}
+    layout = []
     for name, a in plugin.acc.items():
         if a.batches == 0:
             continue
         svals = torch.linalg.svdvals(a.rank_rows.double()).float() if a.rank_rows is not None and a.rank_rows.numel() \
             else torch.zeros(0, device=a.device)
         fields = {"abs": a.abs, "active": a.active, "sat": a.sat, "grad": a.grad, "n": a.n, "gn": a.gn,
-                  "norm": a.norm, "util": a.util.util, "util_age": a.util.age, "last": a.age.last,
-                  "ring": a.age.ring, "svals": svals, "sum": a.sum}
+                  "norm": a.norm, "sum": a.sum, "util": a.util.util, "util_age": a.util.age, "last": a.age.last,
+                  "ring": a.age.ring, "svals": svals}
         for k, t in fields.items():
-            parts.append(t.reshape(-1).float().to(a.device))
-            layout.append((name, k, tuple(t.shape)))
-    if not parts:
+            g = "summed" if k in _SUMMED else "shared" if k in _SHARED else "local"
+            groups[g].append(t.reshape(-1).float())
+            layout.append((g, name, k, tuple(t.shape)))
+    if not layout:
         return {}
-    dev = parts[0].device
-    host = torch.cat([p.to(dev) for p in parts]).cpu().numpy().astype(np.float64)
+    dev = next(t for ts in groups.values() for t in ts).device
+    flat = {g: torch.cat([t.to(dev) for t in ts]) if ts else torch.zeros(0, device=dev) for g, ts in groups.items()}
+    d = dist()
+    if d is not None and d.get_world_size() > 1:
+        d.all_reduce(flat["summed"], op=d.ReduceOp.SUM)
+        d.broadcast(flat["shared"], src=0)
+    sizes = [flat[g].numel() for g in groups]
+    host = torch.cat(list(flat.values())).cpu().numpy().astype(np.float64)
+    offsets = dict(zip(groups, np.cumsum([0] + sizes[:-1])))
     out: dict[str, dict[str, np.ndarray]] = {}
-    i = 0
-    for name, k, shape in layout:
+    for g, name, k, shape in layout:
         n = int(np.prod(shape)) if shape else 1
+        i = int(offsets[g])
         out.setdefault(name, {})[k] = host[i:i + n].reshape(shape)
-        i += n
+        offsets[g] += n
     return out
 
 
