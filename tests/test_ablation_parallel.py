@@ -110,3 +110,14 @@ def test_sigterm_stops_every_run_and_summarises(tmp_path):
     assert "grid stopped: 1 run(s) not started" in out
     assert "stopped: 2 run(s)" in out and "| relu | 1 |" in out and "| gelu | 1 |" in out
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("backend", [[], ["--parallel", "2"], ["--backend", "ray"]])
+def test_a_grid_whose_run_exists_is_refused_before_any_run(tmp_path, capsys, backend):
+    runs = tmp_path / "runs"
+    RunStore(runs).create("g-gelu-seed1", {}).close()
+    rc = main(["ablate", "mnist", "--activations", "relu,gelu", "--seeds", "1", "--runs-dir", str(runs), "--grid", "g",
+               *backend])
+    err = capsys.readouterr().err
+    assert rc == 2 and "run 'g-gelu-seed1' already exists" in err and len(err.strip().splitlines()) == 1
+    assert RunStore(runs).names() == ["g-gelu-seed1"]  # relu never started

@@ -107,6 +107,10 @@ def execute(task: str, args, runs: list[dict], train_fn) -> tuple[pd.DataFrame, 
     N processes at once (--parallel, ablation_parallel.py), or Ray tasks (--backend ray,
     ablation_ray.py). Returns the assignments (run, variant, seed) and one outcome per started run
     (status, reason, attempts)."""
+    store = RunStore(args.runs_dir)
+    taken = [r["config"]["name"] for r in runs if store.exists(r["config"]["name"])]
+    if taken:  # before the first run starts, not when the grid reaches it
+        raise UserError(f"run {taken[0]!r} already exists in {args.runs_dir}; pick another --grid")
     if args.backend == "ray":
         from .ablation_ray import run_ray
 
