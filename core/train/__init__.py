@@ -1,7 +1,7 @@
-"""`python -m core train <task>`: one module per task, sharing the pieces in loop.py."""
+"""`actlab train <task>`: one module per task, sharing the pieces in loop.py, config.py, session.py."""
 import importlib
 
-TASKS = ["mnist", "biencoder"]
+TASKS = ["mnist", "biencoder"]  # module names; their options: config.TASKS
 
 
 def add_cli(sub, rest: list[str] | None = None) -> None:

@@ -1,12 +1,10 @@
 """Start and stop background training runs from validated form fields (the monitor page uses this).
 
 Never a shell string: `build_argv` turns {field: value} into an argv list, refusing any field that
-is not a known option of the task and any value that does not parse. A task is one entry of TASKS,
-so adding one (e.g. "biencoder") is a small edit:
+is not a known option of the task and any value that does not parse. Which options a form may set,
+and within which bounds, is declared once per option in config.py (`launch=Launch(low, high)`).
 
-    TASKS["biencoder"] = {"epochs": Opt("--epochs", int, low=1), "head": Opt("--head", str, choices=[...]), ...}
-
-`start` runs `python -m core train <task> ...` in a new session with its output in
+`start` runs `python -m actlab train <task> ...` in a new session with its output in
 <runs_dir>/<name>/train.log. `stop` sends SIGTERM: the trainer checkpoints and marks the run "stopped".
 """
 from __future__ import annotations
@@ -17,86 +15,22 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import paths
 from ..errors import UserError
 from ..store.runs import RunStore, check_lookup_name, validate_run_name
+from .config import TASKS as SPECS, Option
 
 
-@dataclass(frozen=True)
-class Opt:
-    flag: str
-    kind: type | str  # int, float, str, "flag" (on/off), "ints" (list), "params" (K=V dict)
-    choices: list | None = None
-    low: float | None = None
-    high: float | None = None
-    extra: dict = field(default_factory=dict)
+# The options a form may set, per task, from the one declaration in config.py (`launch=`).
+TASKS: dict[str, dict[str, Option]] = {task: spec.launch_options() for task, spec in SPECS.items()}
 
 
-def _activation_names() -> list[str]:
-    from ..activations import names
-
-    return names(vector=False)
-
-
-def _head_presets() -> list[str]:
-    from ..models.biencoder import PRESETS
-
-    return list(PRESETS)
-
-
-TASKS: dict[str, dict[str, Opt]] = {
-    "mnist": {
-        "epochs": Opt("--epochs", int, low=1, high=1000),
-        "max_steps": Opt("--max-steps", int, low=1),
-        "lr": Opt("--lr", float, low=1e-8, high=10.0),
-        "batch_size": Opt("--batch-size", int, low=1, high=65536),
-        "activation": Opt("--activation", str, choices=None, extra={"choices_fn": _activation_names}),
-        "act_params": Opt("--param", "params"),
-        "hidden": Opt("--hidden", "ints", low=1, high=65536),
-        "norm": Opt("--norm", str, choices=["none", "layernorm", "batchnorm"]),
-        "init": Opt("--init", str, choices=["default", "he", "xavier"]),
-        "optimizer": Opt("--optimizer", str, choices=["adam", "adamw", "sgd"]),
-        "dropout": Opt("--dropout", float, low=0.0, high=0.99),
-        "data": Opt("--data", str, choices=["bundled", "full"]),
-        "preset": Opt("--preset", str, choices=["", "stress"]),
-        "seed": Opt("--seed", int, low=0, high=2**31 - 1),
-        "device": Opt("--device", str, choices=["auto", "cpu", "cuda"]),
-        "log_every": Opt("--log-every", int, low=1, high=100000),
-        "bf16": Opt("--bf16", "flag"),
-        "compile": Opt("--compile", "flag"),
-        "recycle_every": Opt("--recycle-every", int, low=1, high=10**9),
-        "recycle_tau": Opt("--recycle-tau", float, low=0.0, high=1.0),
-        "dormancy": Opt("--dormancy", "flag"),
-        "branch_from": Opt("--branch-from", "run"),
-    },
-    # Backbone and data are picked from fixed lists: the dashboard never passes a free path or hub name.
-    "biencoder": {
-        "backbone": Opt("--backbone", str, choices=["minilm", "tiny"]),
-        "head": Opt("--head", str, choices=None, extra={"choices_fn": _head_presets}),
-        "pooling": Opt("--pooling", str, choices=["cls", "mean"]),
-        "data": Opt("--data", str, choices=["demo"]),
-        "epochs": Opt("--epochs", int, low=1, high=1000),
-        "max_steps": Opt("--max-steps", int, low=1),
-        "batch_size": Opt("--batch-size", int, low=2, high=4096),
-        "lr": Opt("--lr", float, low=1e-8, high=1.0),
-        "triplet_margin": Opt("--triplet-margin", float, low=0.0, high=10.0),
-        "ce_weight": Opt("--ce-weight", float, low=0.0, high=100.0),
-        "max_length": Opt("--max-length", int, low=8, high=512),
-        "freeze_backbone": Opt("--freeze-backbone", "flag"),
-        "probe_backbone": Opt("--probe-backbone", "flag"),
-        "dormancy": Opt("--dormancy", "flag"),
-        "seed": Opt("--seed", int, low=0, high=2**31 - 1),
-        "device": Opt("--device", str, choices=["auto", "cpu", "cuda"]),
-        "log_every": Opt("--log-every", int, low=1, high=100000),
-    },
-}
-
-
-def _number(name: str, opt: Opt, value):
-    integer = opt.kind in (int, "ints")
+def _number(name: str, opt: Option | None, value, integer: bool | None = None):
+    """`opt` None: any finite number (an activation parameter)."""
+    low, high = (opt.launch.low, opt.launch.high) if opt is not None else (None, None)
+    integer = opt.launch_kind in (int, "ints") if integer is None and opt is not None else bool(integer)
     try:
         if isinstance(value, bool) or (integer and isinstance(value, float) and not value.is_integer()):
             raise ValueError
@@ -105,8 +39,8 @@ def _number(name: str, opt: Opt, value):
         raise UserError(f"{name}: expected {'an integer' if integer else 'a number'}, got {value!r}") from None
     if isinstance(v, float) and not math.isfinite(v):
         raise UserError(f"{name}: expected a finite number, got {value!r}")
-    if (opt.low is not None and v < opt.low) or (opt.high is not None and v > opt.high):
-        raise UserError(f"{name}={v} is outside [{opt.low}, {opt.high}]")
+    if (low is not None and v < low) or (high is not None and v > high):
+        raise UserError(f"{name}={v} is outside [{low}, {high}]")
     return v
 
 
@@ -120,31 +54,32 @@ def build_argv(task: str, fields: dict, name: str | None = None, runs_dir: str |
         if key not in spec:
             raise UserError(f"{task} has no option {key!r}; allowed: {', '.join(spec)}")
         opt = spec[key]
+        kind = opt.launch_kind
         if value is None or value == "":
             continue
-        if opt.kind == "flag":
+        if kind == "flag":
             if not isinstance(value, bool):
                 raise UserError(f"{key}: expected true/false, got {value!r}")
             if value:
                 argv.append(opt.flag)
-        elif opt.kind == "ints":
+        elif kind == "ints":
             values = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
             if not values:
                 raise UserError(f"{key}: expected one or more integers")
             argv += [opt.flag] + [str(_number(key, opt, v)) for v in values]
-        elif opt.kind == "params":
+        elif kind == "params":
             if not isinstance(value, dict):
                 raise UserError(f"{key}: expected a mapping of parameter -> number")
             for k, v in value.items():
                 if not str(k).isidentifier():
                     raise UserError(f"{key}: bad parameter name {k!r}")
-                argv += [opt.flag, f"{k}={_number(f'{key}.{k}', Opt('', float), v)}"]
-        elif opt.kind in (int, float):
+                argv += [opt.flag, f"{k}={_number(f'{key}.{k}', None, v, integer=False)}"]
+        elif kind in (int, float):
             argv += [opt.flag, str(_number(key, opt, value))]
-        elif opt.kind == "run":
+        elif kind == "run":
             argv += [opt.flag, check_lookup_name(str(value))]
         else:
-            choices = opt.choices if opt.choices is not None else opt.extra.get("choices_fn", lambda: None)()
+            choices = opt.launch_choices()
             value = str(value)
             if choices is not None and value not in choices:
                 raise UserError(f"{key}={value!r} is not one of {', '.join(c for c in choices if c)}")

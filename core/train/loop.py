@@ -2,8 +2,8 @@
 
 pick_device, seed_everything, save_checkpoint / load_checkpoint (atomic, weights_only), GracefulStop
 (SIGTERM/SIGINT -> a flag the loop checks), check_finite (the NaN/inf guard, run at log intervals on
-a loss accumulated on the device), autocast / maybe_compile (CUDA only), progress (tqdm) and
-add_common_args (the flags every `python -m core train <task>` has).
+a loss accumulated on the device), autocast / maybe_compile (CUDA only) and progress (tqdm). The
+flags every `actlab train <task>` has are declared in config.py.
 """
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .. import argtypes as T
-from .. import paths
 
 
 class NonFiniteLoss(UserError):
@@ -130,18 +128,3 @@ def progress(total: int, initial: int = 0, desc: str = "", disable: bool | None 
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, disable=disable, mininterval=0.5)
-
-
-def add_common_args(p, defaults: dict):
-    """--epochs --lr --batch-size --runs-dir --name --seed --device --log-every --resume (+ --max-steps)."""
-    p.add_argument("--epochs", type=T.positive_int, default=defaults.get("epochs", 1))
-    p.add_argument("--lr", type=T.positive_float, default=defaults.get("lr", 1e-3))
-    p.add_argument("--batch-size", type=T.positive_int, default=defaults.get("batch_size", 64))
-    p.add_argument("--runs-dir", default=str(defaults.get("runs_dir") or paths.runs_dir()))
-    p.add_argument("--name", type=T.run_name, default=None, help="run name (default: task-time)")
-    p.add_argument("--seed", type=T.non_negative_int, default=defaults.get("seed", 0))
-    p.add_argument("--device", default=defaults.get("device", "auto"), help="auto | cpu | cuda[:N]")
-    p.add_argument("--log-every", type=T.positive_int, default=defaults.get("log_every", 50))
-    p.add_argument("--max-steps", type=T.positive_int, default=None, help="stop after this many optimizer steps in total")
-    p.add_argument("--resume", type=T.existing_run_name, default=None, metavar="RUN", help="continue RUN from its last checkpoint")
-    return p

@@ -13,8 +13,8 @@ import streamlit as st
 
 from actlab import UserError, paths
 from actlab.train import launcher
+from actlab.train.config import TASKS as TRAIN_TASKS, form_value
 from actlab.activations import RELU_LIKE
-from actlab.activations import names as activation_names
 from actlab.store.runs import RunStore
 from actlab.store.series import SeriesFollower
 from actlab.dashboard import sources
@@ -40,65 +40,39 @@ store = RunStore(runs_dir)
 if not auto:  # also the state the browser tests wait on before they click inside the live panel
     st.caption("Auto-refresh is off: the runs below redraw only when you act on them.")
 
+
+def form_widget(col, o):
+    """One start-form widget for an option; its value goes through config.form_value."""
+    f = o.form
+    if f.widget == "select":
+        choices = list(f.options) if f.options is not None else o.launch_choices()
+        shown = (lambda v: f.format.get(v, v)) if f.format else str
+        return col.selectbox(f.label, choices, index=choices.index(f.default), key=f.key, help=f.help, format_func=shown)
+    if f.widget == "number":
+        low = 0 if f.zero_is_none else int(o.launch.low)
+        high = int(o.launch.high) if o.launch.high is not None else 10**9
+        return col.number_input(f.label, low, high, f.default, key=f.key, help=f.help)
+    if f.widget == "check":
+        return col.checkbox(f.label, f.default, key=f.key, help=f.help)
+    return col.text_input(f.label, f.default, key=f.key, help=f.help, placeholder=f.placeholder)
+
+
 with st.expander("Start a run", expanded=not store.names()):
     st.caption("Runs from your own loop (`with watch(model, run=...)`) need no form: they show up below while they train.")
     task = st.radio("Task", ["mnist", "biencoder"], horizontal=True, key="f_task",
                     format_func={"mnist": "MNIST MLP", "biencoder": "Bi-encoder (argument retrieval)"}.get)
+    spec = TRAIN_TASKS[task]
     with st.form("start_form"):
-        if task == "mnist":
-            c1, c2, c3, c4 = st.columns(4)
-            acts = activation_names(vector=False)
-            activation = c1.selectbox("Activation", acts, index=acts.index("relu"), key="f_activation")
-            alpha = c1.text_input("Activation params (K=V, comma separated)", "", key="f_params",
-                                  help="e.g. alpha=0.05 for leaky_relu")
-            hidden = c2.text_input("Hidden sizes", "512", key="f_hidden")
-            preset = c2.selectbox("Preset", ["", "stress"], key="f_preset",
-                                  format_func=lambda p: p or "none", help="stress: large lr + negative bias kills ReLU units")
-            # Empty = the preset's or the trainer's default; a typed value always wins.
-            lr = c3.text_input("Learning rate", "", key="f_lr", placeholder="default (1e-3; stress: 2e-2)")
-            batch_size = c3.number_input("Batch size", 1, 65536, 64, key="f_batch")
-            epochs = c4.number_input("Epochs", 1, 1000, 1, key="f_epochs")
-            max_steps = c4.number_input("Max steps (0 = no limit)", 0, 10**9, 0, key="f_max_steps")
-            c5, c6, c7 = st.columns(3)
-            log_every = c5.number_input("Log every (steps)", 1, 100000, 20, key="f_log_every")
-            optimizer = c6.selectbox("Optimizer", ["adam", "adamw", "sgd"], key="f_optimizer")
-            dormancy = c7.checkbox("Every dormancy definition", False, key="f_dormancy",
-                                   help="seven definitions side by side, rank and overlaps (docs/dormancy.md)")
-        else:
-            c1, c2, c3, c4 = st.columns(4)
-            backbone = c1.selectbox("Backbone", ["tiny", "minilm"], key="f_backbone",
-                                    format_func={"tiny": "tiny (random 2-layer BERT)", "minilm": "MiniLM-L6 (bundled)"}.get)
-            head = c2.selectbox("Head variant", launcher.TASKS["biencoder"]["head"].extra["choices_fn"](),
-                                index=launcher.TASKS["biencoder"]["head"].extra["choices_fn"]().index("with_layernorm_relu"),
-                                key="f_head")
-            freeze = c3.checkbox("Freeze backbone", False, key="f_freeze")
-            probe_backbone = c3.checkbox("Watch the backbone's FFN too", False, key="f_probe_backbone")
-            epochs = c4.number_input("Epochs", 1, 1000, 1, key="f_bi_epochs")
-            c5, c6, c7 = st.columns(3)
-            lr = c5.text_input("Learning rate", "", key="f_bi_lr", placeholder="default (5e-5)")
-            max_steps = c6.number_input("Max steps (0 = no limit)", 0, 10**9, 0, key="f_bi_max_steps")
-            log_every = c5.number_input("Log every (steps)", 1, 100000, 10, key="f_bi_log_every")
-            dormancy = c7.checkbox("Every dormancy definition", False, key="f_bi_dormancy",
-                                   help="seven definitions side by side, rank and overlaps (docs/dormancy.md)")
+        # The fields come from the one declaration of each option (actlab.train.config, `form=`).
+        values, options = {}, spec.form_options()
+        for row in range(0, len(options), 4):
+            for col, o in zip(st.columns(4), options[row:row + 4]):
+                values[o.key] = form_widget(col, o)
         name = st.text_input("Run name (optional)", "", key="f_name")
         submitted = st.form_submit_button("Start training")
     if submitted:
         try:
-            if task == "mnist":
-                params = {}
-                for item in filter(None, (s.strip() for s in alpha.split(","))):
-                    k, sep, v = item.partition("=")
-                    if not sep:
-                        raise UserError(f"activation params: expected K=V, got {item!r}")
-                    params[k.strip()] = v.strip()
-                fields = {"activation": activation, "act_params": params or None, "hidden": hidden, "preset": preset,
-                          "lr": lr.strip() or None, "batch_size": int(batch_size), "epochs": int(epochs),
-                          "max_steps": int(max_steps) or None, "log_every": int(log_every), "optimizer": optimizer,
-                          "dormancy": bool(dormancy)}
-            else:
-                fields = {"backbone": backbone, "head": head, "freeze_backbone": bool(freeze),
-                          "probe_backbone": bool(probe_backbone), "epochs": int(epochs), "lr": lr.strip() or None,
-                          "max_steps": int(max_steps) or None, "log_every": int(log_every), "dormancy": bool(dormancy)}
+            fields = {o.key: form_value(o, values[o.key]) for o in options}
             run, pid = launcher.start(task, fields, runs_dir, name=name.strip() or None)
             # Selected once its metrics.db exists (the trainer takes a few seconds to start).
             st.session_state["mon_pending"] = run
