@@ -7,7 +7,6 @@ runs. Exit code: 0 finished or stopped, 1 the run failed, 2 a bad config (a one-
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from ..errors import UserError
@@ -29,7 +28,7 @@ def trainer(task: str):
 def run_status(runs_dir: str | None, name: str) -> dict:
     from ..store.runs import RunStore
 
-    return RunStore(runs_dir or os.environ.get("ACTLAB_RUNS_DIR", "runs")).summary(name)
+    return RunStore(runs_dir)  # None: actlab.paths.runs_dir().summary(name)
 
 
 def main(argv: list[str] | None = None) -> int:
