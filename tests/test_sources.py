@@ -200,8 +200,12 @@ def test_mlflow_run_from_another_process_followed_then_deleted(mlflow_uri):
     assert f.poll() == 5 and steps(f, "train/loss") == [0, 1, 2, 3, 4]
     assert f.status.state == "running"
     c = MlflowClient(tracking_uri=mlflow_uri)
+    asked = []
+    real = f._client.get_metric_history
+    f._client.get_metric_history = lambda rid, key: asked.append(key) or real(rid, key)
+    assert f.poll() == 0 and asked == []  # nothing new: no history query
     c.log_metric(run_id, "train/loss", 0.01, step=5)
-    assert f.poll() == 1 and steps(f, "train/loss")[-1] == 5
+    assert f.poll() == 1 and steps(f, "train/loss")[-1] == 5 and asked == ["train/loss"]
     c.delete_run(run_id)
     assert f.poll() == 0 and f.status.state == "ended"
     assert f.notes == ["the MLflow run was deleted while followed: its series end here"]

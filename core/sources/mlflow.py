@@ -97,7 +97,13 @@ class MlflowFollower:
             return self._end("the MLflow run was deleted while followed: its series end here")
         self.config["params"] = dict(run.data.params)
         rows = []
+        # The newest step of each metric comes with the run; a key with nothing past what we hold is
+        # not asked for (a run with 50 keys would cost 50 history queries per refresh). Private in
+        # mlflow's RunData, hence read defensively: without it every key is asked for.
+        newest = {m.key: m.step for m in getattr(run.data, "_metric_objs", None) or []}
         for key in sorted(run.data.metrics):
+            if key in newest and key in self.last_step and newest[key] <= self.last_step[key]:
+                continue
             hist = c.get_metric_history(self.run_id, key)
             after = self.last_step.get(key, -math.inf)
             new = [(m.step, m.value, m.timestamp / 1000.0) for m in hist if m.step > after]
