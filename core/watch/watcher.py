@@ -35,6 +35,7 @@ from torch import nn
 from ..sinks import parse_sinks
 from ..store.runs import RunStore
 from ._dist import dist
+from .budget import DEFAULT_BUDGET, OverheadBudget, check_budget
 from .config import (
     ProbeConfig,
     RecycleConfig,
@@ -60,11 +61,13 @@ from .recycler import Recycler
 from .safe_store import SafeStore
 
 
-def default_plugins(recycle: RecycleConfig | None = None, optimizer=None, check=None) -> list[WatchPlugin]:
-    """What every watch has: the recycler (commands from the dashboard work on any run), and the
-    non-finite guard when a `check` is given."""
+def default_plugins(recycle: RecycleConfig | None = None, optimizer=None, check=None,
+                    budget: float | None = DEFAULT_BUDGET) -> list[WatchPlugin]:
+    """What every watch has: the recycler (commands from the dashboard work on any run), the
+    overhead budget (budget.py; None: none), and the non-finite guard when a `check` is given."""
     out: list[WatchPlugin] = [NonFiniteGuard(check)] if check is not None else []
-    return out + [Recycler(recycle, optimizer)]
+    out.append(Recycler(recycle, optimizer))
+    return out + ([OverheadBudget(budget)] if budget is not None else [])
 
 
 class Watcher:
@@ -140,6 +143,7 @@ class Watcher:
         probe, store = self.config.probe, self.config.store
         cfg = {"model": type(self.model).__name__, "log_every": probe.log_every, "tau": probe.tau, "eps": probe.eps,
                "window": probe.window, "stats_every": probe.stats_every, "world_size": self.world,
+               "overhead_budget": next((p.budget for p in self.plugins.plugins if isinstance(p, OverheadBudget)), None),
                **(store.config or {}), "watch": self.table}
         layers = {t.name: {"activation": t.activation, "params": dict(t.params), "definition": t.definition,
                            "dead": t.dead, "class": t.cls, **columns.get(t.name, {})} for t in targets}
@@ -379,25 +383,29 @@ class Watcher:
 
 
 def watch(model: nn.Module, run: str | None = None, log_every: int = 50, *, plugins: list | tuple = (),
-          optimizer=None, check=None, verbose: bool = True, sinks=None, dormancy=None, **settings) -> Watcher:
+          optimizer=None, check=None, verbose: bool = True, sinks=None, dormancy=None,
+          budget: float | None = DEFAULT_BUDGET, **settings) -> Watcher:
     """Hook `model` and start a run. Keywords: those of ProbeConfig and StoreConfig (config.py),
     recycle_every / recycle_tau / recycle_mode / recycle_pairs / recycle_by / recycle_convention
     (RecycleConfig), `optimizer` (whose state a recycle resets), `check(values, step)` (raise to stop
     the run: guards.py), `plugins` (added after the default ones), `verbose` (print the watch table),
     `sinks` (trackers that get every flush too: ["tensorboard:DIR", "mlflow", "wandb"], core/sinks/),
     `dormancy` (True, or a dict of DormancySettings: every dormancy definition side by side,
-    docs/dormancy.md; added by itself when recycle_by or the cbp convention needs it)."""
+    docs/dormancy.md; added by itself when recycle_by or the cbp convention needs it), `budget` (the
+    share of the step time the watcher may take before it samples less, default 0.03; None: no
+    limit; budget.py)."""
+    budget = check_budget(budget)
     probe, store, recycle, rest = split_kwargs({"run": run, "log_every": log_every, **settings})
     if rest:
         raise TypeError(f"watch() got unexpected keyword argument(s) {', '.join(sorted(rest))}; "
-                        f"it takes {', '.join(known_kwargs() + ['check', 'dormancy', 'optimizer', 'plugins', 'sinks', 'verbose'])}")
+                        f"it takes {', '.join(known_kwargs() + ['budget', 'check', 'dormancy', 'optimizer', 'plugins', 'sinks', 'verbose'])}")
     plugins = list(plugins)
     from .dormancy_plugin import DormancyPlugin
 
     needs = recycle.by not in (None, "dead", "redo") or recycle.convention == "cbp"
     if (dormancy or needs) and not any(isinstance(p, DormancyPlugin) for p in plugins):
         plugins.append(DormancyPlugin(**(dormancy if isinstance(dormancy, dict) else {})))
-    return Watcher(model, probe, store, plugins=default_plugins(recycle, optimizer, check) + plugins
+    return Watcher(model, probe, store, plugins=default_plugins(recycle, optimizer, check, budget) + plugins
                    + parse_sinks(sinks), verbose=verbose)
 
 

@@ -21,6 +21,7 @@ from actlab.dashboard import sources
 from actlab.dashboard.charts import training as charts
 from actlab.dashboard.views.dormancy_panel import dormancy_panel
 from actlab.store.audit import attach_audits
+from actlab.watch.budget import overhead_caption
 from actlab.watch.dormancy import RECYCLE_BY
 
 BADGE = {"running": ("green", "running"), "finished": ("blue", "finished"), "stopped": ("orange", "stopped"),
@@ -123,6 +124,7 @@ def live_panel():
     if not followers:
         st.info("Pick one or more runs.")
         return
+    control = {f.name: control_state(f.name) for f in followers if not sources.is_external(f)}
     for f in followers:
         color, label = BADGE.get(f.status.state, ("gray", f.status.state))
         c1, c2, c3 = st.columns([3, 5, 1])
@@ -130,7 +132,8 @@ def live_panel():
         last = f.scalars.dropna(subset=["value"]).groupby("key")["value"].last() if len(f.scalars) else {}
         shown = " · ".join(f"{k} {last[k]:.4g}" for k in ("loss/train", "acc/test", "acc/top1", "mrr", "ndcg@10/test", "samples_per_s") if k in last)
         if "watch/overhead_pct" in last:  # the watcher's own host time over wall time, last interval
-            shown += f" · monitoring costs {last['watch/overhead_pct']:.1f} %"
+            events = control.get(f.name, {}).get("events", [])
+            shown += " · " + overhead_caption(last["watch/overhead_pct"], f.config or {}, events)
         c2.caption(shown + (f" — {f.status.reason}" if f.status.reason else ""))
         if f.status.state == "running" and not sources.is_external(f) and c3.button("Stop", key=f"stop_{f.name}"):
             try:
@@ -139,7 +142,6 @@ def live_panel():
             except UserError as e:
                 st.error(str(e))
     df = pd.concat([f.scalars for f in followers], ignore_index=True)
-    control = {f.name: control_state(f.name) for f in followers if not sources.is_external(f)}
     # Audit rows ride on their recycle (attach_audits), not as markers of their own.
     events = [e for c in control.values() for e in c["events"] if e["kind"] != "recycle_audit"]
     tau = st.session_state.get("mon_tau", 0.1)
