@@ -95,8 +95,8 @@ def test_a_worker_killed_mid_run_is_retried_with_one_value_per_step(cluster, tmp
     from actlab.analysis.ablation_ray import run_ray
 
     runs, ck = tmp_path / "runs", tmp_path / "ckpt"
-    # ~8 steps an epoch: a checkpoint reaches the driver early, and most of the run is still to come.
-    jobs = [_job(runs, "k", "relu", s, epochs=8, max_steps=None, batch_size=512, log_every=2) for s in (1, 2)]
+    # ~8 steps an epoch, 30 epochs: a checkpoint reaches the driver early, with most of the run to come.
+    jobs = [_job(runs, "k", "relu", s, epochs=30, max_steps=None, batch_size=512, log_every=2) for s in (1, 2)]
     t, out = _in_thread(lambda: run_ray("mnist", jobs, str(runs), interval=0.2, checkpoints_dir=str(ck)))
     store = RunStore(runs)
     victim = "k-relu-seed1"
@@ -132,6 +132,30 @@ def test_a_worker_killed_mid_run_is_retried_with_one_value_per_step(cluster, tmp
         keys = [(h["step"], h["key"]) for h in rows]
         assert len(keys) == len(set(keys)) and keys
     assert len(a.histograms()) == len(b.histograms())
+
+
+def test_sigterm_stops_the_running_tasks_and_the_queued_never_start(cluster, tmp_path):
+    from actlab.analysis.ablation_ray import run_ray
+
+    runs = tmp_path / "runs"
+    jobs = [_job(runs, "s", "relu", s, epochs=500, max_steps=None, batch_size=512) for s in (1, 2, 3)]
+    store = RunStore(runs)
+
+    def signal_when_two_train():  # the grid runs in this (main) thread, with its signal handlers
+        def live(n):
+            if not store.exists(n):
+                return False
+            with store.open(n) as r:
+                return r.status().state == "running" and bool(r.last())
+        _wait(lambda: sum(live(j["config"]["name"]) for j in jobs) == 2, 180, "two runs to train")
+        os.kill(os.getpid(), signal.SIGTERM)
+    t = threading.Thread(target=signal_when_two_train, daemon=True)
+    t.start()
+    outcomes = run_ray("mnist", jobs, str(runs), interval=0.2, checkpoints_dir=str(tmp_path / "ckpt"))
+    t.join()
+    assert sorted(o["status"] for o in outcomes) == ["stopped", "stopped"]  # the third never started
+    assert all("stop requested" in o["reason"] for o in outcomes)
+    assert len(store.names()) == 2
 
 
 def test_bad_addresses_and_no_ray_are_one_line(tmp_path, capsys, monkeypatch):
