@@ -91,6 +91,10 @@ IDLE_JS = """() => {
 }"""
 
 
+# Assertions wait as long as actions do: on the loaded 2-core box a chart can take seconds to draw.
+expect.set_options(timeout=60_000)
+
+
 @pytest.fixture
 def page(browser):
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -118,6 +122,16 @@ def rerun(page, action, timeout_s: float = 60):
     done = page.evaluate("() => window.__actlabRunsDone")
     action()
     page.wait_for_function(f"() => window.__actlabRunsDone > {done} && ({IDLE_JS})()", timeout=timeout_s * 1000)
+
+
+def wait_until(predicate, timeout_s: float, what: str):
+    """Poll a state outside the page (the run store, a process) until `predicate()` is truthy."""
+    deadline = time.time() + timeout_s
+    while not (value := predicate()):
+        if time.time() > deadline:
+            raise AssertionError(f"waited {timeout_s:g} s for {what}")
+        time.sleep(0.5)
+    return value
 
 
 def open_expander(page, label: str):

@@ -5,7 +5,7 @@ import sys
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import ROOT, open_page, rerun, screenshot, set_auto_refresh
+from tests.e2e.conftest import ROOT, open_page, screenshot, set_auto_refresh
 from tests.test_train_biencoder import write_pairs
 
 RUN = "e2e-biencoder"
@@ -26,14 +26,10 @@ def test_biencoder_run_on_monitor_page(page, app_url, e2e_runs_dir, tmp_path):
     set_auto_refresh(page, False)  # the run is finished: a still page, nothing redrawn under the clicks
     # The newest run is preselected; other e2e tests may have made newer ones, so pick ours if needed.
     if page.locator("strong", has_text=RUN).count() == 0:
-        box = page.locator("[data-testid='stMultiSelect']").first
-
-        def pick():
-            box.click()
-            page.keyboard.type(RUN)
-            page.keyboard.press("Enter")
-            page.get_by_role("heading", name="Training monitor").click()  # closes the dropdown
-        rerun(page, pick)
+        page.locator("[data-testid='stMultiSelect']").first.click()
+        page.keyboard.type(RUN)
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name="Training monitor").click()  # closes the dropdown
     page.locator("strong", has_text=RUN).first.wait_for()
     page.get_by_text("finished").first.wait_for()
     # Its metrics: the loss in the run line and charts, and the head's ReLU probe as a layer view

@@ -10,7 +10,7 @@ import signal
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.e2e.conftest import open_expander, open_page, rerun, screenshot, set_auto_refresh, wait_idle
+from tests.e2e.conftest import open_expander, open_page, screenshot, set_auto_refresh, wait_until
 
 RUN = "browser-run"
 DEAD_CHART_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
@@ -48,7 +48,7 @@ def test_start_run_and_watch_dead_fraction_grow(page, app_url, e2e_runs_dir):
     try:
         _watch(page, e2e_runs_dir)
         _recycle_from_the_page(page, e2e_runs_dir)
-        _stop_from_the_page(page)
+        _stop_from_the_page(page, e2e_runs_dir)
     finally:
         _kill_trainer(e2e_runs_dir)  # never leave a 500-epoch trainer behind, even on failure
 
@@ -77,9 +77,12 @@ def _recycle_from_the_page(page, runs_dir):
 
     set_auto_refresh(page, False)
     open_expander(page, f"Act on {RUN}")  # open by itself only when the run has alerts
-    rerun(page, page.get_by_role("button", name="Recycle dead units of act1").click)  # the run that handled the click has stored the command
-    (cmd,) = [c for c in RunStore(runs_dir).open(RUN).commands() if c["kind"] == "recycle"]
-    assert cmd["args"] == {"layer": "act1", "dead": True}, cmd
+    page.get_by_role("button", name="Recycle dead units of act1").click()
+    # The click's effect is a command row in the run's store (a tick that was already queued when
+    # auto-refresh went off may still redraw the panel once, so "a run ended" would prove nothing).
+    commands = wait_until(lambda: [c for c in RunStore(runs_dir).open(RUN).commands() if c["kind"] == "recycle"],
+                          60, "the recycle command in the run's store")
+    assert [c["args"] for c in commands] == [{"layer": "act1", "dead": True}], commands
 
     set_auto_refresh(page, True)  # the marker needs the panel's refreshes again
     try:
@@ -91,16 +94,18 @@ def _recycle_from_the_page(page, runs_dir):
     assert ev["layer"] == "act1" and ev["units"] >= 0
     assert page.evaluate(EVENT_STEPS_JS) == [ev["step"]]
 
-    set_auto_refresh(page, False)  # a still chart to scroll to and photograph
-    page.get_by_text("Dead fraction per layer").first.scroll_into_view_if_needed()
+    set_auto_refresh(page, False)  # a still chart to photograph
+    page.evaluate(f"() => ({DEAD_CHART_JS})().scrollIntoView({{block: 'center'}})")  # one atomic step
     page.screenshot(path=str(screenshot(page, "monitor-recycle")), full_page=False)
 
 
-def _stop_from_the_page(page):
-    rerun(page, page.get_by_role("button", name="Stop").first.click)  # auto-refresh is still off
+def _stop_from_the_page(page, runs_dir):
+    from actlab.store.runs import RunStore
+
+    page.get_by_role("button", name="Stop").first.click()  # auto-refresh is still off
+    wait_until(lambda: RunStore(runs_dir).open(RUN).status().state == "stopped", 90, "the trainer to stop")
     set_auto_refresh(page, True)  # the badge follows the trainer's state on the next refreshes
-    page.locator("[data-testid='stMarkdownContainer']", has_text=RUN).get_by_text("stopped").first.wait_for(timeout=60_000)
-    wait_idle(page)
+    page.locator("[data-testid='stMarkdownContainer']", has_text=RUN).get_by_text("stopped").first.wait_for()
 
 
 def _kill_trainer(runs_dir):

@@ -1,0 +1,62 @@
+"""Activation benchmark: stored `python -m core bench activations` results, and a quick live run."""
+import pandas as pd
+import streamlit as st
+import torch
+
+from actlab import UserError, paths
+from actlab.analysis import benchmark as bench
+from actlab.dashboard.charts import activation as charts
+
+st.title("Activation benchmark")
+st.caption("Elementwise activations are memory-bound: a plain copy (`clone`) of the same tensor is the "
+           "practical ceiling. '% of copy' near 100 means the activation runs at memory bandwidth.")
+
+
+def show(result: dict, key: str):
+    m = result["meta"]
+    st.markdown(f"**{m['device']}** ({m['device_name']}), {m['numel']:,} x {m['dtype']}, compile={m['compile']}, "
+                f"torch {m['torch']}, {m.get('threads', '?')} threads, median of {m['repeats']} repeats")
+    rows = result["results"]
+    left, right = st.columns(2)
+    left.plotly_chart(charts.bench_figure(rows, "forward_ms", "forward time (ms, lower is better)"), key=f"{key}_time")
+    right.plotly_chart(charts.bench_figure(rows, "pct_of_copy", "% of copy bandwidth (forward)"), key=f"{key}_pct")
+    table = pd.DataFrame(rows)[["name", "forward_ms", "forward_backward_ms", "elements_per_s", "gb_per_s",
+                                "pct_of_copy", "pct_of_copy_backward"]]
+    st.dataframe(table, hide_index=True, key=f"{key}_table")
+
+
+stored, live = st.tabs(["Stored results", "Run a quick benchmark"])
+
+with stored:
+    files = bench.list_results()
+    if not files:
+        st.info(f"No results in {paths.results_dir()}. Run `python -m core bench activations --out "
+                "bench/results/NAME.json`.")
+    else:
+        path = st.selectbox("Result file", files, format_func=lambda p: p.name, key="result_file")
+        try:
+            result = bench.load_result(path)
+        except UserError as e:
+            st.error(str(e))
+        else:
+            if cmd := result["meta"].get("command"):
+                st.code(cmd, language="bash")
+            show(result, "stored")
+
+with live:
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    c1, c2, c3 = st.columns(3)
+    device = c1.selectbox("Device", devices, key="device")
+    numel = c2.select_slider("Elements", [1 << 14, 1 << 16, 1 << 18, 1 << 20], 1 << 16, key="numel")
+    dtype = c3.selectbox("dtype", list(bench.DTYPES), key="dtype")
+    if st.button("Run quick benchmark", key="run"):
+        bar = st.progress(0.0, text="warming up")
+        try:
+            st.session_state["live_result"] = bench.bench_activations(
+                device, numel, dtype, repeats=5, warmup=2,
+                progress=lambda i, n, name: bar.progress(i / n, text=f"timing {name}"))
+        except UserError as e:
+            st.error(str(e))
+        bar.empty()
+    if "live_result" in st.session_state:
+        show(st.session_state["live_result"], "live")

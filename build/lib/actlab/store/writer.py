@@ -1,0 +1,88 @@
+"""RunWriter: what the one trainer process of a run writes (every call is one transaction)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import commands, series
+from .schema import STATES, connect
+
+
+def _finite_or_none(v) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+class RunWriter:
+    """A scalar written again for the same (step, key) replaces the old row (and gets a new id, so
+    incremental readers see the new value)."""
+
+    def __init__(self, run_dir: Path, name: str):
+        self.dir, self.name = run_dir, name
+        self.con = connect(run_dir / "metrics.db")
+
+    def log_scalars(self, step: int, values: dict[str, float], epoch: float | None = None, wall_time: float | None = None):
+        t = time.time() if wall_time is None else wall_time
+        rows = [(self.name, int(step), epoch, k, _finite_or_none(v), t) for k, v in values.items()]
+        with self.con:
+            # Rows that replace an existing (key, step) are found first: their old value may be a
+            # block's extreme in the pyramid, which then has to be recomputed (core/store/series.py).
+            rewritten = series.existing(self.con, [(r[3], r[1]) for r in rows])
+            self.con.executemany(
+                "INSERT OR REPLACE INTO scalars(run, step, epoch, key, value, wall_time) VALUES (?,?,?,?,?,?)", rows)
+            series.add_rows(self.con, [(r[3], r[1], r[4]) for r in rows], rewritten)
+            self._beat(t)
+
+    def log_histogram(self, step: int, key: str, edges, counts, epoch: float | None = None):
+        t = time.time()
+        with self.con:
+            self.con.execute(
+                "INSERT INTO histograms(run, step, epoch, key, edges, counts, wall_time) VALUES (?,?,?,?,?,?,?)",
+                (self.name, int(step), epoch, key, json.dumps(np.asarray(edges, float).tolist()),
+                 json.dumps(np.asarray(counts, float).tolist()), t))
+
+    def log_unit_activity(self, step: int, key: str, values, epoch: float | None = None):
+        t = time.time()
+        with self.con:
+            self.con.execute(
+                "INSERT INTO unit_activity(run, step, epoch, key, values_json, wall_time) VALUES (?,?,?,?,?,?)",
+                (self.name, int(step), epoch, key, json.dumps(np.round(np.asarray(values, float), 4).tolist()), t))
+
+    def heartbeat(self):
+        with self.con:
+            self._beat(time.time())
+
+    def pending_commands(self) -> list[dict]:
+        """Commands not yet applied, oldest first (read once per flush, never per step)."""
+        return commands.pending(self.con)
+
+    def log_event(self, step: int, kind: str, layer: str | None = None, units: int | None = None,
+                  reason: str | None = None, command_id: str | None = None, details: dict | None = None,
+                  command_state: str | None = None):
+        """An event row; with `command_id` and `command_state`, the command is closed in the same
+        transaction, so a crash never leaves a command applied twice or an event without its command."""
+        commands.write_event(self.con, self.name, step, kind, layer, units, reason, command_id, details, command_state)
+
+    def _beat(self, t: float):
+        self.con.execute("UPDATE status SET heartbeat = ? WHERE id = 1", (t,))
+
+    def set_status(self, state: str, reason: str | None = None):
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        with self.con:
+            self.con.execute("UPDATE status SET state = ?, reason = ?, heartbeat = ?, pid = ? WHERE id = 1",
+                             (state, reason, time.time(), os.getpid()))
+
+    def close(self):
+        self.con.close()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

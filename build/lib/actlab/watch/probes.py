@@ -1,0 +1,426 @@
+"""Activation probes: forward hooks that keep per-layer statistics ON the device.
+
+`core.watch` finds the layers and drives this; a layer is a `Target` (module, registry activation,
+whether `dead/` is defined for it, and whether the module's output is the activation's output or
+its input, as for a `Linear` that feeds an `F.relu` in `forward`).
+
+    probes = ActivationProbes(targets)
+    ... training forwards (train mode) accumulate on the device, no host sync ...
+    out = probes.flush()           # every log_every steps: ONE device->host copy (after a DDP all-reduce)
+    probes.end_window()            # close the window (the next flush starts fresh sums and masks)
+
+Definitions (README, "Dead and dormant units"):
+- a unit is **dead over a window** when |f'(pre-activation)| <= eps for EVERY sample in the window.
+  Only for layers whose class we know exactly (f' is then the module's own, or the registry's).
+- a unit is **tau-dormant** (Sokar et al., ICML 2023) when its mean |output| over the window,
+  divided by the layer's mean of that figure over its units, is at most tau.
+- zero fraction: the share of outputs exactly 0 (sparsity, not deadness).
+
+Unit axis: the last dimension for (N, F) and (N, T, F) tensors (every token is a sample), the
+channel axis (dim 1) for 4-D and 5-D conv maps. With a padding mask (N, T) set by the watcher,
+padded tokens of 3-D tensors count for nothing.
+
+Cost vs exactness: the window sums behind dead/ and dormant/ (per-unit sum of |output|, sample
+count, and for piecewise-linear activations the "ever alive" mask) are updated on EVERY training
+forward; for ReLU the alive mask is read off the |output| sum for free. Histograms of the
+pre-activation, per-unit activity, the zero fraction and, for smooth activations, the autograd
+f' test behind dead/ run on one batch in `stats_every` (the 1st, (k+1)-th, ... of each flush
+interval); `stats()` reports how many batches were sampled.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..activations import create_act_layer
+
+# Piecewise-linear activations: "f' != 0" is an elementwise comparison (exact for eps = 0).
+_FLAT_RULES = {
+    "relu6": lambda x: (x > 0) & (x < 6),
+    "hardswish": lambda x: x > -3,  # f' = 0 only left of -3 (and at the isolated point -1.5)
+    "hardsigmoid": lambda x: (x > -3) & (x < 3),
+}
+
+
+@dataclass
+class Target:
+    """One hooked layer. role "act": the module IS the activation (input = pre-activation, output =
+    activation output); role "pre": the module's output is the pre-activation of `activation`
+    (applied later, e.g. by F.relu in the model's forward)."""
+    name: str
+    module: nn.Module
+    activation: str | None  # registry name (for the page's f' overlay); None: no registry curve
+    params: dict = field(default_factory=dict)
+    dead: bool = True  # dead/ is defined (the class is known exactly); else zero_frac and dormant only
+    role: str = "act"
+    cls: str = ""
+    reason: str = ""
+
+    @property
+    def definition(self) -> str:
+        """Which figure the page leads with for this layer."""
+        from ..activations import RELU_LIKE
+
+        return "dead" if self.dead and self.activation in RELU_LIKE else "dormant"
+
+
+class _Layer:
+    def __init__(self, t: Target, eps: float):
+        self.t = t
+        if t.role == "pre":
+            self.fn = create_act_layer(t.activation, **t.params).forward
+        else:
+            self.fn = t.module.forward
+        act, p = t.activation, t.params
+        # How "alive on some sample" is decided; None: no dead/ for this layer.
+        if not t.dead:
+            self.rule = None
+        elif act == "relu" and eps < 1:
+            self.rule = "sum"  # alive <=> sum of relu outputs > 0
+        elif act in _FLAT_RULES and eps == 0:
+            self.rule = "flat"
+        elif act == "leaky_relu" and p.get("alpha", 0) > eps:
+            self.rule = "always"
+        elif t.cls == "Hardtanh" and eps == 0:
+            lo, hi = float(t.module.min_val), float(t.module.max_val)
+            self.rule, self.flat = "flat", lambda x: (x > lo) & (x < hi)
+        else:
+            self.rule = "autograd"
+        if self.rule == "flat" and act in _FLAT_RULES:
+            self.flat = _FLAT_RULES[act]
+        self.units = None
+        self.reset_interval()
+        self.reset_window()
+        self.prev_dead = None
+
+    def reset_interval(self):
+        # Since the last flush, local to this process (all-reduced at the flush).
+        self.d_sum = self.d_count = self.d_alive = None
+        self.hist = self.active = self.zero = self.s_count = None
+        # Sample counts without a padding mask are known on the host: no tensor per step for them.
+        self.d_count_host = self.s_count_host = 0.0
+        self.calls = self.sampled = 0
+
+    def reset_window(self):
+        # Since the window began, already merged across ranks.
+        self.w_sum = self.w_count = self.w_alive = None
+
+
+def _unit_dims(x: torch.Tensor) -> tuple[int, tuple[int, ...]]:
+    """(unit axis, the dims reduced over) for the unit-axis rule in the module docstring."""
+    if x.dim() >= 4:
+        return 1, (0,) + tuple(range(2, x.dim()))
+    return x.dim() - 1, tuple(range(x.dim() - 1))
+
+
+def _per_unit_shape(x: torch.Tensor, axis: int) -> list[int]:
+    shape = [1] * x.dim()
+    shape[axis] = x.shape[axis]
+    return shape
+
+
+class ActivationProbes:
+    def __init__(self, targets: list[Target], eps: float = 0.0, bins: int = 64, hist_range=(-6.0, 6.0),
+                 stats_every: int = 16, histograms: bool = True):
+        self.stats_every = max(1, int(stats_every))
+        self.eps, self.bins, self.hist_range = float(eps), int(bins), (float(hist_range[0]), float(hist_range[1]))
+        self.histograms = bool(histograms)
+        self.enabled = True
+        self.mask: torch.Tensor | None = None  # (N, T) padding mask of the current forward, set by the watcher
+        self._exact: dict[str, torch.Tensor] | None = None
+        self.layers: dict[str, _Layer] = {t.name: _Layer(t, self.eps) for t in targets}
+        self._handles = []
+        self.attach()
+        self.hook_seconds = 0.0  # host time spent inside the hooks (the watcher reports its share)
+        self._bufs: dict = {}
+
+    # ---------------------------------------------------------------- hot path (no host syncs)
+    def _hook(self, name: str):
+        import time
+
+        def hook(module, inputs, output):
+            if self._exact is None and (not self.enabled or not module.training):
+                return
+            t0 = time.perf_counter()
+            L = self.layers[name]
+            if L.t.role == "pre":
+                x = output.detach()
+                y = None
+            else:
+                x = inputs[0].detach() if inputs else None
+                y = output.detach() if isinstance(output, torch.Tensor) else None
+            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 1:
+                if x.dim() == 1:
+                    x = x.unsqueeze(0)
+                    y = y.unsqueeze(0) if y is not None else None
+                if self._exact is not None:
+                    self._record_exact(L, x)
+                else:
+                    self._record(L, x, y)
+            self.hook_seconds += time.perf_counter() - t0
+        return hook
+
+    def _alive_elem(self, L: _Layer, x: torch.Tensor) -> torch.Tensor:
+        """Elementwise "f' > eps" at the pre-activation x (bool, x's shape)."""
+        if L.rule == "flat":
+            return L.flat(x)
+        if L.rule in ("sum",):
+            return x > 0
+        if L.rule == "always":
+            return torch.ones_like(x, dtype=torch.bool)
+        with torch.enable_grad():
+            xx = x.float().requires_grad_(True)
+            (g,) = torch.autograd.grad(L.fn(xx).sum(), xx)
+        return g.abs() > self.eps
+
+    def _abs(self, y: torch.Tensor) -> torch.Tensor:
+        """|y| into a reused buffer on the CPU: a fresh activation-sized tensor per call costs more in
+        page faults than the abs itself (CUDA's caching allocator makes this moot there)."""
+        if y.device.type != "cpu":
+            return y.abs()
+        key = (tuple(y.shape), y.dtype)
+        buf = self._bufs.get(key)
+        if buf is None:
+            if len(self._bufs) > 8:
+                self._bufs.clear()
+            buf = self._bufs[key] = torch.empty_like(y, memory_format=torch.contiguous_format)
+        return torch.abs(y, out=buf)
+
+    def _pad_mask(self, x: torch.Tensor) -> torch.Tensor | None:
+        m = self.mask
+        if m is not None and x.dim() == 3 and tuple(m.shape) == tuple(x.shape[:2]):
+            return m
+        return None
+
+    def _record(self, L: _Layer, x: torch.Tensor, y: torch.Tensor | None):
+        axis, dims = _unit_dims(x)
+        units = x.shape[axis]
+        if L.units is None:
+            L.units = units
+        elif L.units != units:
+            return  # the same module called on another width (shared module): keep the first
+        pad = self._pad_mask(x)
+        w = pad.unsqueeze(-1).to(torch.float32) if pad is not None else None
+        if y is None or y.shape != x.shape:
+            y = L.fn(x)
+        a = y if L.rule == "sum" else self._abs(y)  # relu output is already >= 0
+        if w is None:
+            s = a.sum(dims, dtype=torch.float32)
+        else:
+            # Padding weights times |y| as one matrix-vector product over the tokens.
+            s = (pad.reshape(1, -1).to(a.dtype) @ a.reshape(-1, units)).reshape(-1).float()
+        n = pad.sum(dtype=torch.float32) if pad is not None else None
+        n_host = 0.0 if pad is not None else float(x.numel() // units)
+        L.d_count_host += n_host
+        if L.d_sum is None:
+            L.d_sum = s
+        else:
+            L.d_sum += s
+        if n is not None:
+            L.d_count = n if L.d_count is None else L.d_count + n
+        sample = L.calls % self.stats_every == 0
+        L.calls += 1
+        if L.rule == "flat" or (L.rule == "autograd" and sample) or (L.rule == "always" and L.d_alive is None):
+            e = self._alive_elem(L, x)
+            if w is not None:
+                e = e & pad.unsqueeze(-1)
+            a_any = e.any(dim=dims)
+            L.d_alive = a_any if L.d_alive is None else (L.d_alive | a_any)
+        if not sample:
+            return
+        # Sampled batch: histogram of the pre-activation, per-unit activity, zero fraction.
+        if L.rule is not None:
+            alive = self._alive_elem(L, x)
+        else:
+            alive = y != 0
+        alive = alive.to(torch.float32)
+        zero = (y == 0).to(torch.float32)
+        if w is not None:
+            alive, zero = alive * w, zero * w
+        active = alive.sum(dims)
+        zsum = zero.sum()
+        if self.histograms:
+            lo, hi = self.hist_range
+            # Bin index by arithmetic (cheaper than bucketize); values outside the range are clamped
+            # into the end bins, NaN goes to the last bin.
+            idx = x.float().sub(lo).mul_(self.bins / (hi - lo)).floor_().clamp_(0, self.bins - 1).nan_to_num_(self.bins - 1)
+            weights = w.expand_as(x).flatten().float() if w is not None else torch.ones(x.numel(), device=x.device)
+            # index_add_ into a fixed-size buffer, not bincount: on CUDA bincount reads max(idx) back to
+            # the host to size its output, a sync on every sampled batch.
+            h = torch.zeros(self.bins, device=x.device).index_add_(0, idx.to(torch.int64).flatten(), weights)
+        else:
+            h = torch.zeros(self.bins, device=x.device)
+        L.s_count_host += n_host
+        if n is not None:
+            L.s_count = n if L.s_count is None else L.s_count + n
+        if L.hist is None:
+            L.hist, L.active, L.zero = h, active, zsum
+        else:
+            L.hist += h
+            L.active += active
+            L.zero += zsum
+        L.sampled += 1
+
+    def _record_exact(self, L: _Layer, x: torch.Tensor):
+        if L.rule is None:
+            return
+        axis, dims = _unit_dims(x)
+        e = self._alive_elem(L, x) if L.rule != "sum" else x > 0
+        pad = self._pad_mask(x)
+        if pad is not None:
+            e = e & pad.unsqueeze(-1)
+        a = e.any(dim=dims)
+        name = L.t.name
+        self._exact[name] = a if name not in self._exact else self._exact[name] | a
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Forward passes inside (e.g. evaluation in train mode) do not count towards the window."""
+        was, self.enabled = self.enabled, False
+        try:
+            yield
+        finally:
+            self.enabled = was
+
+    # ---------------------------------------------------------------- flush (every log_every steps)
+    def _pack(self) -> tuple[torch.Tensor | None, list]:
+        """Everything since the last flush as one flat float tensor (so a DDP all-reduce is one call)."""
+        parts, layout = [], []
+        for name, L in self.layers.items():
+            if L.units is None:
+                continue
+            u, dev = L.units, L.d_sum.device if L.d_sum is not None else None
+            if dev is None:
+                continue
+            z = lambda k: torch.zeros(k, device=dev)  # noqa: E731
+            alive = L.d_alive.float().reshape(-1) if L.d_alive is not None else z(u)
+            d_count = L.d_count.reshape(1) + L.d_count_host if L.d_count is not None else torch.full((1,), L.d_count_host, device=dev)
+            s_count = L.s_count.reshape(1) + L.s_count_host if L.s_count is not None else torch.full((1,), L.s_count_host, device=dev)
+            parts += [L.d_sum.reshape(-1).float(), d_count.float(), alive,
+                      L.hist if L.hist is not None else z(self.bins),
+                      L.active.reshape(-1) if L.active is not None else z(u),
+                      L.zero.reshape(1) if L.zero is not None else z(1),
+                      s_count.float(),
+                      torch.full((1,), float(L.sampled), device=dev)]
+            layout.append(name)
+        if not parts:
+            return None, []
+        dev = parts[0].device
+        return torch.cat([p.to(dev) for p in parts]), layout
+
+    def flush(self, tau: float = 0.1, reduce=None) -> dict:
+        """Merge the interval into the window, compute every figure, fetch ONCE. `reduce(t)` (a DDP
+        all-reduce SUM, in place) merges the ranks first. Returns per-layer host values."""
+        flat, layout = self._pack()
+        out: dict = {}
+        if flat is None:
+            return out
+        if reduce is not None:
+            reduce(flat)
+        i = 0
+        results = []
+        for name in layout:
+            L = self.layers[name]
+            u = L.units
+            d_sum = flat[i:i + u]; i += u
+            d_count = flat[i]; i += 1
+            d_alive = flat[i:i + u] > 0; i += u
+            hist = flat[i:i + self.bins]; i += self.bins
+            active = flat[i:i + u]; i += u
+            zero, s_count, sampled = flat[i], flat[i + 1], flat[i + 2]; i += 3
+            L.w_sum = d_sum.clone() if L.w_sum is None else L.w_sum + d_sum
+            L.w_count = d_count.clone() if L.w_count is None else L.w_count + d_count
+            if L.rule is not None:
+                alive = (L.w_sum > 0) if L.rule == "sum" else d_alive
+                L.w_alive = alive if L.w_alive is None else (L.w_alive | alive)
+            mean = L.w_sum / L.w_count.clamp_min(1.0)
+            layer_mean = mean.mean()
+            # A layer whose every output is 0 has every unit dormant (score 0), not NaN.
+            score = torch.where(layer_mean > 0, mean / layer_mean.clamp_min(1e-30), torch.zeros_like(mean))
+            revived = ((L.prev_dead & L.w_alive).sum().float().reshape(1)
+                       if L.prev_dead is not None and L.w_alive is not None else torch.full((1,), float("nan"), device=flat.device))
+            results.append((name, u, [score, L.w_alive.float() if L.w_alive is not None else torch.full((u,), float("nan"), device=flat.device),
+                                      hist, active / s_count.clamp_min(1.0), (zero / (s_count * u).clamp_min(1.0)).reshape(1),
+                                      revived, sampled.reshape(1), s_count.reshape(1), L.w_count.reshape(1)]))
+        host = torch.cat([torch.cat([v.reshape(-1).float() for v in vs]) for _, _, vs in results]).cpu().numpy()
+        j = 0
+        for name, u, _ in results:
+            L = self.layers[name]
+            score = host[j:j + u]; j += u
+            alive = host[j:j + u]; j += u
+            hist = host[j:j + self.bins]; j += self.bins
+            activity = host[j:j + u]; j += u
+            zero_frac, revived, sampled, s_count, w_count = host[j:j + 5]; j += 5
+            d = {"dormant": float((score <= tau).mean()), "score": score, "hist": hist, "activity": activity,
+                 "zero_frac": float(zero_frac) if sampled > 0 else float("nan"),
+                 "sampled_batches": int(sampled), "sampled_samples": float(s_count), "window_samples": float(w_count)}
+            if L.rule is not None:
+                d["alive"] = alive > 0.5
+                d["dead"] = float(1.0 - d["alive"].mean())
+                if revived == revived:  # not NaN: there was a previous window
+                    d["revived"] = int(revived)
+            out[name] = d
+        for L in self.layers.values():
+            L.reset_interval()
+        return out
+
+    def end_window(self):
+        """Close the window: remember who was dead, start fresh sums and masks. Call right after a flush."""
+        for L in self.layers.values():
+            if L.w_alive is not None:
+                L.prev_dead = ~L.w_alive
+            L.reset_window()
+
+    def restart_window(self, name: str):
+        """One layer's window starts again (after a recycle, so the next window shows its effect)."""
+        L = self.layers[name]
+        if L.w_alive is not None:
+            L.prev_dead = ~L.w_alive
+        L.reset_window()
+
+    def edges(self) -> list[float]:
+        lo, hi = self.hist_range
+        return torch.linspace(lo, hi, self.bins + 1, dtype=torch.float64).tolist()
+
+    @torch.no_grad()
+    def exact_dead_count(self, model: nn.Module, batches) -> dict[str, float]:
+        """Dataset-level dead fraction in eval mode over `batches` (tensors, or (args, kwargs) pairs):
+        {'dead_exact/<layer>': frac}. Does not touch the training window."""
+        was_training = model.training
+        model.eval()
+        self._exact = {}
+        try:
+            for b in batches:
+                if isinstance(b, tuple) and len(b) == 2 and isinstance(b[1], dict):
+                    model(*b[0], **b[1])
+                else:
+                    model(b)
+            masks = self._exact
+        finally:
+            self._exact = None
+            model.train(was_training)
+        if not masks:
+            return {}
+        names = list(masks)
+        dead = torch.stack([1.0 - masks[n].float().mean() for n in names]).cpu().tolist()
+        return {f"dead_exact/{n}": d for n, d in zip(names, dead)}
+
+    def attach(self):
+        if not self._handles:
+            self._handles = [L.t.module.register_forward_hook(self._hook(n)) for n, L in self.layers.items()]
+
+    def remove(self):
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def grad_norms(named_params) -> tuple[list[str], torch.Tensor | None]:
+    """Per-parameter gradient L2 norms, on the device (one foreach kernel)."""
+    named = [(n, p.grad) for n, p in named_params if p.grad is not None]
+    if not named:
+        return [], None
+    return [n for n, _ in named], torch.stack(torch._foreach_norm([g.detach().float() for _, g in named]))

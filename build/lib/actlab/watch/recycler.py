@@ -1,0 +1,142 @@
+"""The recycler plug-in: scheduled recycling and the recycle commands of the control path.
+
+At a flush, between optimizer steps, it applies the scheduled recycle (`RecycleConfig.every`),
+then the commands the dashboard or `actlab runs recycle` queued in the store, and writes an event
+for each: what changed, or why it could not be done. Under DDP rank 0 reads the commands and
+broadcasts them; every rank applies them (the masks were all-reduced and the redraw is seeded by
+step and layer, so the replicas stay equal). The mechanics of a recycle are core/watch/recycle.py.
+"""
+from __future__ import annotations
+
+import zlib
+
+import torch
+
+from ._dist import dist
+from .config import RecycleConfig
+from .plugins import WatchPlugin
+from .recycle import RecyclePair, find_pairs, recycle_mask, recycle_units
+
+
+class Recycler(WatchPlugin):
+    """`optimizer`: the loop's optimizer, whose state for the recycled entries is reset; without it,
+    the first optimizer over the model's parameters that steps is used."""
+
+    def __init__(self, config: RecycleConfig | None = None, optimizer=None):
+        self.config = config or RecycleConfig()
+        self.optimizer = optimizer
+        self.pairs: dict[str, RecyclePair | str] = {}
+        self._last = 0
+        self._opt_handle = None
+
+    # ---------------------------------------------------------------- set-up
+    def layer_notes(self, watcher) -> dict[str, dict[str, str]]:
+        self.pairs = find_pairs(watcher.model, list(watcher.layers.values()), self.config.pairs)
+        return {name: {"recycle": self.describe(name)} for name in watcher.layers}
+
+    def describe(self, name: str) -> str:
+        p = self.pairs.get(name)
+        return p.describe() if isinstance(p, RecyclePair) else f"cannot recycle: {p}"
+
+    def on_start(self, watcher) -> None:
+        self._last = watcher.step_count
+        recyclable = any(isinstance(p, RecyclePair) for p in self.pairs.values())
+        if self.optimizer is None and recyclable:
+            # Find the loop's optimizer at its first step, then stop looking (no per-step cost after).
+            from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+            ids = {id(p) for p in watcher.model.parameters()}
+
+            def find(opt, args, kwargs):
+                groups = opt.param_groups
+                if groups and groups[0]["params"] and id(groups[0]["params"][0]) in ids:
+                    self.optimizer = opt
+                    self._drop_hook()
+            self._opt_handle = register_optimizer_step_pre_hook(find)
+
+    def _drop_hook(self):
+        if self._opt_handle is not None:
+            self._opt_handle.remove()
+            self._opt_handle = None
+
+    # ---------------------------------------------------------------- at each flush
+    def on_flush(self, watcher, record) -> None:
+        step = record.step
+        todo = []
+        every = self.config.every
+        if every and step - self._last >= every:
+            self._last = step
+            mode, tau = self.config.mode, self._tau(watcher)
+            todo += [(None, n, mode, tau, f"scheduled every {every} steps")
+                     for n, p in self.pairs.items() if isinstance(p, RecyclePair)]
+        for c in self._commands(watcher):
+            a = c["args"] if isinstance(c["args"], dict) else {}
+            if c["kind"] != "recycle":
+                self._refuse(watcher, step, a.get("layer"), f"unknown command {c['kind']!r}", c["id"])
+                continue
+            try:
+                tau = float(a.get("tau", watcher.config.probe.tau))
+            except (TypeError, ValueError):
+                tau = float("nan")
+            if not 0.0 <= tau <= 1.0:
+                self._refuse(watcher, step, a.get("layer"), f"tau must be in [0, 1], got {a.get('tau')!r}", c["id"])
+                continue
+            todo.append((c["id"], a.get("layer"), "dead" if a.get("dead") else "tau", tau, "asked for"))
+        for cid, name, mode, tau, why in todo:
+            self._recycle_one(watcher, record, cid, name, mode, tau, why)
+
+    def _tau(self, watcher) -> float:
+        return watcher.config.probe.tau if self.config.tau is None else self.config.tau
+
+    def _commands(self, watcher) -> list[dict]:
+        cmds = watcher.store.pending_commands() if watcher.store is not None else []
+        d = dist()
+        if d is not None and watcher.world > 1:
+            box = [cmds]
+            d.broadcast_object_list(box, src=0)
+            cmds = box[0]
+        return cmds
+
+    def _refuse(self, watcher, step, layer, reason, cid=None):
+        watcher.add_event("refused", step=step, layer=layer, reason=reason, command_id=cid, command_state="refused")
+
+    def _recycle_one(self, watcher, record, cid, name, mode, tau, why):
+        step = record.step
+        pair = self.pairs.get(name)
+        if name not in watcher.layers:
+            return self._refuse(watcher, step, name, f"no hooked layer {name!r}", cid)
+        if not isinstance(pair, RecyclePair):
+            return self._refuse(watcher, step, name, f"cannot recycle: {pair}", cid)
+        stats = record.layers.get(name)
+        if stats is None:
+            return self._refuse(watcher, step, name, "no statistics for this layer yet (no training forward)", cid)
+        mask = recycle_mask(stats, mode, tau)
+        if mask is None:
+            return self._refuse(watcher, step, name,
+                                f"dead/ is not defined for {watcher.layers[name].cls}; recycle by tau instead", cid)
+        gen = torch.Generator().manual_seed(zlib.crc32(f"{step}:{name}".encode()))
+        try:
+            done = recycle_units(pair, mask, self.optimizer, watcher.model, gen)
+        except (ValueError, RuntimeError) as e:
+            return self._refuse(watcher, step, name, f"recycle failed: {e}", cid)
+        watcher.probes.restart_window(name)  # the next window shows what the recycle did
+        what = "dead" if mode == "dead" else f"τ-dormant (τ={tau:g})"
+        reason = f"{done['units']} of {mask.numel()} units {what}, {why}"
+        reason += ("; optimizer state reset" if self.optimizer is not None
+                   else "; no optimizer seen, so its state was NOT reset (pass watch(..., optimizer=opt))")
+        watcher.log({f"recycled/{name}": done["units"]}, step=step)
+        watcher.add_event("recycle", step=step, layer=name, units=done["units"], reason=reason, command_id=cid,
+                          command_state="applied", pair=pair.describe(), mode=mode, tau=tau,
+                          **{k: v for k, v in done.items() if k != "units"})
+
+    # ---------------------------------------------------------------- end
+    def on_close(self, watcher, status: str) -> None:
+        self._drop_hook()
+        if watcher.store is None:
+            return
+        for c in watcher.store.pending_commands():
+            self._refuse(watcher, watcher.step_count, (c["args"] or {}).get("layer"),
+                         f"the run ended ({status}) before the command was applied", c["id"])
+
+
+__all__ = ["Recycler"]

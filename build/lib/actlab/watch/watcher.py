@@ -1,0 +1,369 @@
+"""`watch(model)` and `Watcher`: the one probe path (users import it from actlab).
+
+    from actlab import watch
+    with watch(model, run="my-run", log_every=50) as w:
+        for x, y in loader:
+            loss = ...; loss.backward(); opt.step(); opt.zero_grad()
+            w.step(loss=loss, acc=acc)            # floats or tensors; tensors stay on the device
+
+`watch` finds the activation modules (layers.py), hooks them (probes.py), and writes a run to the
+run store that the monitor page follows live. Statistics accumulate on the device; the host
+fetches them once every `log_every` steps (the flush). That is all the Watcher does: probes, the
+store and the flush. Everything else is a plug-in (plugins.py, whose docstring is the hook
+interface): the recycler (recycler.py), the non-finite guard (guards.py), yours
+(`watch(..., plugins=[...])`).
+
+Each flush builds one typed `FlushRecord` (records.py), hands it to the plug-ins' `before_write`,
+writes it, then hands it to their `on_flush`, inside `step()`: after the optimizer step and before
+the next forward, so a plug-in may edit weights there.
+
+Settings are grouped (config.py): `Watcher(model, ProbeConfig(...), StoreConfig(...), plugins=[...])`;
+`watch(model, **kwargs)` takes them as flat keywords (log_every, tau, eps, histograms, grads,
+modules, auto, exclude, extra, window, stats_every, bins, hist_range; run, runs_dir, config,
+kind, resume, start_step; recycle_every, recycle_tau, recycle_mode, recycle_pairs) plus
+optimizer, check, plugins and verbose.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+
+import torch
+from torch import nn
+
+from ..sinks import parse_sinks
+from ..store.runs import RunStore
+from ._dist import dist
+from .config import (
+    ProbeConfig,
+    RecycleConfig,
+    StoreConfig,
+    WatchConfig,
+    known_kwargs,
+    split_kwargs,
+)
+from .guards import NonFiniteGuard
+from .layers import find_layers, format_table, functional_note, unwrap
+from .padding import PaddingMask
+from .plugins import PluginSet, WatchPlugin
+from .probes import ActivationProbes, grad_norms
+from .records import Event, FlushRecord, Histogram, LayerStats
+from .recycler import Recycler
+
+
+def default_plugins(recycle: RecycleConfig | None = None, optimizer=None, check=None) -> list[WatchPlugin]:
+    """What every watch has: the recycler (commands from the dashboard work on any run), and the
+    non-finite guard when a `check` is given."""
+    out: list[WatchPlugin] = [NonFiniteGuard(check)] if check is not None else []
+    return out + [Recycler(recycle, optimizer)]
+
+
+class Watcher:
+    """Created by `watch(...)`. Use as a context manager, or call `close()` yourself.
+    `plugins=None` gives `default_plugins()`; a list replaces them."""
+
+    def __init__(self, model: nn.Module, probe: ProbeConfig | None = None, store: StoreConfig | None = None, *,
+                 plugins: list | None = None, verbose: bool = True):
+        probe, store = probe or ProbeConfig(), store or StoreConfig()
+        self.config = WatchConfig(probe=probe, store=store)
+        self.model = unwrap(model)
+        self.run = store.run
+        self.epoch: float | None = None  # set it (e.g. per epoch) and rows carry it
+        self.step_count = self.last_flush_step = store.start_step
+        self.last: dict[str, float] = {}  # the scalars of the last flush
+        self.closed = False
+        self.events: list[Event] = []  # every event of this process (also in the store)
+        self._new_events: list[Event] = []
+        d = dist()
+        self.rank, self.world = (d.get_rank(), d.get_world_size()) if d else (0, 1)
+
+        targets, skipped = find_layers(self.model, probe.modules, probe.auto, probe.exclude, probe.extra)
+        self.layers = {t.name: t for t in targets}
+        self.plugins = PluginSet(default_plugins() if plugins is None else plugins)
+        notes = [functional_note(self.model)] if probe.auto else []
+        notes = [n for n in notes if n]
+        if not targets and probe.auto:
+            notes.append("no activation modules found; name layers by hand with modules={'fc1': 'relu'}")
+        columns = self.plugins.layer_notes(self)
+        self.table = {"hooked": [{"name": t.name, "class": t.cls, "activation": t.activation, "params": t.params,
+                                  "definition": t.definition, "dead": t.dead, "role": t.role, "reason": t.reason,
+                                  **columns.get(t.name, {})} for t in targets],
+                      "skipped": skipped, "notes": notes}
+        self.probes = ActivationProbes(targets, eps=probe.eps, bins=probe.bins, hist_range=probe.hist_range,
+                                       stats_every=probe.stats_every, histograms=probe.histograms)
+        self.store = None  # the run's writer, on rank 0 only
+        if self.rank == 0:
+            try:
+                self.store = self._create_run(targets, columns)
+            except BaseException:
+                self.probes.remove()  # e.g. the run exists: leave the model as it was
+                raise
+            if verbose:
+                print(format_table(targets, skipped, notes, columns), file=sys.stderr)
+
+        self._padding = PaddingMask(self.model, self.probes) if targets else None
+        self._param_ids = {id(p) for p in self.model.parameters()}
+        self._grad_names: list[str] = []
+        self._grad_norms: torch.Tensor | None = None
+        self._opt_handle = None
+        self._attach()
+        self._sums: dict[str, object] = {}
+        self._counts: dict[str, int] = {}
+        self._busy = 0.0  # host seconds inside the watcher since the last flush
+        self._t_flush = time.perf_counter()
+        self._hook_base = 0.0
+        self._window_start = self.step_count
+        self.plugins.call("on_start", self)
+
+    @property
+    def writer(self):
+        """The run's writer (older name of `store`)."""
+        return self.store
+
+    def _create_run(self, targets, columns):
+        probe, store = self.config.probe, self.config.store
+        cfg = {"model": type(self.model).__name__, "log_every": probe.log_every, "tau": probe.tau, "eps": probe.eps,
+               "window": probe.window, "stats_every": probe.stats_every, "world_size": self.world,
+               **(store.config or {}), "watch": self.table}
+        layers = {t.name: {"activation": t.activation, "params": dict(t.params), "definition": t.definition,
+                           "dead": t.dead, "class": t.cls, **columns.get(t.name, {})} for t in targets}
+        # On resume, what a crashed process wrote after start_step is superseded.
+        # runs_dir None: actlab.paths.runs_dir(), read now.
+        return RunStore(store.runs_dir).create(self.run, cfg, kind=store.kind, resume=store.resume, layers=layers,
+                                               resume_step=self.step_count if store.resume else None)
+
+    # ---------------------------------------------------------------- hooks
+    def _attach(self):
+        self.probes.attach()
+        if self._padding is not None:
+            self._padding.attach()
+        if self.config.probe.grads and self._opt_handle is None:
+            # Gradient norms: read just before the optimizer step that ends a log interval (any optimizer
+            # over this model's parameters, whether or not the loop zeroes grads before calling step()).
+            from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+            self._opt_handle = register_optimizer_step_pre_hook(self._opt_pre_hook)
+
+    def remove_hooks(self):
+        self.probes.remove()
+        if self._padding is not None:
+            self._padding.remove()
+        if self._opt_handle is not None:
+            self._opt_handle.remove()
+            self._opt_handle = None
+
+    def _opt_pre_hook(self, opt, args, kwargs):
+        if (self.step_count + 1) % self.config.probe.log_every != 0 or not opt.param_groups \
+                or not opt.param_groups[0]["params"] or id(opt.param_groups[0]["params"][0]) not in self._param_ids:
+            return
+        t0 = time.perf_counter()
+        self._grad_names, self._grad_norms = grad_norms(self.model.named_parameters())
+        self._busy += time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- the loop's side
+    def step(self, loss=None, **scalars) -> FlushRecord | None:
+        """One optimizer step done. `loss` is stored as loss/train, other scalars under their own
+        names (mean over the log interval). Returns the flush's record at a log step, else None."""
+        t0 = time.perf_counter()
+        self.step_count += 1
+        if loss is not None:
+            scalars = {"loss/train": loss, **scalars}
+        for k, v in scalars.items():
+            if v is None:
+                continue
+            if isinstance(v, torch.Tensor):
+                v = v.detach()
+                # A loss is 0-d already: no mean kernel; sums grow in place (one kernel a step, no new tensor).
+                if v.dim() or v.dtype != torch.float32:
+                    v = v.float().mean()
+                prev = self._sums.get(k)
+                if prev is None:
+                    self._sums[k] = v.clone()
+                elif isinstance(prev, torch.Tensor) and prev.device == v.device:
+                    prev.add_(v)
+                else:
+                    self._sums[k] = prev + v
+            else:
+                prev = self._sums.get(k)
+                self._sums[k] = float(v) if prev is None else prev + float(v)
+            self._counts[k] = self._counts.get(k, 0) + 1
+        self.plugins.call("on_step", self, self.step_count)
+        self._busy += time.perf_counter() - t0
+        if self.step_count % self.config.probe.log_every == 0:
+            return self.flush()
+        return None
+
+    def _loop_scalars(self) -> dict[str, float]:
+        """The loop's scalars (interval means) and the gradient norms, in one fetch."""
+        keys = list(self._sums)
+        tensors = [v.reshape(1) if isinstance(v, torch.Tensor) else torch.tensor([float(v)], dtype=torch.float32)
+                   for v in (self._sums[k] for k in keys)]
+        host: list[float] = []
+        if tensors or self._grad_norms is not None:
+            dev = self._grad_norms.device if self._grad_norms is not None else tensors[0].device
+            parts = [t.to(dev) for t in tensors] + ([self._grad_norms.reshape(-1)] if self._grad_norms is not None else [])
+            host = torch.cat(parts).cpu().tolist()
+        values = {k: host[i] / self._counts[k] for i, k in enumerate(keys)}
+        if self._grad_norms is not None:
+            values.update({f"grad_norm/{n}": v for n, v in zip(self._grad_names, host[len(keys):])})
+        self._sums, self._counts = {}, {}
+        self._grad_norms, self._grad_names = None, []
+        return values
+
+    def _layer_stats(self) -> tuple[dict[str, LayerStats], dict[str, Histogram], dict[str, float]]:
+        d = dist()
+        reduce = (lambda t: d.all_reduce(t, op=d.ReduceOp.SUM)) if d is not None else None
+        raw = self.probes.flush(self.config.probe.tau, reduce=reduce)
+        layers = {name: LayerStats.from_probe(name, s) for name, s in raw.items()}
+        edges = tuple(self.probes.edges()) if self.probes.histograms else ()
+        hists = {f"pre/{name}": Histogram(f"pre/{name}", edges, s["hist"])
+                 for name, s in raw.items() if self.probes.histograms and s["sampled_batches"]}
+        values: dict[str, float] = {}
+        for name, s in layers.items():
+            if s.dead is not None:
+                values[f"dead/{name}"] = s.dead
+            if s.revived is not None:
+                values[f"revived/{name}"] = s.revived
+            values[f"dormant/{name}"] = s.dormant
+            if s.zero_frac is not None:
+                values[f"zero_frac/{name}"] = s.zero_frac
+        return layers, hists, values
+
+    def flush(self, step: int | None = None) -> FlushRecord:
+        """Fetch and write everything since the last flush (step() calls this every log_every steps)."""
+        t0 = time.perf_counter()
+        step = self.step_count if step is None else int(step)
+        self.last_flush_step = step
+        if self._grad_norms is None and self.config.probe.grads:  # no optimizer hook fired (a hand-written update)
+            self._grad_names, self._grad_norms = grad_norms(self.model.named_parameters())
+        layers, hists, values = self._layer_stats()
+        scalars = {**self._loop_scalars(), **values}
+        now = time.perf_counter()
+        busy = self._busy + (now - t0) + (self.probes.hook_seconds - self._hook_base)
+        scalars["watch/overhead_pct"] = 100.0 * busy / max(now - self._t_flush, 1e-9)
+        record = FlushRecord(step=step, epoch=self.epoch, wall_time=time.time(), scalars=scalars, layers=layers,
+                             histograms=hists, events=self._new_events)
+        self.plugins.call("before_write", self, record)
+        self._write(record)
+        window = self.config.probe.window
+        if window is None or (isinstance(window, int) and step - self._window_start >= window):
+            self.end_window()
+        self.last = scalars
+        self.plugins.call("on_flush", self, record)
+        self._new_events = []
+        self._hook_base = self.probes.hook_seconds
+        self._t_flush = now
+        self._busy = time.perf_counter() - now  # writing and the plug-ins count towards the next interval
+        return record
+
+    def _write(self, record: FlushRecord):
+        if self.store is None:
+            return
+        step, epoch = record.step, record.epoch
+        self.store.log_scalars(step, record.scalars, epoch=epoch)
+        for key, h in record.histograms.items():
+            self.store.log_histogram(step, key, h.edges, h.counts, epoch=epoch)
+        for name, s in record.layers.items():
+            if s.activity is not None:
+                self.store.log_unit_activity(step, name, s.activity, epoch=epoch)
+            self.store.log_unit_activity(step, f"score/{name}", s.score, epoch=epoch)
+
+    def add_event(self, kind: str, *, step: int | None = None, layer: str | None = None, units: int | None = None,
+                  reason: str | None = None, command_id: str | None = None, command_state: str | None = None,
+                  **details) -> Event:
+        """Write an event row (drawn as a marker on every chart of the run). `command_id` and
+        `command_state` close a command of the control path in the same transaction."""
+        ev = Event(step=self.step_count if step is None else int(step), kind=kind, layer=layer, units=units,
+                   reason=reason, command_id=command_id, details=details)
+        self.events.append(ev)
+        self._new_events.append(ev)
+        if self.store is not None:
+            self.store.log_event(ev.step, kind, layer, units, reason, command_id, details, command_state=command_state)
+        return ev
+
+    def end_window(self):
+        """Close the dead/dormant window (trainers call this at epoch ends with window="manual")."""
+        self.probes.end_window()
+        self._window_start = self.step_count
+
+    def log(self, values: dict, step: int | None = None, epoch: float | None = None):
+        """Write values now (e.g. evaluation metrics): tensors are fetched in one copy."""
+        keys = list(values)
+        vals = [values[k] for k in keys]
+        tens = [i for i, v in enumerate(vals) if isinstance(v, torch.Tensor)]
+        if tens:
+            fetched = torch.stack([vals[i].detach().float().reshape(()) for i in tens]).cpu().tolist()
+            for i, f in zip(tens, fetched):
+                vals[i] = f
+        if self.store is not None and keys:
+            self.store.log_scalars(self.step_count if step is None else step, dict(zip(keys, map(float, vals))),
+                                   epoch=self.epoch if epoch is None else epoch)
+
+    def paused(self):
+        """Forward passes inside do not count (model.eval() passes never count anyway)."""
+        return self.probes.paused()
+
+    @contextlib.contextmanager
+    def detached(self):
+        """No hooks at all inside (zero cost; bench/watch_overhead.py times this against watching)."""
+        self.remove_hooks()
+        try:
+            yield
+        finally:
+            if not self.closed:
+                self._attach()
+
+    def exact_dead(self, batches, step: int | None = None, epoch: float | None = None) -> dict[str, float]:
+        """Dead fraction in eval mode over fixed batches, logged as dead_exact/<layer>."""
+        out = self.probes.exact_dead_count(self.model, batches)
+        if out:
+            self.log(out, step, epoch)
+        return out
+
+    # ---------------------------------------------------------------- end
+    def close(self, state: str = "finished", reason: str | None = None):
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if state == "finished" and self.step_count != self.last_flush_step:
+                self.flush()  # the partial last interval (every rank: the flush all-reduces)
+        finally:
+            self.remove_hooks()
+            try:
+                self.plugins.call("on_close", self, state)
+            finally:
+                if self.store is not None:
+                    self.store.set_status(state, reason)
+                    self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close("finished")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.close("stopped", "KeyboardInterrupt")
+        else:
+            self.close("failed", f"{exc_type.__name__}: {exc}"[:500])
+        return False
+
+
+def watch(model: nn.Module, run: str | None = None, log_every: int = 50, *, plugins: list | tuple = (),
+          optimizer=None, check=None, verbose: bool = True, sinks=None, **settings) -> Watcher:
+    """Hook `model` and start a run. Keywords: those of ProbeConfig and StoreConfig (config.py),
+    recycle_every / recycle_tau / recycle_mode / recycle_pairs (RecycleConfig), `optimizer` (whose
+    state a recycle resets), `check(values, step)` (raise to stop the run: guards.py), `plugins`
+    (added after the default ones), `verbose` (print the watch table), `sinks` (trackers that get
+    every flush too: ["tensorboard:DIR", "mlflow", "wandb"], core/sinks/)."""
+    probe, store, recycle, rest = split_kwargs({"run": run, "log_every": log_every, **settings})
+    if rest:
+        raise TypeError(f"watch() got unexpected keyword argument(s) {', '.join(sorted(rest))}; "
+                        f"it takes {', '.join(known_kwargs() + ['check', 'optimizer', 'plugins', 'sinks', 'verbose'])}")
+    return Watcher(model, probe, store, plugins=default_plugins(recycle, optimizer, check) + list(plugins)
+                   + parse_sinks(sinks), verbose=verbose)
+
+
+__all__ = ["Watcher", "default_plugins", "find_layers", "format_table", "watch"]
