@@ -1,1 +1,0 @@
-"""Live sources: runs written by other tools (TensorBoard log folders, MLflow tracking stores), followed on the monitor."""
