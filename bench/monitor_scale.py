@@ -12,6 +12,15 @@ page does for one browser tab:
 and prints both times, the peak Python memory of the polls (tracemalloc) and the rows the
 follower holds. --old also times the previous whole-run RunFollower (slow on big runs).
 Targets: first poll and refresh <= 0.15 s at 1M rows, <= 0.3 s at 10M. Nothing here asserts a time.
+
+Store size: `python bench/monitor_scale.py --watch-shape bert-base [--flushes 2000] [--out FILE]`
+watches a BERT-base-size model (BertConfig(): 12 layers x 3072 FFN units plus the pooler, random
+weights, every parameter's gradient norm; watch defaults but stats_every=1, so every flush carries
+the histograms and per-unit rows that a log_every=50 flush does) for --measure flushes and prints
+the bytes each flush adds to metrics.db. It then replays those rows (keys, shapes and values of the
+last measured flush) through the same RunWriter calls for --flushes flushes 50 steps apart, with a
+recycle every 10k steps, and prints the size of the resulting database: the size of a
+100k-step run at log_every=50 (target <= 100 MB), thinning included.
 """
 from __future__ import annotations
 
@@ -31,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import numpy as np
 import pandas  # noqa: F401  (loaded in the dashboard long before a poll: not part of its time)
 
-from actlab.store import series
+from actlab.store import series, units
 from actlab.store.runs import RunFollower, RunStore
 
 KEYS = ["loss/train", "acc/train", "lr", "samples_per_s", "dead/act1", "zero_frac/act1", "revived/act1",
@@ -105,8 +114,90 @@ def traced_poll(f) -> int:
     return peak
 
 
+def db_bytes(path: Path) -> int:
+    """metrics.db after a WAL checkpoint (what the run keeps on disk)."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    return sum(p.stat().st_size for p in path.parent.glob("metrics.db*"))
+
+
+def watch_shape(args) -> dict:
+    """Bytes per flush of a real bert-base-size watch, then the projected size of a long run."""
+    import torch
+    from transformers import BertConfig, BertModel
+    from transformers.utils import logging as hf_logging
+
+    from actlab.watch import watch
+
+    hf_logging.set_verbosity_error()
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = BertModel(BertConfig()).train()
+    ids = torch.randint(1, 30522, (1, 8))
+    store = RunStore(args.dir or tempfile.mkdtemp())
+    w = watch(model, run="measured", log_every=1, stats_every=1, runs_dir=store.root, verbose=False)
+    db = store.path("measured") / "metrics.db"
+    sizes = []
+    for i in range(args.measure):
+        out = model(input_ids=ids).last_hidden_state.float().pow(2).mean()
+        out.backward()
+        w.step(loss=out.detach())
+        model.zero_grad(set_to_none=True)
+        if i >= 1:  # the first flush also creates tables and indexes
+            sizes.append(db_bytes(db))
+    w.close()
+    per_flush = (sizes[-1] - sizes[0]) / (len(sizes) - 1)
+    with store.open("measured") as r:
+        last = r.max_step()
+        df, _ = r.scalars()
+        scal = {k: float(v) for k, v in df[df.step == last][["key", "value"]].itertuples(index=False)}
+        hists = [h for h in r.histograms() if h["step"] == last]
+        rows = [u for u in r.unit_activity() if u["step"] == last]
+    json_bytes = sum(len(json.dumps(np.round(np.asarray(u["values"], float), 4).tolist())) for u in rows)
+    blob_bytes = sum(len(units.encode(u["values"])) for u in rows)
+    layers = sorted({u["key"].removeprefix("score/") for u in rows if u["key"].startswith("score/")})
+    print(f"measured: {len(scal)} scalar keys, {len(hists)} histograms, {len(rows)} per-unit rows "
+          f"({', '.join(sorted({str(len(u['values'])) for u in rows}))} units) per flush")
+    print(f"bytes per flush (measured over {len(sizes) - 1} flushes): {per_flush / 1e3:.1f} KB; per-unit rows "
+          f"{blob_bytes / 1e3:.1f} KB compact vs {json_bytes / 1e3:.1f} KB as the JSON text used before")
+    # Replay: the same rows for --flushes flushes, 50 steps apart (a 100k-step run at log_every=50).
+    rw = store.create("projected", {})
+    rng = np.random.default_rng(0)
+    t = time.perf_counter()
+    for f in range(1, args.flushes + 1):
+        step = 50 * f
+        rw.log_scalars(step, {k: v * (1 + 0.01 * rng.standard_normal()) for k, v in scal.items()})
+        for h in hists:
+            rw.log_histogram(step, h["key"], h["edges"], h["counts"])
+        for u in rows:
+            rw.log_unit_activity(step, u["key"], u["values"])
+        if step % 10_000 == 0:
+            rw.log_event(step, "recycle", layers[0] if layers else None, 1, "bench: a recycle every 10k steps")
+    rw.close()
+    size = db_bytes(store.path("projected") / "metrics.db")
+    with store.open("projected") as r:
+        kept = len(r.unit_activity(rows[0]["key"])) if rows else 0
+    print(f"projected run: {args.flushes} flushes ({50 * args.flushes:,} steps at log_every=50) -> metrics.db "
+          f"{size / 1e6:.1f} MB (target <= 100 MB); {kept} of {args.flushes} flushes of each per-unit key kept "
+          f"(replayed in {time.perf_counter() - t:.0f} s)")
+    return {"kind": "bench:monitor_scale:store_size", "shape": f"BertConfig(): {len(layers)} hooked layers",
+            "scalar_keys": len(scal), "histograms_per_flush": len(hists), "unit_rows_per_flush": len(rows),
+            "bytes_per_flush": round(per_flush), "unit_row_bytes_per_flush_compact": blob_bytes,
+            "unit_row_bytes_per_flush_json": json_bytes, "flushes": args.flushes, "steps": 50 * args.flushes,
+            "projected_db_mb": round(size / 1e6, 1), "target_mb": 100, "unit_rows_kept_per_key": kept,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}",
+            "python": platform.python_version(), "command": "python bench/monitor_scale.py " + " ".join(sys.argv[1:])}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--watch-shape", choices=("bert-base",), default=None,
+                    help="measure bytes per flush of a bert-base-size watch and project a long run's size")
+    ap.add_argument("--measure", type=int, default=8, help="--watch-shape: flushes measured on the real model")
+    ap.add_argument("--flushes", type=int, default=2000, help="--watch-shape: flushes of the projected run")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--keys", type=int, default=10)
     ap.add_argument("--points", type=int, default=700)
@@ -116,6 +207,15 @@ def main() -> int:
     ap.add_argument("--old", action="store_true", help="also time the whole-run RunFollower")
     ap.add_argument("--out", default=None, help="result JSON (default bench/results/monitor_scale_<rows>.json)")
     args = ap.parse_args()
+    if args.watch_shape:
+        if args.measure < 3 or args.flushes < 1:
+            print("error: need --measure >= 3 and --flushes >= 1", file=sys.stderr)
+            return 2
+        result = watch_shape(args)
+        out = Path(args.out) if args.out else ROOT / "bench" / "results" / "monitor_store_size_bert_base.json"
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}")
+        return 0
     if args.rows < args.keys or args.keys < 1 or args.points < 1:
         print("error: need --rows >= --keys >= 1 and --points >= 1", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import commands, series
+from . import commands, series, units
 from .schema import SCALAR_COLUMNS, STALE_AFTER_S, connect
 
 if TYPE_CHECKING:
@@ -158,5 +158,5 @@ class RunReader:
         q, args = "SELECT id, step, epoch, key, values_json FROM unit_activity WHERE id > ?", [after_id]
         if key:
             q, args = q + " AND key = ?", args + [key]
-        return [{"id": i, "step": s, "epoch": e, "key": k, "values": json.loads(v)}
+        return [{"id": i, "step": s, "epoch": e, "key": k, "values": units.decode(v)}
                 for i, s, e, k, v in self.con.execute(q + " ORDER BY id", args)]

@@ -25,6 +25,8 @@ from typing import Iterable
 
 import numpy as np
 
+from .units import decode as decode_units
+
 BASE = 8
 LEVELS = range(1, 8)  # block widths 8 .. 2,097,152 steps
 
@@ -317,7 +319,7 @@ class SeriesFollower:
             self.histograms = (self.histograms + new)[-self.max_blobs:]
         if units:
             self.unit_cursor = units[-1][0]
-            new = [{"id": i, "step": s, "epoch": e, "key": k, "values": json.loads(v)} for i, s, e, k, v in units]
+            new = [{"id": i, "step": s, "epoch": e, "key": k, "values": decode_units(v)} for i, s, e, k, v in units]
             self.units = (self.units + new)[-self.max_blobs:]
         return n + len(hists) + len(units)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import commands, series
+from . import commands, series, units
 from .schema import STATES, connect
 
 
@@ -25,6 +25,7 @@ class RunWriter:
     def __init__(self, run_dir: Path, name: str):
         self.dir, self.name = run_dir, name
         self.con = connect(run_dir / "metrics.db")
+        self._thinner = units.Thinner(self.con)  # keeps blob tables small (core/store/units.py)
 
     def log_scalars(self, step: int, values: dict[str, float], epoch: float | None = None, wall_time: float | None = None):
         t = time.time() if wall_time is None else wall_time
@@ -36,6 +37,9 @@ class RunWriter:
             self.con.executemany(
                 "INSERT OR REPLACE INTO scalars(run, step, epoch, key, value, wall_time) VALUES (?,?,?,?,?,?)", rows)
             series.add_rows(self.con, [(r[3], r[1], r[4]) for r in rows], rewritten)
+            for k in values:
+                if k.startswith(units.THINNED_SCALARS):
+                    self._thinner.added("scalars", k)
             self._beat(t)
 
     def log_histogram(self, step: int, key: str, edges, counts, epoch: float | None = None):
@@ -45,13 +49,15 @@ class RunWriter:
                 "INSERT INTO histograms(run, step, epoch, key, edges, counts, wall_time) VALUES (?,?,?,?,?,?,?)",
                 (self.name, int(step), epoch, key, json.dumps(np.asarray(edges, float).tolist()),
                  json.dumps(np.asarray(counts, float).tolist()), t))
+            self._thinner.added("histograms", key)
 
     def log_unit_activity(self, step: int, key: str, values, epoch: float | None = None):
         t = time.time()
         with self.con:
             self.con.execute(
                 "INSERT INTO unit_activity(run, step, epoch, key, values_json, wall_time) VALUES (?,?,?,?,?,?)",
-                (self.name, int(step), epoch, key, json.dumps(np.round(np.asarray(values, float), 4).tolist()), t))
+                (self.name, int(step), epoch, key, units.encode(values), t))
+            self._thinner.added("unit_activity", key)
 
     def heartbeat(self):
         with self.con:
