@@ -217,6 +217,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads for both arms (0 = torch default)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed watched/unwatched block pairs first")
     ap.add_argument("--block", type=int, default=30, help="steps per timed block")
+    ap.add_argument("--big-block", type=int, default=None,
+                    help="steps per block for bert-base* and resnet (default: --block on CUDA, 4 on CPU)")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--bb-batch", type=int, default=None, help="bert-base batch (default 32 on CUDA, 2 on CPU)")
     ap.add_argument("--bb-seq", type=int, default=None, help="bert-base tokens (default 128 on CUDA, 64 on CPU)")
@@ -239,6 +241,7 @@ def main() -> int:
     args.bb_batch = args.bb_batch or (32 if cuda else 2)
     args.bb_seq = args.bb_seq or (128 if cuda else 64)
     args.resnet_batch = args.resnet_batch or (128 if cuda else 8)
+    small_block, big_block = args.block, args.big_block or (args.block if cuda else 4)
     torch.manual_seed(0)
     runs_dir = tempfile.mkdtemp()
     print(f"device={device} ({device_name(device)}) torch={torch.__version__} threads={torch.get_num_threads()} "
@@ -256,7 +259,9 @@ def main() -> int:
         if args.profile:
             profile(name, model, step, args, runs_dir)
             return 0
+        args.block = small_block if name in ("mlp", "bert") else big_block
         out["results"][name] = measure(name, model, step, args, device, runs_dir)
+        out["results"][name]["block"] = args.block
         del model, step
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
