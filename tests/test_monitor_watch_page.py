@@ -9,7 +9,8 @@ from torch import nn
 
 from actlab.train import launcher
 from actlab.store.runs import RunStore
-from actlab.train.mnist import add_cli as mnist_cli, config_from_args
+from actlab.cli.train import add_mnist as mnist_cli
+from actlab.train.mnist import config_from_args
 from actlab.watch import watch
 from actlab.dashboard.charts import training as charts
 from tests.test_monitor_page import arr, chart, trace

@@ -61,9 +61,9 @@ def test_form_values_become_launcher_fields():
 
 def test_ablation_flags_leave_out_what_the_grid_sets():
     p = argparse.ArgumentParser()
-    from actlab.train.biencoder import add_train_args
+    from actlab.cli.train import add_biencoder_args
 
-    add_train_args(p, ablation=True)
+    add_biencoder_args(p, ablation=True)
     flags = {s for a in p._actions for s in a.option_strings}
     assert {"--epochs", "--lr", "--max-steps", "--backbone", "--no-feature-cache"} <= flags
     assert not flags & {"--name", "--seed", "--resume", "--head"}

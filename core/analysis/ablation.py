@@ -20,8 +20,6 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from .. import argtypes as T
-from .. import paths
 from ..store.runs import RunStore
 
 VERDICT_KEY = {"biencoder": "acc/top1", "mnist": "acc/test"}
@@ -250,7 +248,7 @@ def _finish(task: str, args, assignments: pd.DataFrame, outcomes: list[dict], st
 
 
 # -- bi-encoder ------------------------------------------------------------------------------
-def _cli_biencoder(args) -> int:
+def run_biencoder_grid(args) -> int:
     from ..models.biencoder import PRESETS
     from ..train.biencoder import config_from_args, train_biencoder
 
@@ -273,7 +271,7 @@ def _cli_biencoder(args) -> int:
 
 
 # -- MNIST MLP -------------------------------------------------------------------------------
-def _cli_mnist(args) -> int:
+def run_mnist_grid(args) -> int:
     from ..activations import names
     from ..models.mlp import NORMS
 
@@ -323,42 +321,3 @@ def write_epoch_log(runs_dir, name: str, path: Path, eval_key: str = "acc/test")
         lines.append(f"epoch={epoch} step={int(row.step)} {pairs}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("\n".join(lines) + ("\n" if lines else ""))
-
-
-def add_cli(sub) -> None:
-    p = sub.add_parser("ablate", help="run a variant x seed grid and summarise it")
-    s = p.add_subparsers(dest="task", required=True)
-
-    b = s.add_parser("biencoder", help="bi-encoder head variants x seeds")
-    b.add_argument("--variants", default="all", help="all or a comma list of head presets")
-    b.add_argument("--seeds", type=T.positive_int, default=3, help="seeds 1..N per variant")
-    b.add_argument("--grid", type=T.run_name, default=None, help="grid name (default: biencoder-<time>)")
-    b.add_argument("--out", default=None, help="also write the summary JSON (with verdicts) here")
-    from ..train.biencoder import add_train_args
-
-    add_train_args(b, ablation=True)
-    add_backend_args(b)
-    b.set_defaults(func=_cli_biencoder)
-
-    m = s.add_parser("mnist", help="MNIST MLP activations x norms x seeds")
-    m.add_argument("--activations", default="relu,leaky_relu,gelu")
-    m.add_argument("--norms", default="none")
-    m.add_argument("--seeds", type=T.positive_int, default=3)
-    m.add_argument("--grid", type=T.run_name, default=None)
-    m.add_argument("--out", default=None, help="also write the summary JSON (with verdicts) here")
-    m.add_argument("--epochs", type=T.positive_int, default=3)
-    m.add_argument("--max-steps", type=T.positive_int, default=None)
-    m.add_argument("--device", default="auto")
-    m.add_argument("--runs-dir", default=str(paths.runs_dir()))
-    add_backend_args(m)
-    m.set_defaults(func=_cli_mnist)
-
-
-def add_backend_args(p) -> None:
-    p.add_argument("--parallel", type=T.positive_int, default=None, metavar="N",
-                   help="up to N runs at once, one process each (default: one per GPU; 1 on a CPU)")
-    p.add_argument("--backend", choices=["local", "ray"], default="local",
-                   help="local processes, or Ray tasks (pip install 'actlab[ray]')")
-    p.add_argument("--address", default=None, metavar="auto|ray://HOST:PORT",
-                   help="the Ray cluster to join (default: start a local one)")
-

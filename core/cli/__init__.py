@@ -7,18 +7,10 @@ import sys
 
 from ..errors import UserError
 
-# Each module adds its own sub-command; imported lazily so `activations list` never loads transformers.
-COMMANDS = {
-    "activations": "..activations",
-    "bench": "..analysis.benchmark",
-    "train": "..train",
-    "runs": ".runs",
-    "ablate": "..analysis.ablation",
-    "logs": "..logs.cli",
-    "eval": "..analysis.retrieval",
-    "claims": "..analysis.claims",
-    "dashboard": ".dashboard",
-}
+# One module per command, each with its add_cli; imported lazily so `activations list` never loads
+# transformers.
+COMMANDS = {name: f".{name}" for name in
+            ("activations", "bench", "train", "runs", "ablate", "logs", "eval", "claims", "dashboard")}
 
 
 class Parser(argparse.ArgumentParser):

@@ -15,6 +15,8 @@ from . import series
 STALE_AFTER_S = 120.0
 SCALAR_COLUMNS = ["run", "step", "epoch", "key", "value", "wall_time"]
 STATES = ("running", "finished", "stopped", "failed")
+# What a failing store raises (a full disk, a removed or read-only folder, a lock held too long).
+STORE_ERRORS = (sqlite3.Error, OSError)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scalars (

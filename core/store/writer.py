@@ -84,6 +84,10 @@ class RunWriter:
             self.con.execute("UPDATE status SET state = ?, reason = ?, heartbeat = ?, pid = ? WHERE id = 1",
                              (state, reason, time.time(), os.getpid()))
 
+    def set_busy_timeout(self, seconds: float) -> None:
+        """How long a write waits out another connection's lock before it fails."""
+        self.con.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
     def close(self):
         self.con.close()
 

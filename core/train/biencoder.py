@@ -11,7 +11,6 @@ counters.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
@@ -320,17 +319,6 @@ def train_biencoder(config: dict) -> str:
     return name
 
 
-# -- command line ----------------------------------------------------------------------------
-# What `ablate biencoder` leaves out: the grid sets the name, seed and head of every run, and a grid never resumes.
-_GRID_SETS = ("name", "seed", "resume", "head")
-
-
-def add_train_args(p: argparse.ArgumentParser, ablation: bool = False) -> None:
-    """Options of `train biencoder`; `ablate biencoder` takes the same minus name/seed/resume/head."""
-    keys = tuple(o.key for o in BIENCODER.options if not (ablation and o.key in _GRID_SETS))
-    BIENCODER.add_arguments(p, keys)
-
-
 def config_from_args(args) -> dict:
     cfg = {k: getattr(args, k) for k in DEFAULTS if hasattr(args, k)}
     if cfg.get("backbone_activation"):
@@ -339,19 +327,3 @@ def config_from_args(args) -> dict:
         parse_activation(cfg["backbone_activation"])
     return cfg
 
-
-def add_cli(sub) -> None:
-    p = sub.add_parser("biencoder", help="BERT bi-encoder for argument/counter-argument retrieval")
-    add_train_args(p)
-    p.set_defaults(func=_cli_train)
-
-
-def _cli_train(args) -> int:
-    cfg = config_from_args(args)
-    from ..models.biencoder import parse_head_spec
-
-    parse_head_spec(cfg["head"])  # a bad spec fails before the backbone loads
-    name = train_biencoder(cfg)
-    if int(os.environ.get("RANK", 0)) == 0:
-        print(f"run {name} in {cfg['runs_dir']}")
-    return 0

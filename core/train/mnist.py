@@ -14,12 +14,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import paths
 from ..activations import resolve_params
 from ..errors import UserError
 from ..models.data import load_mnist
 from ..models.mlp import MLP
-from ..store.runs import RunStore
 from ..watch import watch
 from . import session
 from .config import MNIST, OPTIMIZERS, PRESETS  # noqa: F401 (PRESETS, OPTIMIZERS: importable from here too)
@@ -198,21 +196,7 @@ def _train_mnist(config: dict) -> str:  # long: the training loop reads top to b
         print(f"run {name} failed: {end.reason}")
     return name
 
-def add_cli(sub) -> None:
-    p = sub.add_parser("mnist", help="MLP on MNIST with live dead-unit probes")
-    MNIST.add_arguments(p)
-    p.set_defaults(func=_cli)
-
-
 def config_from_args(args) -> dict:
     """The flags given, over the --preset's values when one is named."""
     return MNIST.config_from_args(args)
 
-
-def _cli(args) -> int:
-    name = train_mnist(config_from_args(args))
-    st = RunStore(args.runs_dir or paths.runs_dir()).summary(name)
-    acc = st["last"].get("acc/test")
-    print(f"run {name}: {st['status']}" + (f" ({st['reason']})" if st["reason"] else "")
-          + (f", test accuracy {acc:.4f}" if acc is not None else ""))
-    return 0 if st["status"] in ("finished", "stopped") else 1

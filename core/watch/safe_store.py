@@ -13,11 +13,10 @@ call); a dropped call returns what an empty store would (`pending_commands()` ->
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 import warnings
 
-STORE_ERRORS = (sqlite3.Error, OSError)
+from ..store.schema import STORE_ERRORS  # noqa: F401 (importable from here, as before)
 
 
 class SafeStore:
@@ -57,7 +56,7 @@ class SafeStore:
 
     def _set_timeout(self, seconds: float):
         try:
-            self.writer.con.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+            self.writer.set_busy_timeout(seconds)
         except (*STORE_ERRORS, AttributeError):
             pass
 

@@ -1,4 +1,4 @@
-"""`python -m core logs summarize|parse ...`."""
+"""`actlab logs summarize|parse ...`: uploaded logs from the command line (the compare page's engine)."""
 from __future__ import annotations
 
 import json
@@ -11,10 +11,10 @@ import numpy as np
 from ..errors import UserError
 from .. import argtypes as T
 from ..analysis.compare import summarize
-from .loader import load_paths, variant_seed_of
-from .parsed import LoadResult
-from .tensorboard import VERIFY_CRC_ENV
-from .user_regex import compile_user_regex
+from ..logs.loader import load_paths, variant_seed_of
+from ..logs.parsed import LoadResult
+from ..logs.tensorboard import VERIFY_CRC_ENV
+from ..logs.user_regex import compile_user_regex
 
 
 def add_cli(sub) -> None:
