@@ -16,7 +16,7 @@ import os
 import time
 import warnings
 
-from ..store.schema import STORE_ERRORS  # noqa: F401 (importable from here, as before)
+from ..store.schema import STORE_ERRORS
 
 
 class SafeStore:
