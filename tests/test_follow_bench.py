@@ -35,3 +35,17 @@ def test_committed_follow_scale_result():
               "first_load_crc_off_cpu_mb_per_s"):
         assert r[k] > 0
     assert r["refresh_crc_on"]["worst_s"] > 0 and r["refresh_crc_off"]["worst_s"] > 0
+
+
+def test_sink_overhead_bench_small_and_bad_input(tmp_path):
+    out = tmp_path / "s.json"
+    p = subprocess.run([sys.executable, "bench/sink_overhead.py", "--steps", "20", "--rounds", "1", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["kind"] == "bench:sink_overhead" and set(r["seconds"]) == {"none", "tensorboard", "tb+mlflow", "slow"}
+    # 2 flushes of a sink that takes 0.2 s a write: the loop did not wait for them (it may on close only).
+    assert r["seconds"]["slow"] < r["seconds"]["none"] + 0.4 * 2
+    p = subprocess.run([sys.executable, "bench/sink_overhead.py", "--steps", "0"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 2 and "argument --steps" in p.stderr.strip().splitlines()[-1]

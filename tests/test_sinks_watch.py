@@ -23,6 +23,7 @@ def loop(tmp_path, sinks, steps=40):
             loss.backward()
             opt.step()
             w.step(loss=loss)
+        w.log({"acc/test": 0.75})  # outside a flush: reaches the trackers too
     from actlab.store.runs import RunStore
 
     with RunStore(tmp_path / "runs").open("sinky") as r:
@@ -57,6 +58,8 @@ def test_plain_loop_tensorboard_and_mlflow(tmp_path):
     hist = c.get_metric_history(run.info.run_id, "dead/1")
     assert [m.step for m in hist] == want["step"].tolist()
     assert np.allclose([m.value for m in hist], want["value"])
+    assert [(m.step, m.value) for m in c.get_metric_history(run.info.run_id, "acc/test")] == [(40, 0.75)]
+    assert [(e.step, e.value) for e in acc.Scalars("acc/test")] == [(40, 0.75)]
     loss = store[store["key"] == "loss/train"].sort_values("step")
     assert np.allclose([m.value for m in c.get_metric_history(run.info.run_id, "loss/train")], loss["value"])
 
@@ -84,3 +87,31 @@ def test_hf_callback_sinks_follow_report_to(monkeypatch):
     seen.clear()
     hf_callback.ActLabCallback(run="r", sinks=[]).on_train_begin(args, None, None, model=nn.Linear(2, 2))
     assert seen["sinks"] == []
+
+
+def test_every_store_key_reaches_tensorboard_dormancy_scores_included(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from actlab.watch.dormancy_plugin import DormancyPlugin
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(64, 8), torch.randint(0, 2, (64,))
+    with watch(model, run="dorm", log_every=5, runs_dir=tmp_path / "runs", plugins=[DormancyPlugin()],
+               sinks=[f"tensorboard:{tmp_path / 'tb'}"], verbose=False) as w:
+        for _ in range(20):
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.step(loss=loss)
+    from actlab.store.runs import RunStore
+
+    with RunStore(tmp_path / "runs").open("dorm") as r:
+        store_keys = set(r.scalars()[0].dropna(subset=["value"])["key"])
+    acc = EventAccumulator(str(tmp_path / "tb" / "dorm"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert len(store_keys) > 10 and any("/" in k and not k.startswith(("dead/", "dormant/", "grad_norm/", "zero_frac/",
+                                                                       "loss/", "watch/")) for k in store_keys)
+    assert store_keys <= set(acc.Tags()["scalars"]), store_keys - set(acc.Tags()["scalars"])

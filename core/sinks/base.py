@@ -92,6 +92,11 @@ class Sink:
     def on_close(self, watcher, status: str) -> None:
         self.close(status)
 
+    def on_log(self, watcher, step: int, values: dict, epoch) -> None:
+        # w.log(): evaluation metrics and plug-ins' scores (dormancy definitions) reach the store
+        # outside the flush record; the tracker gets them too.
+        self.submit(SinkItem(int(step), time.time(), {k: float(v) for k, v in values.items()}))
+
     # ------------------------------------------------------------- used without a watcher too
     def start(self, run: str) -> None:
         self._run = run

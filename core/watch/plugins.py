@@ -9,6 +9,7 @@ hooks named for when they fire, every hook a no-op by default:
         def before_write(self, watcher, record): ...     # a flush was fetched, nothing of it written yet
         def on_flush(self, watcher, record): ...         # after each flush was fetched and written
         def on_close(self, watcher, status): ...         # the run ends: finished / failed / stopped
+        def on_log(self, watcher, step, values, epoch): ...  # w.log() wrote values outside a flush (optional)
         def layer_notes(self, watcher) -> dict: ...      # {layer: {column: text}} for the watch table
 
     with watch(model, plugins=[MyPlugin()]) as w: ...
@@ -29,6 +30,8 @@ from __future__ import annotations
 import warnings
 
 HOOKS = ("on_start", "on_step", "before_write", "on_flush", "on_close")
+# Hooks a plug-in may leave out even when it does not subclass WatchPlugin.
+OPTIONAL_HOOKS = ("on_log",)
 
 
 class WatchPlugin:
@@ -50,6 +53,10 @@ class WatchPlugin:
 
     def on_close(self, watcher, status: str) -> None:
         pass
+
+    def on_log(self, watcher, step: int, values: dict[str, float], epoch: float | None) -> None:
+        """Values written by `w.log()` (evaluation metrics, plug-ins' scores), not part of a flush
+        record; the tracker sinks mirror them."""
 
     def layer_notes(self, watcher) -> dict[str, dict[str, str]]:
         return {}
@@ -75,7 +82,8 @@ class PluginSet:
                 raise TypeError(f"{type(p).__name__} is not a WatchPlugin: it needs the hooks {', '.join(HOOKS)} "
                                 "(subclass actlab.watch.WatchPlugin)")
         self.disabled: dict[int, str] = {}  # id(plugin) -> why
-        self._by_hook = {h: [p for p in self.plugins if _overrides(p, h)] for h in HOOKS}
+        self._by_hook = {h: [p for p in self.plugins if callable(getattr(p, h, None)) and _overrides(p, h)]
+                         for h in HOOKS + OPTIONAL_HOOKS}
 
     def call(self, hook: str, watcher, *args) -> None:
         for p in self._by_hook[hook]:

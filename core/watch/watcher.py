@@ -327,9 +327,13 @@ class Watcher:
             fetched = torch.stack([vals[i].detach().float().reshape(()) for i in tens]).cpu().tolist()
             for i, f in zip(tens, fetched):
                 vals[i] = f
-        if self.store is not None and keys:
-            self.store.log_scalars(self.step_count if step is None else step, dict(zip(keys, map(float, vals))),
-                                   epoch=self.epoch if epoch is None else epoch)
+        if keys:
+            step = self.step_count if step is None else int(step)
+            epoch = self.epoch if epoch is None else epoch
+            written = dict(zip(keys, map(float, vals)))
+            if self.store is not None:
+                self.store.log_scalars(step, written, epoch=epoch)
+            self.plugins.call("on_log", self, step, written, epoch)  # e.g. the tracker sinks
 
     def paused(self):
         """Forward passes inside do not count (model.eval() passes never count anyway)."""
