@@ -70,12 +70,12 @@ def activations(numel: int) -> dict:
     for dtype in ("float32", "bfloat16"):
         r = bench.bench_activations("cuda", numel, dtype, repeats=20, warmup=5)
         out[dtype] = [{k: row.get(k) for k in ("name", "forward_ms", "forward_backward_ms", "gb_per_s", "pct_of_copy",
-                                               "pct_of_copy_backward")} for row in r["results"]]
+                                               "pct_of_bandwidth_fwd_bwd")} for row in r["results"]]
         by = {row["name"]: row for row in r["results"]}
         if {"relu", "sigmoid", "tanh"} <= set(by):
             out[f"{dtype}_fwd_bwd_time_ratio"] = {n: round(by[n]["forward_backward_ms"] / by["relu"]["forward_backward_ms"], 3)
                                                   for n in ("sigmoid", "tanh")}
-        log(f"  {dtype}: " + ", ".join(f"{row['name']} {row.get('pct_of_copy_backward', float('nan')):.0f}%"
+        log(f"  {dtype}: " + ", ".join(f"{row['name']} {row.get('pct_of_bandwidth_fwd_bwd') or float('nan'):.0f}%"
                                        for row in r["results"]))
     return out
 

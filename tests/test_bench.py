@@ -29,6 +29,36 @@ def test_result_structure_and_copy_reference():
     assert seen[0] == (0, 3, "clone") and seen[-1] == (3, 3, "done")
 
 
+def test_bandwidth_shares_count_the_bytes_moved():
+    # clone's forward: 2 tensors in 1 ms. relu: forward 1.25 ms (2 tensors) -> 80 %; forward+backward
+    # 5 ms for 5 tensors (read x, write y, read grad, read saved input, write grad) -> 2.5 / 5 = 50 %.
+    rows = [{"name": "clone", "forward_ms": 1.0, "forward_backward_ms": 1.1, "pct_of_copy_backward": 91.0},
+            {"name": "relu", "forward_ms": 1.25, "forward_backward_ms": 5.0, "pct_of_copy_backward": 22.0}]
+    bench.add_bandwidth(rows)
+    assert rows[1]["pct_of_copy"] == pytest.approx(80.0) and rows[1]["pct_of_bandwidth_fwd_bwd"] == pytest.approx(50.0)
+    assert rows[0]["pct_of_copy"] == 100.0 and rows[0]["pct_of_bandwidth_fwd_bwd"] is None
+    assert "pct_of_copy_backward" not in rows[0] and "pct_of_copy_backward" not in rows[1]
+    with pytest.raises(UserError, match="clone"):
+        bench.add_bandwidth([{"name": "relu", "forward_ms": 1.0, "forward_backward_ms": 2.0}])
+
+
+def test_old_result_files_get_the_new_columns_and_broken_rows_are_one_line_errors(tmp_path):
+    old = {"meta": {}, "results": [{"name": "clone", "forward_ms": 2.0, "forward_backward_ms": 2.0},
+                                   {"name": "gelu", "forward_ms": 4.0, "forward_backward_ms": 10.0}]}
+    p = tmp_path / "old.json"
+    p.write_text(json.dumps(old))
+    rows = bench.load_result(p)["results"]
+    assert rows[1]["pct_of_copy"] == pytest.approx(50.0) and rows[1]["pct_of_bandwidth_fwd_bwd"] == pytest.approx(50.0)
+    old["results"][1].pop("forward_backward_ms")
+    p.write_text(json.dumps(old))
+    with pytest.raises(UserError, match="lacks its times"):
+        bench.load_result(p)
+    old["results"] = old["results"][1:]
+    p.write_text(json.dumps(old))
+    with pytest.raises(UserError, match="clone"):
+        bench.load_result(p)
+
+
 def test_bfloat16_and_parametrised_module():
     r = bench.bench_activations("cpu", numel=1024, dtype="bfloat16", repeats=1, warmup=1, only=["prelu"])
     assert r["meta"]["dtype"] == "bfloat16" and r["results"][1]["name"] == "prelu"
@@ -117,3 +147,14 @@ def test_list_results_skips_other_benches_but_lists_broken_files(tmp_path):
     (tmp_path / "crash_resume.json").write_text(_json.dumps({"meta": {}, "summary": {"kills": 20}}))
     (tmp_path / "broken.json").write_text("{not json")
     assert [p.name for p in bench.list_results(tmp_path)] == ["a.json", "broken.json"]
+
+
+def test_cli_table_prints_both_bandwidth_shares():
+    r = subprocess.run([sys.executable, "-m", "actlab", "bench", "activations", "--numel", "2048", "--repeats", "1",
+                        "--only", "relu", "--threads", "1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "% bw fwd" in lines[2] and "% bw f+b" in lines[2]
+    clone, relu = lines[3].split(), lines[4].split()
+    assert clone[0] == "clone" and clone[-2] == "100.0" and clone[-1] == "-"  # no backward share for the copy
+    assert relu[0] == "relu" and float(relu[-1]) > 0

@@ -1,8 +1,16 @@
 """`python -m core bench <what>`: micro-benchmarks. `bench activations` times every scalar activation.
 
-Elementwise activations are memory-bound: each element is read once and written once, so the
-practical ceiling is a plain copy (`clone`) of the same tensor. Each activation is reported as a
-percentage of that copy's speed; near 100% means the kernel runs at memory bandwidth.
+Elementwise activations are memory-bound, so every column is a share of the bandwidth limit, which
+a plain copy (`clone`) of the same tensor measures: its forward moves 2 tensors' bytes (read x,
+write y) in `t_copy`. Each figure counts the bytes an activation must move and divides by the time
+the copy would need for them:
+- forward (`pct_of_copy`): reads x, writes y: 2 tensors, so 100 * t_copy / t_forward;
+- forward+backward (`pct_of_bandwidth_fwd_bwd`): the forward's 2 plus the backward's 3 (read the
+  incoming gradient and the saved input, write the input's gradient): 5 tensors, so
+  100 * (5 / 2) * t_copy / t_forward_backward.
+Near 100% means the kernels run at memory bandwidth. The copy's own backward passes the gradient
+through without a kernel, so it has no backward figure (the old "fwd+bwd vs copy's fwd+bwd" ratio
+read ReLU as 38% of copy on an H200 for that reason).
 """
 from __future__ import annotations
 
@@ -123,13 +131,29 @@ def bench_activations(device: str = "cpu", numel: int = 1 << 24, dtype: str = "f
         fwd, fwd_bwd = _time_module(module, x, grad_out, repeats, warmup)
         rows.append({"name": name, "forward_ms": fwd * 1e3, "forward_backward_ms": fwd_bwd * 1e3,
                      "elements_per_s": numel / fwd, "gb_per_s": bytes_moved / fwd / 1e9})
-    copy = rows[0]
-    for r in rows:
-        r["pct_of_copy"] = 100 * copy["forward_ms"] / r["forward_ms"]
-        r["pct_of_copy_backward"] = 100 * copy["forward_backward_ms"] / r["forward_backward_ms"]
+    add_bandwidth(rows)
     if progress:
         progress(len(todo), len(todo), "done")
     return {"meta": _meta(dev, numel, dtype, compile, repeats, warmup), "results": rows}
+
+
+FWD_TENSORS = 2  # read x, write y
+FWD_BWD_TENSORS = 5  # the forward's 2, then read the gradient and the saved input, write one gradient
+
+
+def add_bandwidth(rows: list[dict]) -> list[dict]:
+    """Set each row's share of the bandwidth limit from its times (module docstring), in place.
+    Works on results written before these columns existed too: they are derived from the times."""
+    copy = next((r for r in rows if r.get("name") == "clone"), None)
+    if copy is None:
+        raise UserError("a benchmark result needs its `clone` row: it is the bandwidth reference")
+    t_copy = copy["forward_ms"]
+    for r in rows:
+        r.pop("pct_of_copy_backward", None)  # the old ratio of fwd+bwd times, not a bandwidth share
+        r["pct_of_copy"] = 100 * t_copy / r["forward_ms"]
+        r["pct_of_bandwidth_fwd_bwd"] = (None if r is copy else
+                                         100 * (FWD_BWD_TENSORS / FWD_TENSORS) * t_copy / r["forward_backward_ms"])
+    return rows
 
 
 def _compile(module: nn.Module, dev: torch.device, dtype: torch.dtype) -> nn.Module:
@@ -179,4 +203,10 @@ def load_result(path: Path) -> dict:
         raise UserError(f"cannot read benchmark result {path}: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("results"), list) or "meta" not in data:
         raise UserError(f"{path} is not a `bench activations --json` result")
+    try:
+        add_bandwidth(data["results"])
+    except (KeyError, TypeError, ZeroDivisionError) as e:
+        raise UserError(f"{path}: a result row lacks its times ({type(e).__name__}: {e})") from None
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
     return data
