@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                                                    "seeds": args.seeds, "epochs": args.epochs, "device": "cpu"},
               "arms": {k: {kk: vv for kk, vv in v.items() if kk != "finals"} for k, v in arms.items()},
               "finals": base["finals"], "agree": bool(agree), "max_abs_diff": diff,
-              "load_avg_before": [round(x, 2) for x in load_before], "load_avg_after": [round(x, 2) for x in os.getloadavg()],
-              "machine": machine(), "command": "python bench/grid_scale.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "load_avg_before": [round(x, 2) for x in load_before],
+              "load_avg_after": [round(x, 2) for x in os.getloadavg()], "machine": machine(),
+              "command": "python bench/grid_scale.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

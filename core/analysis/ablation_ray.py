@@ -240,11 +240,13 @@ class _RayGrid:
                                                   retry_exceptions=False)
         self.relay = ray.remote(num_cpus=0)(Relay).remote()
         # Where each shipped file lands on the driver: where a local run would have put it.
-        self.ckdir = {j["config"]["name"]: Path(checkpoints_dir or j["config"].get("checkpoints_dir") or paths.checkpoints_dir())
-                      for j in runs}
-        self.dest = {j["config"]["name"]: {"checkpoint": self.ckdir[j["config"]["name"]] / j["config"]["name"] / "last.pt",
-                                           **({"text_log": Path(j["config"]["text_log"])} if j["config"].get("text_log") else {})}
-                     for j in runs}
+        self.ckdir, self.dest = {}, {}
+        for j in runs:
+            cfg = j["config"]
+            self.ckdir[cfg["name"]] = Path(checkpoints_dir or cfg.get("checkpoints_dir") or paths.checkpoints_dir())
+            self.dest[cfg["name"]] = {"checkpoint": self.ckdir[cfg["name"]] / cfg["name"] / "last.pt"}
+            if cfg.get("text_log"):
+                self.dest[cfg["name"]]["text_log"] = Path(cfg["text_log"])
 
     def on_signal(self, signum, frame):
         print(f"\n{signal.Signals(signum).name}: stopping the grid's runs", file=sys.stderr, flush=True)
