@@ -64,6 +64,12 @@ def is_external(f) -> bool:
     return getattr(f, "kind", None) in ("tensorboard", "mlflow")
 
 
+def only_foreign_keys(df, followers) -> bool:
+    """Every run shown is external and none of its keys is one the standard charts draw: then
+    those charts would all be empty, and the page shows only the runs' own scalars."""
+    return bool(followers) and all(map(is_external, followers)) and len(charts.unplotted_keys(df)) == df["key"].nunique()
+
+
 def other_scalars(df, followers, x_axis: str, smoothing: float) -> None:
     """The external runs' scalars that no standard chart draws (their own key names), keys picked
     by the user, on the same x-axis, smoothing and downsampling as the charts above."""

@@ -66,6 +66,18 @@ def test_tensorboard_folder_from_sidebar_listed_and_charted(runs_dir, tmp_path, 
     assert x[0] == 0 and x == sorted(x) and x[-1] < 60
 
 
+def test_foreign_keys_only_no_empty_standard_charts(runs_dir, tmp_path, monkeypatch):
+    from torch.utils.tensorboard import SummaryWriter
+
+    w = SummaryWriter(str(tmp_path / "tb" / "theirs"))
+    for s in range(3):
+        w.add_scalar("Loss/train", 1.0 - s / 10, s)
+    w.close()
+    at = page(monkeypatch, str(tmp_path / "tb"))
+    assert chart(at, "chart_loss") is None and chart(at, "chart_dead") is None
+    assert xy(chart(at, "chart_ext"), "tb:tb/theirs Loss/train")[1] == pytest.approx([1.0, 0.9, 0.8])
+
+
 def test_new_points_and_a_deleted_file(runs_dir, tmp_path, monkeypatch):
     write_tb(tmp_path / "tb" / "exp1", 3)
     at = page(monkeypatch, str(tmp_path / "tb"))

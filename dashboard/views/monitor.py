@@ -142,6 +142,9 @@ def live_panel():
             except UserError as e:
                 st.error(str(e))
     df = pd.concat([f.scalars for f in followers], ignore_index=True)
+    if sources.only_foreign_keys(df, followers):  # TensorBoard / MLflow runs with none of our keys
+        sources.other_scalars(df, followers, x_axis, smoothing)
+        return
     # Audit rows ride on their recycle (attach_audits), not as markers of their own.
     events = [e for c in control.values() for e in c["events"] if e["kind"] != "recycle_audit"]
     tau = st.session_state.get("mon_tau", 0.1)
