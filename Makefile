@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dashboard test browser-deps
+.PHONY: dashboard test lint browser-deps
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,3 +25,12 @@ browser-deps:
 
 test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -q
+
+# Style (ruff), the import layers (import-linter contracts in pyproject.toml), the core never
+# importing the dashboard (grimp cannot see that folder), and the size limits (450-line modules,
+# 80-line functions unless `# long: <reason>`).
+lint: $(STAMP)
+	$(BIN)/ruff check core dashboard bench tests tools
+	$(BIN)/lint-imports
+	$(BIN)/python tools/check_dashboard_imports.py
+	$(BIN)/python tools/check_sizes.py core dashboard tools

@@ -183,7 +183,7 @@ def main() -> None:
         best = {k: float("inf") for k in arms}
         for r in range(max(args.rounds, args.tbparse_rounds)):
             for k, fn in arms.items():
-                if k == "tbparse" and r >= args.tbparse_rounds or k != "tbparse" and r >= args.rounds:
+                if (k == "tbparse" and r >= args.tbparse_rounds) or (k != "tbparse" and r >= args.rounds):
                     continue
                 sec, out = timed(fn)
                 n = len(out) if k == "tbparse" else len(out.df)

@@ -55,7 +55,7 @@ def main() -> int:
 
     import torch
 
-    from actlab.analysis.retrieval import EvalSet, load_encoder
+    from actlab.models.retrieval import EvalSet, load_encoder
     from actlab.models.text_data import read_beir
     from actlab.train.loop import pick_device
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -192,7 +192,7 @@ def _intervals(x: torch.Tensor, mask: torch.Tensor) -> list[tuple[float, float]]
 def properties(name: str, eps: float = 0.0, x_range: tuple[float, float] = (-6.0, 6.0), **params) -> dict:
     """Numerical properties read off autograd curves; nothing here is typed in by hand."""
     x = torch.linspace(*x_range, 12001, dtype=torch.float64)
-    y, dy, _ = derivatives(name, x, **params)
+    _, dy, _ = derivatives(name, x, **params)
     far = torch.tensor([-1e4, -1e2, 1e2, 1e4], dtype=torch.float64)
     y_far, _, _ = derivatives(name, far, **params)
     # Unbounded if the value still moves between 1e2 and 1e4; else the extreme seen on a wide grid.

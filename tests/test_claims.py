@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from actlab.analysis import benchmark as bench
-from actlab.analysis import claims
+from actlab.analysis import claim_measures, claims
 from actlab.cli import main
 
 COMMITTED = Path(__file__).resolve().parent.parent / "bench" / "results"
@@ -60,7 +60,7 @@ def test_no_results_every_row_says_what_would_produce_it(tmp_path):
 
 def test_synthetic_results_settle_each_claim(tmp_path):
     d = tmp_path / "res"
-    write(d, "sigmoid_derivative.json", claims.measure_sigmoid_derivative())
+    write(d, "sigmoid_derivative.json", claim_measures.measure_sigmoid_derivative())
     write(d, "activations_cpu.json", bench_result("cpu", 1.0, 1.5, 1.2))
     write(d, "gpu_activations.json", bench_result("cuda", 1.0, 7.0, 6.5))
     write(d, "ffn_sparsity_cpu.json", ffn_result(0.0, 0.9))

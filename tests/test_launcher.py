@@ -1,5 +1,4 @@
 """Launcher: argv from validated fields (never a shell string), start in the background, stop gracefully."""
-import sys
 import time
 
 import pytest

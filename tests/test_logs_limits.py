@@ -210,7 +210,7 @@ def test_one_bad_file_does_not_discard_the_batch():
                         ("live_seed2.log", good + "é".encode()[:1])])
     assert [l.name for l in res.logs] == ["a_seed1.log", "live_seed2.log"]
     assert res.errors[0][0] == "deep.json" and "json_depth" in res.errors[0][1]
-    assert loader.MAX_FILE_BYTES == DEFAULT_LIMITS.file_bytes
+    assert DEFAULT_LIMITS.file_bytes == loader.MAX_FILE_BYTES
 
 
 def test_fuzz_script_small_run(tmp_path):

@@ -131,7 +131,7 @@ def test_head_on_cached_features_equals_head_through_the_backbone(tmp_path, pair
 def test_cached_route_ndcg_follows_the_head_and_leaves_the_model_in_its_mode(pairs, monkeypatch):
     """ndcg_during_training through CachedFeatureEncoder scores the head's current output on the cached
     features (same figure as through the backbone), and leaves the wrapped model's mode alone."""
-    import actlab.analysis.retrieval as R
+    import actlab.models.retrieval as R
     from actlab.models.biencoder import BiEncoder, TokenCache, load_backbone
     from actlab.models.text_data import load_pairs, split_by_topic
     from actlab.train.biencoder import CachedFeatureEncoder, FeatureTokenizer, pooled_features

@@ -10,7 +10,7 @@ import torch
 
 from actlab import UserError
 from actlab.cli import main
-from actlab.analysis.retrieval import (EvalSet, evaluate_run, exact_search, load_encoder, query_metrics, trec_ranking,
+from actlab.models.retrieval import (EvalSet, evaluate_run, exact_search, load_encoder, trec_ranking,
                             training_eval_set)
 from actlab.models.text_data import load_pairs, read_beir, split_by_topic
 
@@ -48,7 +48,7 @@ def near_copy_beir(folder, ghost=False):
         queries.append({"_id": qid, "text": q})
         qrels.append(f"{qid}\t{cid}\t1")
     if ghost:
-        qrels.append(f"test-debate0-pro01a\tno-such-document\t1")
+        qrels.append("test-debate0-pro01a\tno-such-document\t1")
     write_jsonl(folder / "corpus.jsonl", corpus)
     write_jsonl(folder / "queries.jsonl", queries)
     (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(qrels) + "\n")
@@ -192,7 +192,7 @@ def test_zero_shot_minilm_embeds_exactly_as_sentence_transformers():
     from sentence_transformers import SentenceTransformer
 
     from actlab.models.biencoder import minilm_path
-    from actlab.analysis.retrieval import encode_texts
+    from actlab.models.retrieval import encode_texts
 
     texts = ["Governments should support zoos.", "ok", "An argument that runs on and on. " * 80]
     ref = SentenceTransformer(str(minilm_path()), device="cpu").encode(texts, convert_to_tensor=True, normalize_embeddings=True)
@@ -218,7 +218,7 @@ def test_embedding_cache_is_keyed_by_weights_corpus_and_length(tmp_path, cache_d
     assert sub.evaluate(enc, torch.device("cpu"), progress=False)["corpus_from_cache"] is False
     with torch.no_grad():
         next(enc.module.parameters()).add_(0.01)
-    from actlab.analysis.retrieval import weights_fingerprint
+    from actlab.models.retrieval import weights_fingerprint
     enc.fingerprint = weights_fingerprint(enc.module)
     assert es.evaluate(enc, torch.device("cpu"), progress=False)["corpus_from_cache"] is False
     assert len(list((cache_dir / "embeddings").glob("*.pt"))) == 4

@@ -21,7 +21,7 @@ def _local_extremes(vals, radius):
     out = set()
     for i in range(len(vals)):
         win = vals[max(0, i - radius):i + radius + 1]
-        if vals[i] == win.max() and (win == vals[i]).sum() == 1 or vals[i] == win.min() and (win == vals[i]).sum() == 1:
+        if (vals[i] == win.max() and (win == vals[i]).sum() == 1) or (vals[i] == win.min() and (win == vals[i]).sum() == 1):
             out.add(i)
     return out
 
@@ -34,7 +34,6 @@ def test_query_keeps_every_spike_and_only_real_rows(tmp_path, pyramid):
     store = _run(tmp_path, {"a": a, "b": np.linspace(0, 1, 6000)})
     r = store.open("r")
     if not pyramid:  # a run written before the pyramid existed
-        con = r.con
         r.close()
         import sqlite3
         c = sqlite3.connect(store.path("r") / "metrics.db")
@@ -70,7 +69,7 @@ def test_writer_pyramid_equals_a_rebuild_and_skips_non_finite(tmp_path):
     rebuilt = sorted(con.execute("SELECT * FROM scalar_blocks").fetchall())
     con.close()
     assert incremental == rebuilt
-    assert ("a", 1, 12, 7) == incremental[12][:4]  # steps 96..103 minus the NaN at 100
+    assert incremental[12][:4] == ("a", 1, 12, 7)  # steps 96..103 minus the NaN at 100
 
 
 def test_resuming_a_run_from_before_the_pyramid_builds_it(tmp_path):

@@ -11,7 +11,7 @@ from torch import nn
 from actlab import UserError
 from actlab.activations import RELU_LIKE, derivatives, identify, names, zones
 from actlab.store.runs import RunStore
-from actlab.watch import WatchPlugin, find_layers, watch
+from actlab.watch import WatchPlugin, watch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,11 +158,10 @@ def test_eval_passes_and_no_grad_do_not_count_but_train_under_no_grad_does(runs_
 
 def test_failed_block_marks_the_run_and_removes_hooks(runs_dir):
     m = HalfDead()
-    with pytest.raises(RuntimeError, match="boom"):
-        with watch(m, run="bad", log_every=10, verbose=False) as w:
-            m(torch.randn(5, 4))
-            w.step()
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), watch(m, run="bad", log_every=10, verbose=False) as w:
+        m(torch.randn(5, 4))
+        w.step()
+        raise RuntimeError("boom")
     st = RunStore(runs_dir).open("bad").status()
     assert st.state == "failed" and "RuntimeError: boom" in st.reason
     assert not m.act._forward_hooks

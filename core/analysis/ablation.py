@@ -311,7 +311,7 @@ def write_epoch_log(runs_dir, name: str, path: Path, eval_key: str = "acc/test")
     with RunStore(runs_dir).open(name) as r:
         df = r.scalars()[0]
     df = df[df["value"].notna()]
-    wanted = df["key"].isin(sum(SUMMARY_KEYS.values(), [])) | df["key"].str.startswith("dead/")
+    wanted = df["key"].isin([k for keys in SUMMARY_KEYS.values() for k in keys]) | df["key"].str.startswith("dead/")
     df = df[wanted]
     lines = []
     for row in df[df["key"] == eval_key].itertuples(index=False):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..analysis.claims import (MNIST_EPOCHS, claim_rows, measure_ffn_sparsity, measure_mnist,
-                               measure_sigmoid_derivative)
+from ..analysis.claim_measures import measure_ffn_sparsity, measure_mnist, measure_sigmoid_derivative
+from ..analysis.claims import MNIST_EPOCHS, claim_rows
 from ..errors import UserError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from .. import argtypes as T
-from ..analysis.retrieval import METRICS, EvalSet, beir_folder, load_encoder, pick_dtype, read_beir
+from ..models.retrieval import METRICS, EvalSet, beir_folder, load_encoder, pick_dtype, read_beir
 from ..errors import UserError
 
 
@@ -34,7 +34,7 @@ def add_cli(sub) -> None:
 
 
 def _cli_eval(args) -> int:
-    from ..train.loop import pick_device
+    from ..devices import pick_device
 
     for flag in ("batch_size", "max_length", "max_docs", "max_queries"):
         v = getattr(args, flag)

@@ -36,7 +36,7 @@ class Limits:
     # Points of one key in one file; past it the first points (in file order) are kept.
     points_per_series: int = 10_000_000
 
-    def with_(self, **kw) -> "Limits":
+    def with_(self, **kw) -> Limits:
         return replace(self, **kw)
 
 

@@ -28,7 +28,7 @@ from ..store.runs import RunStore
 
 
 
-_CACHE: "OrderedDict[tuple, ParsedLog]" = OrderedDict()
+_CACHE: OrderedDict[tuple, ParsedLog] = OrderedDict()
 _CACHE_MAX = 64
 cache_stats = {"hits": 0, "misses": 0}
 

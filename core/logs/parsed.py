@@ -48,7 +48,7 @@ class LoadResult:
     logs: list[ParsedLog] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (file, what is wrong)
 
-    def extend(self, other: "LoadResult"):
+    def extend(self, other: LoadResult):
         self.logs += other.logs
         self.errors += other.errors
 

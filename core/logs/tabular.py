@@ -234,7 +234,7 @@ def parse_jsonl(text: str, name: str = "<jsonl>", lim: Limits = DEFAULT) -> Pars
     unparsed, bad, good = [], [0], [0]
 
     def records():
-        for no, line in enumerate(s.split("\n"), 1):
+        for no, line in enumerate(s.split("\n"), 1):  # noqa: F821 (s is deleted only after this generator is consumed)
             if not line.strip():
                 continue
             try:

@@ -54,7 +54,7 @@ def _fixed_tokens(line: str, pairs) -> list[str] | None:
     such lines can leave only the numbers: no digits between pairs (those are generalised, so they
     vary), no count-over-total values, and no token that could merge with a number."""
     text, pos = [], 0
-    for key, start, end, vstart, den, pct in pairs:
+    for _key, start, end, vstart, den, pct in pairs:
         if den or _HAS_DIGIT.search(line[pos:start]):
             return None
         text.append(line[pos:vstart])

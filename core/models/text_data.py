@@ -58,7 +58,7 @@ def load_pairs(source: str | os.PathLike = "demo") -> pd.DataFrame:
 def _read_jsonl_rows(path: Path) -> list[dict]:
     rows = []
     try:
-        f = open(path, "rb")  # decoded line by line, so a bad byte is reported at its line
+        f = open(path, "rb")  # noqa: SIM115 (closed by `with f:` below; decoded line by line, so a bad byte is reported at its line)
     except OSError as e:
         raise DataError(path, f"cannot read it ({e.strerror or e})") from None
     with f:

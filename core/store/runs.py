@@ -4,7 +4,7 @@ Scalar schema everywhere: (run, step, epoch, key, value, wall_time). The store i
 each part does; this module holds RunStore (a folder of runs) and re-exports the rest, so
 `from actlab.store.runs import RunStore, RunReader, ...` keeps working:
 
-    schema.py    tables, connections, migrations         naming.py    run-name rules
+    schema.py    tables, connections, migrations         (run names: core/run_names.py)
     writer.py    RunWriter (the trainer's one writer)     reader.py    RunReader (context manager), RunStatus
     commands.py  the control path: commands and events    follower.py  RunFollower (incremental live reads)
     series.py    the min/max pyramid and downsampled reads
@@ -21,14 +21,14 @@ from ..errors import UserError
 from . import commands as _commands
 from .commands import COMMAND_KINDS
 from .follower import RunFollower
-from .naming import check_lookup_name, validate_run_name
+from ..run_names import check_lookup_name, validate_run_name
 from .reader import RunReader, RunStatus
 from .schema import (SCALAR_COLUMNS, SCHEMA as _SCHEMA, STALE_AFTER_S, STATES, connect, create_database,
                      migrate_for_readers, take_over)
 from .writer import RunWriter
 
 __all__ = ["COMMAND_KINDS", "SCALAR_COLUMNS", "STALE_AFTER_S", "STATES", "RunFollower", "RunReader", "RunStatus",
-           "RunStore", "RunWriter", "check_lookup_name", "validate_run_name", "_SCHEMA"]
+           "RunStore", "RunWriter", "_SCHEMA", "check_lookup_name", "validate_run_name"]
 
 
 class RunStore:

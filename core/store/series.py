@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -234,7 +234,7 @@ def query(con: sqlite3.Connection, keys: list[str], lo: int | None = None, hi: i
                 # column next to a single MIN/MAX comes from that row (documented SQLite behaviour).
                 n_blocks = b_hi - b_lo + 1
                 rows = []
-                for agg, cols in (("MIN", "min_step, MIN(min_value)"), ("MAX", "max_step, MAX(max_value)")):
+                for cols in ("min_step, MIN(min_value)", "max_step, MAX(max_value)"):
                     rows += con.execute(f"SELECT {cols} FROM scalar_blocks WHERE key = ? AND level = ? AND block BETWEEN ? AND ? "
                                         f"GROUP BY (block - ?) * ? / ?", (k, levels[-1], b_lo, b_hi, b_lo, points, n_blocks)).fetchall()
                 a = np.array(rows, dtype=np.float64).reshape(-1, 2)

@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..models.biencoder import (PRESETS, BiEncoder, TokenCache, backbone_activations, feature_key, load_backbone,
                             load_features, save_features, set_backbone_activation)
 from ..models.negatives import hard_negatives, retrieval_metrics, retrieval_ranks
-from ..analysis.retrieval import ndcg_during_training, training_eval_set
+from ..models.retrieval import ndcg_during_training, training_eval_set
 from ..models.text_data import load_pairs, split_by_topic
 from .loop import (check_finite, pick_device, progress,
                              save_checkpoint, seed_everything)
@@ -141,7 +141,7 @@ def _encoder(cfg: dict, pairs, ndcg_set, device, master: bool):
     return encoder, TokenCache(tokenizer, texts, cfg["max_length"]), None, tokenizer
 
 
-def train_biencoder(config: dict) -> str:
+def train_biencoder(config: dict) -> str:  # long: the training loop reads top to bottom in one function (STYLE.md, nanoGPT)
     """Run one training; returns the run name. `config` holds plain values (see DEFAULTS)."""
     run = session.start(BIENCODER, config)
     cfg, ckpt = run.cfg, run.ckpt
@@ -201,10 +201,9 @@ def train_biencoder(config: dict) -> str:
               kind="biencoder", resume=ckpt is not None, dormancy=bool(cfg["dormancy"]),
               config={**cfg, "world_size": world, "n_train": len(train_df), "n_test": len(test_df)}, verbose=False)
     writer = w.writer
-    if master:
-        if cfg["text_log"] and ckpt is None:
-            Path(cfg["text_log"]).parent.mkdir(parents=True, exist_ok=True)
-            Path(cfg["text_log"]).write_text("")
+    if master and cfg["text_log"] and ckpt is None:
+        Path(cfg["text_log"]).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg["text_log"]).write_text("")
 
     # Every rank takes the same number of steps (DDP needs matching all-reduces): drop the tail.
     per_rank = len(train_df) // world

@@ -1,38 +1,29 @@
 """Pieces every trainer shares (MNIST, bi-encoder). The loops themselves stay in their own files.
 
-pick_device, seed_everything, save_checkpoint / load_checkpoint (atomic, weights_only), GracefulStop
+seed_everything, GracefulStop
 (SIGTERM/SIGINT -> a flag the loop checks), check_finite (the NaN/inf guard, run at log intervals on
 a loss accumulated on the device), autocast / maybe_compile (CUDA only) and progress (tqdm). The
-flags every `actlab train <task>` has are declared in config.py.
+flags every `actlab train <task>` has are declared in config.py. pick_device (core/devices.py) and
+save_checkpoint / load_checkpoint (core/checkpoints.py: atomic, weights_only) live below every
+layer that uses them and are importable from here too.
 """
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import signal
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..checkpoints import load_checkpoint, save_checkpoint  # noqa: F401 (trainers import them from here)
+from ..devices import pick_device  # noqa: F401 (likewise)
 from ..errors import UserError
 
 
 class NonFiniteLoss(UserError):
     """The loss became NaN or inf; the trainer marks the run failed and keeps the last good checkpoint."""
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise UserError(f"--device {name!r}: expected auto, cpu or cuda[:N]")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -44,34 +35,6 @@ def seed_everything(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
-
-
-def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> Path:
-    """Write to a temp file in the same folder, then os.replace: a kill mid-write never leaves a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no checkpoint at {path}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # a truncated or foreign file: say which one, don't dump a traceback
-        raise UserError(f"cannot load checkpoint {path}: {e.__class__.__name__}: {str(e).splitlines()[0][:200]}") from None
 
 
 class GracefulStop:

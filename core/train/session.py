@@ -3,8 +3,9 @@
 
 One precedence, lowest first:
     the task's defaults < the checkpoint's saved config (resume / branch) < a preset < what the caller set now
-(a flag left out is not set; a dict key is, even to None, unless None would replace a real default). The folders (runs, checkpoints) are always the ones given now, else
-actlab.paths: a resumed run is found where it is, not where it once was.
+(a flag left out is not set; a dict key is, even to None, unless None would replace a real default).
+The folders (runs, checkpoints) are always the ones given now, else actlab.paths: a resumed run is
+found where it is, not where it once was.
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ goes away again once the layer recovers.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -99,7 +100,7 @@ def _dying_layers(series, config, layers, rules) -> list[Alert]:
         vals = _tail(s, rules.rising_flushes) if s is not None else None
         if vals is None or vals[-1] <= rules.dead_threshold or vals[-1] - vals[0] < rules.min_rise:
             continue
-        if any(b < a - 1e-9 for a, b in zip(vals, vals[1:])):
+        if any(b < a - 1e-9 for a, b in itertools.pairwise(vals)):
             continue
         act = info.get("activation") or (None if info else config.get("activation"))
         # dead/ is only defined for ReLU-like layers, so an unnamed layer with a dead figure is one.

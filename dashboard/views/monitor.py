@@ -93,7 +93,7 @@ def follower(name: str) -> SeriesFollower:
     return cache[key]
 
 
-def live_panel():
+def live_panel():  # long: one fragment lays out the whole live view (runs, charts, actions); its owners may split it
     import pandas as pd
 
     # Inside the fragment, so a run started from the form shows up without a full rerun.

@@ -4,7 +4,6 @@ Each page's browser test lives in its own file here and uses the `page` and `app
 `screenshot(page, name)` writes docs/screenshots/<name>.png for the README.
 """
 import os
-import shutil
 import socket
 import subprocess
 import sys

@@ -1,8 +1,8 @@
 """Run names: strict for a new run, looser (but never a path out of the store) for an existing one."""
 from __future__ import annotations
 
-from ..argtypes import lookup_name_problem, run_name_problem
-from ..errors import UserError
+from .argtypes import lookup_name_problem, run_name_problem
+from .errors import UserError
 
 
 def validate_run_name(name: str) -> str:
