@@ -174,3 +174,15 @@ def test_no_sql_outside_the_store():
     offenders = [str(p.relative_to(root)) for folder in ("core", "dashboard") for p in (root / folder).rglob("*.py")
                  if p.parent.name != "store" and sql.search(p.read_text())]
     assert offenders == []
+
+
+def test_readers_are_closed_by_with_blocks():
+    """A reader opened by hand and closed in a finally is what the context manager replaced."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    by_hand = re.compile(r"^\s*(\w+) = [^\n]*\.open\([^\n]*\)\n\s*try:\n", re.M)
+    offenders = [str(p.relative_to(root)) for folder in ("core", "dashboard") for p in (root / folder).rglob("*.py")
+                 if by_hand.search(p.read_text())]
+    assert offenders == []

@@ -43,8 +43,7 @@ class RunTail:
     def read(self) -> dict | None:
         if not self.store.exists(self.name):
             return None
-        r = self.store.open(self.name)
-        try:
+        with self.store.open(self.name) as r:
             batch: dict = {}
             if not self.opened:
                 batch["meta"], batch["resume_step"] = r.meta, self.resume_step
@@ -72,8 +71,6 @@ class RunTail:
             if done:
                 batch["commands"] = [{k: c[k] for k in ("id", "state", "result", "applied_step")} for c in done]
                 self.commands.update({c["id"]: c["state"] for c in done})
-        finally:
-            r.close()
         if status is not None and status != self.status:
             batch["status"], self.status = status, status
         return batch or None
@@ -94,11 +91,8 @@ def pending_commands(store: RunStore, name: str) -> list[dict]:
     """The driver's side: commands the page (or `runs recycle`) queued for a mirrored run."""
     if not store.exists(name):
         return []
-    r = store.open(name)
-    try:
+    with store.open(name) as r:
         return [{k: c[k] for k in ("id", "kind", "args")} for c in r.commands() if c["state"] == "pending"]
-    finally:
-        r.close()
 
 
 class Mirror:
