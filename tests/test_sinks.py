@@ -213,3 +213,30 @@ def test_wandb_log_reader_bad_input(tmp_path, monkeypatch):
     assert [r["_step"] for r in full if "dead/fc1" in r] == [10, 20, 30]
     assert len(cut) <= len(full) and all(r in full for r in cut)
     assert warnings and "unreadable from byte" in warnings[0]
+
+
+def test_tracker_that_does_not_answer_is_reported_and_close_gives_up(capsys):
+    import threading
+
+    release = threading.Event()
+
+    class Hung(Flaky):
+        def _write(self, item):
+            release.wait(30)  # a tracker server that does not answer
+
+    sink = Hung(0)
+    sink.slow_warn_s, sink.close_timeout_s = 0.2, 0.5
+    sink.start("run-h")
+    sink.submit(items(1)[0])
+    deadline = time.time() + 30
+    while sink._busy_since is None and time.time() < deadline:  # the write has started
+        time.sleep(0.01)
+    time.sleep(0.3)  # past slow_warn_s: the next flush notices
+    t = time.perf_counter()
+    sink.submit(items(2)[1])
+    assert time.perf_counter() - t < 0.1
+    sink.close()
+    release.set()
+    err = capsys.readouterr().err
+    assert "the flaky sink failed: its tracker has not answered for" in err and "training goes on" in err
+    assert "was still writing run-h 0.5 s after the run ended" in err and "(2 flushes) is lost" in err

@@ -13,8 +13,12 @@ import numpy as np
 
 # What a sink keeps while its tracker fails: past this many flushes the oldest are dropped (counted).
 MAX_PENDING = 1000
-# How long close() waits for a tracker to take what is queued before giving up on it.
-CLOSE_TIMEOUT_S = 60.0
+# How long close() waits for a tracker to take what is queued before giving up on it: the end of
+# training is not held hostage by a tracker server that does not answer (mlflow's HTTP client
+# retries for minutes by default).
+CLOSE_TIMEOUT_S = 30.0
+# A write still not back after this long: the flush that notices says so, once.
+SLOW_WARN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,9 @@ class Sink:
     name = "sink"
     package = ""  # the pip name, for the one line shown when the tracker is not installed
 
+    close_timeout_s = CLOSE_TIMEOUT_S
+    slow_warn_s = SLOW_WARN_S
+
     def __init__(self):
         self.enabled = True
         self.warned = False
@@ -72,6 +79,7 @@ class Sink:
         self._pending: list[SinkItem] = []
         self._opened = False
         self._run = "run"
+        self._busy_since: float | None = None  # when the write in progress started
 
     # ------------------------------------------------------------- WatchPlugin hooks
     def on_start(self, watcher) -> None:
@@ -111,14 +119,20 @@ class Sink:
     def submit(self, item: SinkItem) -> None:
         if self.enabled and self._thread is not None:
             self._q.put(item)
+            busy = self._busy_since
+            if busy is not None and time.monotonic() - busy > self.slow_warn_s:
+                self._warn(f"its tracker has not answered for {time.monotonic() - busy:.1f} s; "
+                           "flushes queue up meanwhile (training goes on)")
 
     def close(self, status: str = "finished") -> None:
         if self._thread is None:
             return
         self._q.put(("close", status))
-        self._thread.join(CLOSE_TIMEOUT_S)
+        self._thread.join(self.close_timeout_s)
         if self._thread.is_alive():
-            self._warn(f"still busy after {CLOSE_TIMEOUT_S:.0f} s at close; what it had not written is lost")
+            left = len(self._pending) + self._q.qsize() - 1  # less the close request itself
+            print(f"actlab: the {self.name} sink was still writing {self._run} {self.close_timeout_s:g} s after "
+                  f"the run ended; what it had not written ({left} flushes) is lost", file=sys.stderr)
         self._thread = None
 
     # ------------------------------------------------------------- the sink's thread
@@ -152,15 +166,18 @@ class Sink:
         next flush (retrying at once would just fail again while the server is down)."""
         while self._pending:
             try:
+                self._busy_since = time.monotonic()
                 if not self._opened:
                     self._open(self._run)
                     self._opened = True
                 self._write(self._pending[0])
             except Exception as e:
+                self._busy_since = None
                 self.failures += 1
                 self.last_error = f"{type(e).__name__}: {e}"
                 self._warn(f"{self.last_error}; retrying at the next flush (training goes on)")
                 return
+            self._busy_since = None
             self._pending.pop(0)
             self.written += 1
 
