@@ -9,7 +9,8 @@
    of each pair of definitions' flagged sets over the flushes where either flags a unit.
 2. Recycling. The MNIST stress preset again, recycling every `--recycle-every` steps by each of
    dead, redo, grama, utility, age (ReDo's optimizer-state convention), and not at all. Per
-   variant: the final dead fraction of act1 (eval mode, 1,000 fixed test digits), test accuracy,
+   variant: the final dead fraction of act1 (eval mode, 1,000 fixed test digits, measured 50 steps
+   after the last recycle with the defaults: 450 steps, recycles at 100..400), test accuracy,
    and the audit: the fraction of the recycled units flagged again by the same definition 5
    flushes later (mean over the recycles). Each recycling variant against "none" with
    core/analysis/compare.py's statistics (diff, bootstrap CI, Welch or permutation p, Holm).
@@ -226,7 +227,7 @@ def compare_recycling(results: dict) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--steps", type=int, default=450)
     p.add_argument("--bert-steps", type=int, default=150)
     p.add_argument("--recycle-every", type=int, default=100)
     p.add_argument("--time-steps", type=int, default=300)
@@ -270,6 +271,15 @@ def _print(out: dict):
                 vals = [s["curves"][layer][d]["flagged"][-1] for s in seeds if d in s["curves"].get(layer, {})]
                 row.append(f"{d} {np.mean(vals):.3f}" if vals else f"{d} -")
             print(f"  {layer:<50} " + "  ".join(row))
+    for kind, seeds in out["definitions"].items():
+        print(f"== {kind}: mean Jaccard overlap of the flagged sets (mean over flushes where either flags a unit, then seeds)")
+        for layer in seeds[0]["overlap"]:
+            pairs = {}
+            for sd in seeds:
+                for k, v in sd["overlap"].get(layer, {}).items():
+                    pairs.setdefault(k, []).append(v["mean"])
+            shown = [f"{k} {np.mean(v):.2f}" for k, v in pairs.items() if "overactive" not in k and "saturated" not in k]
+            print(f"  {layer}: " + ", ".join(shown))
     print("== recycling (mean over seeds): dead_exact/act1, acc/test, flagged again 5 flushes later")
     for by, s in out["recycling_summary"].items():
         print(f"  {by:<8} dead {s['dead_exact']}  acc {s['acc_test']}  again@5 {s['again_at_5']}  recycles {s['recycles']}")

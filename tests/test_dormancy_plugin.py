@@ -142,3 +142,23 @@ def test_plugin_bad_settings(kw):
 
     with pytest.raises(UserError, match=next(iter(kw))):
         DormancyPlugin(**kw)
+
+
+def test_scores_ride_in_the_flush_record(tmp_path):
+    """Into the record before it is written: the store and every sink plug-in after it see them."""
+    from actlab.watch import WatchPlugin
+
+    seen = []
+
+    class Sink(WatchPlugin):
+        def on_flush(self, watcher, record):
+            seen.append(sorted(k for k in record.scalars if k.startswith(("dormancy/", "rank/"))))
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    p = DormancyPlugin(every=1, groups=2, n_boot=20)
+    w = watch(model, run="rec", runs_dir=tmp_path, log_every=2, verbose=False, plugins=[p, Sink()])
+    hooks_before = w.probes.hook_seconds
+    _drive(w, model, [torch.randn(6, 4) for _ in range(2)])
+    w.close()
+    assert "dormancy/redo/1" in seen[0] and "rank/1" in seen[0]
+    assert w.probes.hook_seconds > hooks_before  # the plug-in's hook time is counted in watch/overhead_pct

@@ -24,6 +24,8 @@ their recycle).
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -93,6 +95,7 @@ class DormancyPlugin(WatchPlugin):
         self._last_flush = 0
         self._computed_at: int | None = None
         self._pending: dict[str, float] = {}
+        self._overlaps: dict[str, list] = {}
 
     # ---------------------------------------------------------------- hooks on sampled steps only
     def on_start(self, watcher):
@@ -140,21 +143,29 @@ class DormancyPlugin(WatchPlugin):
 
     def _forward_hook(self, name: str):
         def hook(module, inputs, output):
-            probes = self.watcher.probes
-            if not module.training or not getattr(probes, "enabled", True) or not isinstance(output, torch.Tensor):
-                return
-            t = self.watcher.layers[name]
-            if t.role == "pre":
-                x, y = output.detach(), None
-            else:
-                x, y = (inputs[0].detach() if inputs else None), output.detach()
-            if not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 1):
-                return
-            with torch.no_grad():
-                self._record(name, t, x, y, probes)
-            if self.gradients:
-                self._hook_gradient(name, t, inputs, output, probes)
+            t0 = time.perf_counter()
+            try:
+                self._on_forward(name, module, inputs, output)
+            finally:
+                # The watcher's own-cost figure (watch/overhead_pct) counts these hooks with the probes'.
+                self.watcher.probes.hook_seconds += time.perf_counter() - t0
         return hook
+
+    def _on_forward(self, name, module, inputs, output):
+        probes = self.watcher.probes
+        if not module.training or not getattr(probes, "enabled", True) or not isinstance(output, torch.Tensor):
+            return
+        t = self.watcher.layers[name]
+        if t.role == "pre":
+            x, y = output.detach(), None
+        else:
+            x, y = (inputs[0].detach() if inputs else None), output.detach()
+        if not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 1):
+            return
+        with torch.no_grad():
+            self._record(name, t, x, y, probes)
+        if self.gradients:
+            self._hook_gradient(name, t, inputs, output, probes)
 
     def _hook_gradient(self, name, t, inputs, output, probes):
         """GraMa reads dL/dz at the pre-activation z (what reaches the incoming weights: 0 for a dead
@@ -249,7 +260,8 @@ class DormancyPlugin(WatchPlugin):
 
     # ---------------------------------------------------------------- flush
     def before_write(self, watcher, record):
-        self.compute(int(record.step))
+        # Into the flush's own scalars: written in the watcher's transaction, seen by every sink.
+        record.scalars.update(self.compute(int(record.step)))
 
     def on_flush(self, watcher, record):
         self.compute(int(record.step))
@@ -267,7 +279,7 @@ class DormancyPlugin(WatchPlugin):
         values, masks, overlaps = score_layers(self, step)
         self.masks.update(masks)
         self._overlaps = overlaps
-        values.update(self._audit(step))
+        self._audit(step, masks)
         self._computed_at, self._pending, self.last = step, values, values
         self._last_flush = step
         for a in self.acc.values():
@@ -275,14 +287,12 @@ class DormancyPlugin(WatchPlugin):
         return values
 
     def _write(self, step: int, epoch):
-        w = self.watcher
-        if self._pending:
-            w.log(self._pending, step=step, epoch=epoch)
-        writer = w.store
+        """The overlap rows; the scalars went into the flush's record (before_write)."""
+        writer = self.watcher.store
         if writer is not None:
             for layer, flat in self._overlaps.items():
                 writer.log_unit_activity(step, f"overlap/{layer}", flat, epoch=epoch)
-        self._pending = {}
+        self._overlaps = {}
 
     # ---------------------------------------------------------------- recycling by any definition
     def mask(self, layer: str, by: str) -> np.ndarray | None:
@@ -300,19 +310,18 @@ class DormancyPlugin(WatchPlugin):
         if m.any():
             self.audits.append({"step": int(step), "layer": layer, "by": by, "units": m, "again": []})
 
-    def _audit(self, step: int) -> dict[str, float]:
-        out = {}
+    def _audit(self, step: int, masks: dict) -> None:
+        """Each open audit: the share of its units this flush's masks flag again."""
         for au in self.audits:
             if len(au["again"]) >= AUDIT_FLUSHES or step <= au["step"]:
                 continue
-            now = self.masks.get(au["layer"], {}).get(au["by"])
+            now = masks.get(au["layer"], {}).get(au["by"])
             if now is None or now.shape != au["units"].shape:
                 continue
             frac = float(now[au["units"]].mean())
             au["again"].append(frac)
             self._event(step, au, frac)
         self.audits = [au for au in self.audits if len(au["again"]) < AUDIT_FLUSHES]
-        return out
 
     def _event(self, step: int, au: dict, frac: float):
         w = self.watcher
