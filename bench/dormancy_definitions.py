@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from actlab.analysis import stats as S
-from actlab.analysis.compare import compare_pair
+from actlab.analysis.compare import _verdict, compare_pair
 from actlab.models.data import load_mnist
 from actlab.models.mlp import MLP
 from actlab.store.audit import attach_audits
@@ -129,8 +129,9 @@ def run_definitions(kind: str, seed: int, steps: int, root: Path, data) -> dict:
     name = f"{kind}-defs-s{seed}"
     model, opt = _mnist(seed, data) if kind == "mnist" else _bert(seed)
     gen = torch.Generator().manual_seed(seed)
+    plugin = DormancyPlugin(every=EVERY)
     with watch(model, run=name, runs_dir=root, log_every=LOG_EVERY, verbose=False, optimizer=opt,
-               plugins=[DormancyPlugin(every=EVERY)]) as w:
+               plugins=[plugin]) as w:
         for _ in range(steps):
             if kind == "mnist":
                 idx = torch.randint(0, len(data["x_train"]), (BATCH,), generator=gen)
@@ -143,7 +144,18 @@ def run_definitions(kind: str, seed: int, steps: int, root: Path, data) -> dict:
             opt.step()
             w.step(loss=loss.detach())
     df, ov_rows, _, _ = _read(store, name)
-    return {"curves": _curves(df), "overlap": _overlap_means(ov_rows)}
+    return {"curves": _curves(df), "overlap": _overlap_means(ov_rows), "final_containment": _containment(plugin.masks)}
+
+
+def _containment(masks: dict) -> dict:
+    """At the last flush, per layer: |A n B| / |A| (how much of A's flagged set B also flags) and |A|.
+    Jaccard punishes a small set beside a large one; this says whether the small one sits inside."""
+    out = {}
+    for layer, m in masks.items():
+        out[layer] = {"size": {d: int(v.sum()) for d, v in m.items()},
+                      "in": {f"{a}~{b}": round(float((m[a] & m[b]).sum() / m[a].sum()), 3)
+                             for a in m for b in m if a != b and m[a].sum()}}
+    return out
 
 
 def run_recycle(by: str | None, seed: int, steps: int, every: int, root: Path, data) -> dict:
@@ -219,7 +231,8 @@ def compare_recycling(results: dict) -> list[dict]:
             c = compare_pair(by, [r[metric] for r in results[by]], "none", base, higher_better=higher)
             comps.append(c)
         for c, adj in zip(comps, S.holm([c["p_value"] for c in comps])):
-            c["p_adjusted"] = adj
+            c["p_adjusted"] = adj  # Holm over the five recycling variants of this metric
+            c["verdict"] = _verdict(c, higher, 0.05)
             out.append({"metric": metric, **{k: (None if isinstance(v, float) and v != v else v) for k, v in c.items()}})
     return out
 
