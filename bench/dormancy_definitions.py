@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from actlab.analysis import stats as S
+from actlab.argtypes import positive_int
 from actlab.analysis.compare import _verdict, compare_pair
 from actlab.models.data import load_mnist
 from actlab.models.mlp import MLP
@@ -239,12 +240,12 @@ def compare_recycling(results: dict) -> list[dict]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=450)
-    p.add_argument("--bert-steps", type=int, default=150)
-    p.add_argument("--recycle-every", type=int, default=100)
-    p.add_argument("--time-steps", type=int, default=300)
-    p.add_argument("--time-repeats", type=int, default=5)
+    p.add_argument("--seeds", type=positive_int, default=3)
+    p.add_argument("--steps", type=positive_int, default=450)
+    p.add_argument("--bert-steps", type=positive_int, default=150)
+    p.add_argument("--recycle-every", type=positive_int, default=100)
+    p.add_argument("--time-steps", type=positive_int, default=300)
+    p.add_argument("--time-repeats", type=positive_int, default=5)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "dormancy_definitions_cpu.json"))
     a = p.parse_args(argv)
     torch.set_num_threads(1)
