@@ -79,11 +79,15 @@ def test_hf_callback_sinks_follow_report_to(monkeypatch):
 
     seen = {}
     monkeypatch.setattr(hf_callback, "watch", lambda model, **kw: seen.update(kw) or SimpleNamespace())
-    args = SimpleNamespace(report_to=["tensorboard", "mlflow"], logging_dir="out/logs", logging_steps=5,
+    args = SimpleNamespace(report_to=["tensorboard", "mlflow"], output_dir="out", logging_steps=5,
                            learning_rate=1e-3, per_device_train_batch_size=8, num_train_epochs=1, max_steps=-1,
                            seed=0, gradient_accumulation_steps=1)
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
     hf_callback.ActLabCallback(run="r").on_train_begin(args, None, None, model=nn.Linear(2, 2))
-    assert seen["sinks"] == ["tensorboard:out/logs", "mlflow"]
+    assert seen["sinks"] == ["tensorboard:out/runs", "mlflow"]
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", "tb-here")
+    hf_callback.ActLabCallback(run="r").on_train_begin(args, None, None, model=nn.Linear(2, 2))
+    assert seen["sinks"] == ["tensorboard:tb-here", "mlflow"]
     seen.clear()
     hf_callback.ActLabCallback(run="r", sinks=[]).on_train_begin(args, None, None, model=nn.Linear(2, 2))
     assert seen["sinks"] == []
@@ -115,3 +119,30 @@ def test_every_store_key_reaches_tensorboard_dormancy_scores_included(tmp_path):
     assert len(store_keys) > 10 and any("/" in k and not k.startswith(("dead/", "dormant/", "grad_norm/", "zero_frac/",
                                                                        "loss/", "watch/")) for k in store_keys)
     assert store_keys <= set(acc.Tags()["scalars"]), store_keys - set(acc.Tags()["scalars"])
+
+
+def test_hf_trainer_report_to_tensorboard_lands_our_figures_in_its_logging_dir(runs_dir, tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from transformers import Trainer, TrainingArguments
+
+    from actlab.watch import ActLabCallback
+    from tests.test_watch_hf import FFN, batch, tiny_bert
+
+    class DS(torch.utils.data.Dataset):
+        def __len__(self):
+            return 32
+
+        def __getitem__(self, i):
+            ids, mask, y = batch(n=1, seed=i)
+            return {"input_ids": ids[0], "attention_mask": mask[0], "labels": y[0]}
+
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    logs = tmp_path / "out" / "runs"  # the Trainer's own TensorBoard folder (transformers 5: output_dir/runs)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, max_steps=4,
+                             logging_steps=2, report_to=["tensorboard"], save_strategy="no", use_cpu=True,
+                             disable_tqdm=True)
+    Trainer(model=tiny_bert(), args=args, train_dataset=DS(), callbacks=[ActLabCallback(run="hf-tb", verbose=False)]).train()
+    acc = EventAccumulator(str(logs / "hf-tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars(f"dormant/{FFN.format(0)}")] == [2, 4]
+    assert [e.step for e in acc.Scalars("loss/train")] == [2, 4]

@@ -17,6 +17,18 @@ def _trainer_callback_base():
     return TrainerCallback
 
 
+def _tensorboard_dir(args) -> str | None:
+    """Where the Trainer's own TensorBoard callback writes: TrainingArguments.logging_dir (before
+    transformers 5), else TENSORBOARD_LOGGING_DIR, else <output_dir>/runs. Our runs go in beside it."""
+    import os
+
+    d = getattr(args, "logging_dir", None) or os.environ.get("TENSORBOARD_LOGGING_DIR")
+    if d:
+        return os.path.expanduser(d)
+    out = getattr(args, "output_dir", None)
+    return os.path.join(out, "runs") if out else None
+
+
 class ActLabCallback(_trainer_callback_base()):
     """`Trainer(..., callbacks=[ActLabCallback(run="bert-run")])`: watches `trainer.model` and mirrors
     the Trainer's logs into the store (loss -> loss/train, learning_rate -> lr, eval_* -> eval/*)."""
@@ -33,7 +45,7 @@ class ActLabCallback(_trainer_callback_base()):
                                                                   "num_train_epochs", "max_steps", "seed",
                                                                   "gradient_accumulation_steps")}}
         sinks = self.sinks if self.sinks is not None else from_report_to(getattr(args, "report_to", None),
-                                                                         getattr(args, "logging_dir", None))
+                                                                         _tensorboard_dir(args))
         self.watcher = watch(model, run=self.run, log_every=self.log_every or max(1, int(args.logging_steps or 50)),
                              config=cfg, kind="hf-trainer", sinks=sinks, **self.kwargs)
 
