@@ -81,3 +81,16 @@ def test_audit_frame_and_join():
     df = C.audit_frame(joined)
     assert df["by"].tolist() == ["grama", "dead"] and df["convention"].tolist() == ["cbp", "redo"]
     assert df.loc[0, "again@1"] == 0.25 and df.loc[0, "again@2"] == 0.5 and math.isnan(df.loc[1, "again@1"])
+
+
+def test_event_markers_carry_the_audit():
+    from actlab.dashboard.charts.training import loss_figure
+
+    events = attach_audits([
+        {"id": 1, "run": "r", "step": 10, "kind": "recycle", "layer": "fc1", "units": 4, "reason": "4 of 8 units",
+         "details": {"by": "age"}, "wall_time": 10.0},
+        {"id": 2, "run": "r", "step": 20, "kind": "recycle_audit", "layer": "fc1", "units": 4, "reason": "a",
+         "details": {"of_step": 10, "by": "age", "flush": 1, "flagged_again": 0.5}, "wall_time": 20.0}])
+    fig = loss_figure(DF, events=[e for e in events if e["kind"] != "recycle_audit"])
+    marks = next(t for t in fig.data if t.name == "r events")
+    assert marks.hovertext[0].endswith("4 of 8 units; flagged again by age: 50%")

@@ -88,12 +88,20 @@ def add_events(fig: go.Figure, events: list[dict] | None, df: pd.DataFrame, x: s
             x=xs, y=[1.0] * len(xs), yaxis="y9", mode="markers", name=f"{run} events",
             marker=dict(symbol=["triangle-down" if e["kind"] == "recycle" else "x" for e in evs], size=11,
                         color=["black" if e["kind"] == "recycle" else "red" for e in evs]),
-            hovertext=[f"step {e['step']}: {e['kind']} {e.get('layer') or ''}: {e.get('reason') or ''}" for e in evs],
+            hovertext=[f"step {e['step']}: {e['kind']} {e.get('layer') or ''}: {e.get('reason') or ''}{_audit_text(e)}"
+                       for e in evs],
             hoverinfo="text"))
         for xv, e in zip(xs, evs):
             if e["kind"] == "recycle" and xv == xv:
                 fig.add_vline(x=xv, line_dash="dot", line_color="black", opacity=0.5)
     return fig
+
+
+def _audit_text(e: dict) -> str:
+    """A recycle's audit (actlab.store.audit.attach_audits): flagged again at the next flushes."""
+    if not e.get("audit"):
+        return ""
+    return f"; flagged again by {e.get('audit_by')}: " + ", ".join(f"{f:.0%}" for f in e["audit"])
 
 
 def keys_with(df: pd.DataFrame, prefix: str) -> list[str]:
