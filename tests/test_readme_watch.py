@@ -26,7 +26,7 @@ def run_py(code_or_args, tmp_path, env):
 def test_both_readme_examples_run_and_give_dead_and_dormant_keys(tmp_path):
     blocks = readme_blocks()
     assert len(blocks) == 2
-    env = dict(os.environ, PYTHONPATH=str(ROOT), ACTLAB_RUNS_DIR=str(tmp_path / "runs"), HF_HUB_OFFLINE="1",
+    env = dict(os.environ, ACTLAB_RUNS_DIR=str(tmp_path / "runs"), HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
     for code in blocks:
         r = run_py(code, tmp_path, env)
