@@ -105,12 +105,13 @@ class DormancyPlugin(WatchPlugin):
         from ..activations import get_spec, properties
 
         self.pairs = self._find_pairs(watcher)
-        self._zones = {}
+        self._zones, seen = {}, {}
         for name, t in watcher.layers.items():
-            zones = []
-            if t.activation is not None and not get_spec(t.activation).vector:
-                zones = [tuple(z) for z in properties(t.activation, **t.params)["saturation_zones"]]
-            self._zones[name] = zones
+            key = (t.activation, tuple(sorted((t.params or {}).items())))
+            if key not in seen:  # one curve per activation, not per layer (a BERT has 12 alike)
+                seen[key] = [] if t.activation is None or get_spec(t.activation).vector else \
+                    [tuple(z) for z in properties(t.activation, **t.params)["saturation_zones"]]
+            self._zones[name] = seen[key]
         self._arm(self._step)
 
     @staticmethod
