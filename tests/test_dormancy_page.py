@@ -86,3 +86,24 @@ def test_recycle_by_definition_button_sends_by_and_convention(runs_dir):
     assert cmd["args"]["by"] == "grama" and cmd["args"]["convention"] == "cbp" and cmd["state"] == "pending"
     w.close()
     assert np.isfinite(w.step_count)
+
+
+def test_start_form_dormancy_box_reaches_the_trainer_argv(runs_dir, monkeypatch):
+    from actlab.train import launcher
+
+    calls = []
+
+    def fake_start(task, fields, runs_dir, name=None, checkpoints_dir=None):
+        calls.append(launcher.build_argv(task, fields))
+        return f"{task}-x", 1
+    monkeypatch.setattr(launcher, "start", fake_start)
+    at = _page()
+    at.selectbox(key="f_preset").set_value("stress")
+    at.checkbox(key="f_dormancy").check()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, at.exception
+    assert "--dormancy" in calls[-1] and "--preset" in calls[-1]
+    at.radio(key="f_task").set_value("biencoder").run()
+    at.checkbox(key="f_bi_dormancy").check()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert "--dormancy" in calls[-1] and "biencoder" in calls[-1]
