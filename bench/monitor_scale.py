@@ -124,6 +124,20 @@ def db_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob("metrics.db*"))
 
 
+def table_bytes(path: Path) -> dict[str, int]:
+    """Bytes per table and index (SQLite's dbstat), largest first; {} where dbstat is not built in."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+    except sqlite3.OperationalError:
+        rows = []
+    finally:
+        con.close()
+    return {n: int(b) for n, b in rows if b >= 1e5}
+
+
 def watch_shape(args) -> dict:
     """Bytes per flush of a real bert-base-size watch, then the projected size of a long run."""
     import torch
@@ -178,16 +192,19 @@ def watch_shape(args) -> dict:
             rw.log_event(step, "recycle", layers[0] if layers else None, 1, "bench: a recycle every 10k steps")
     rw.close()
     size = db_bytes(store.path("projected") / "metrics.db")
+    breakdown = table_bytes(store.path("projected") / "metrics.db")
     with store.open("projected") as r:
         kept = len(r.unit_activity(rows[0]["key"])) if rows else 0
     print(f"projected run: {args.flushes} flushes ({50 * args.flushes:,} steps at log_every=50) -> metrics.db "
           f"{size / 1e6:.1f} MB (target <= 100 MB); {kept} of {args.flushes} flushes of each per-unit key kept "
           f"(replayed in {time.perf_counter() - t:.0f} s)")
+    print("  where the bytes are: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in breakdown.items()))
     return {"kind": "bench:monitor_scale:store_size", "shape": f"BertConfig(): {len(layers)} hooked layers",
             "scalar_keys": len(scal), "histograms_per_flush": len(hists), "unit_rows_per_flush": len(rows),
             "bytes_per_flush": round(per_flush), "unit_row_bytes_per_flush_compact": blob_bytes,
             "unit_row_bytes_per_flush_json": json_bytes, "flushes": args.flushes, "steps": 50 * args.flushes,
-            "projected_db_mb": round(size / 1e6, 1), "target_mb": 100, "unit_rows_kept_per_key": kept,
+            "projected_db_mb": round(size / 1e6, 1), "target_mb": 100,
+            "projected_mb_by_table": {k: round(v / 1e6, 1) for k, v in breakdown.items()}, "unit_rows_kept_per_key": kept,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}",
             "python": platform.python_version(), "command": "python bench/monitor_scale.py " + " ".join(sys.argv[1:])}
 

@@ -263,6 +263,8 @@ def main() -> int:
         out["results"][name] = measure(name, model, step, args, device, runs_dir)
         out["results"][name]["block"] = args.block
         del model, step
+        if args.out:  # after each model: a long CPU run stopped early keeps what it measured
+            Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
         print(f"wrote {args.out}")

@@ -146,3 +146,24 @@ def test_pyramid_follows_replaced_values_and_a_resume_trim(tmp_path):
     s, v = series.query(r.con, ["a"], points=10)["a"]
     assert s.max() == 151 and v.min() == -9.0
     r.close()
+
+
+def test_blocks_narrower_than_a_keys_log_interval_are_not_kept_and_queries_still_see_everything(tmp_path):
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=600)
+    a[[3, 300, 599]] = [50.0, -40.0, 30.0]
+    store = RunStore(tmp_path)
+    w = store.create("r", {})
+    for i, v in enumerate(a):  # every 50 steps, as watch(log_every=50) writes
+        w.log_scalars(50 * i, {"sparse": v, **({"dense": float(i)} if i < 100 else {})})
+    w.close()
+    r = store.open("r")
+    levels = dict(r.con.execute("SELECT level, COUNT(*) FROM scalar_blocks WHERE key = 'sparse' GROUP BY level"))
+    assert levels.get(1, 0) <= 1 and levels.get(2, 0) <= 1  # only the first row's (its gap was not known yet)
+    assert levels[3] > 1 and series.min_level(r.con, "sparse") == 3
+    for lo, hi, points in [(0, 29950, 100), (0, 29950, 700), (1000, 20000, 40), (14000, 16000, 10)]:
+        s, v = series.query(r.con, ["sparse"], lo, hi, points)["sparse"]
+        assert np.allclose(a[s // 50], v) and s[0] >= lo and s[-1] <= hi
+        inside = [i for i in (3, 300, 599) if lo <= 50 * i <= hi]
+        assert {50 * i for i in inside} <= set(s.tolist())  # every spike in range is drawn
+    r.close()

@@ -60,13 +60,28 @@ def add_rows(con: sqlite3.Connection, rows: Iterable[tuple[str, int, float | Non
     the rows are written. Rows with no value (non-finite, stored as NULL) are not drawn and not
     folded. A rewritten (key, step) may have held its blocks' extreme, so those blocks are
     recomputed from the raw rows (rare: a trainer writes each step once)."""
+    rows = [r for r in rows if r[2] is not None]
+    low = {k: min_level(con, k) for k in {r[0] for r in rows}}
     out = [(k, lvl, int(s) // BASE ** lvl, 1, int(s), v, int(s), v)
-           for k, s, v in rows if v is not None for lvl in LEVELS]
+           for k, s, v in rows for lvl in LEVELS if lvl >= low[k]]
     if out:
         con.executemany(_UPSERT, out)
     for k, s in rewritten:
         for lvl in LEVELS:
             _recompute(con, k, lvl, s // BASE ** lvl)
+
+
+def min_level(con: sqlite3.Connection, key: str) -> int:
+    """The lowest level kept for `key`: blocks narrower than twice the gap between its first two
+    rows would mostly copy one raw row each (a key logged every 50 steps has no 8- or 64-step
+    blocks: at 2000 flushes of a bert-base watch they were most of the database). `query` reads raw
+    rows below it (fewer than 2 * BASE per bucket). The gap can only grow (thinning may drop the
+    second row), so a level is never read where it was not kept."""
+    first = con.execute("SELECT step FROM scalars WHERE key = ? ORDER BY step LIMIT 2", (key,)).fetchall()
+    if len(first) < 2:
+        return LEVELS[0]
+    gap = first[1][0] - first[0][0]
+    return next((lvl for lvl in LEVELS if BASE ** lvl >= 2 * gap), LEVELS[-1])
 
 
 def _recompute(con: sqlite3.Connection, key: str, level: int, block: int) -> None:
@@ -219,7 +234,8 @@ def query(con: sqlite3.Connection, keys: list[str], lo: int | None = None, hi: i
     pyramid = bool(levels) and has_blocks(con)
     out = {}
     for k in keys:
-        if not levels:  # few rows per bucket: the raw rows are cheap
+        if not levels or (pyramid and levels[-1] < min_level(con, k)):
+            # Few rows per bucket, or blocks this narrow are not kept for this key: raw rows are cheap.
             s, v = _raw(con, k, lo, hi)
         elif not pyramid:
             s, v = _grouped_raw(con, k, lo, hi, points)

@@ -57,9 +57,9 @@ def _in_backward() -> bool:
 
 @contextlib.contextmanager
 def _own_graph():
-    """No autograd graph for the statistics, and identity saved-tensor hooks for the f' test's own small
-    graph: nothing of ours joins a checkpointed region's saved tensors (its recompute must match them)."""
-    with torch.no_grad(), torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+    """The f' test's own small graph, with identity saved-tensor hooks: nothing of ours joins a
+    checkpointed region's saved tensors (its recompute must match them)."""
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
         yield
 
 
@@ -180,11 +180,12 @@ class ActivationProbes:
                 if x.dim() == 1:
                     x = x.unsqueeze(0)
                     y = y.unsqueeze(0) if y is not None else None
-                with _own_graph():
-                    if self._exact is not None:
-                        self._record_exact(L, x)
-                    else:
-                        self._record(L, x, y)
+                # x and y are detached: the reductions build no graph, so only the f' test (its own
+                # small graph) needs _own_graph, in _alive_elem; a context per hook call cost ~5 us.
+                if self._exact is not None:
+                    self._record_exact(L, x)
+                else:
+                    self._record(L, x, y)
             self.hook_seconds += time.perf_counter() - t0
         # Under torch.compile the hook runs eagerly (a graph break), never traced: tracing would
         # specialise on the sampling counter and recompile at every step.
@@ -200,7 +201,7 @@ class ActivationProbes:
             return torch.ones_like(x, dtype=torch.bool)
         # f' by autograd in x's own dtype (fp16 is widened: its f' underflows to 0 where fp32's does
         # not, which would call live units dead); only on sampled batches.
-        with torch.enable_grad():
+        with _own_graph():
             xx = (x.float() if x.dtype == torch.float16 else x.detach()).requires_grad_(True)
             (g,) = torch.autograd.grad(L.fn(xx).sum(), xx)
         return g.abs() > self.eps
@@ -233,7 +234,8 @@ class ActivationProbes:
             return  # the same module called on another width (shared module): keep the first
         pad = self._pad_mask(x)
         if y is None or y.shape != x.shape:
-            y = L.fn(x)
+            with torch.no_grad():  # a parametrised activation (PReLU) would build a graph otherwise
+                y = L.fn(x)
         w, n = self._pad_weights(pad, y.dtype) if pad is not None else (None, None)
         nonneg = L.rule == "sum"  # relu output is already >= 0
         s = self._fused(y, w, dims, nonneg)
