@@ -84,15 +84,19 @@ def _recycle_from_the_page(page, runs_dir):
                           60, "the recycle command in the run's store")
     assert [c["args"] for c in commands] == [{"layer": "act1", "dead": True}], commands
 
+    # The trainer applies the command at its next flush and writes the event; the chart marks it.
+    (ev,) = wait_until(lambda: [e for e in RunStore(runs_dir).open(RUN).events() if e["kind"] == "recycle"],
+                       90, "the trainer's recycle event in the run's store")
+    assert ev["layer"] == "act1" and ev["units"] >= 0
     set_auto_refresh(page, True)  # the marker needs the panel's refreshes again
     try:
-        page.wait_for_function(f"() => ({EVENT_STEPS_JS})().length > 0", polling=500, timeout=90_000)
+        page.wait_for_function(f"() => ({EVENT_STEPS_JS})().includes({ev['step']})", polling=500, timeout=90_000)
     except PlaywrightTimeout:
-        raise AssertionError(f"no recycle marker on the chart; the run's events: "
-                             f"{RunStore(runs_dir).open(RUN).events()}") from None
-    (ev,) = [e for e in RunStore(runs_dir).open(RUN).events() if e["kind"] == "recycle"]
-    assert ev["layer"] == "act1" and ev["units"] >= 0
-    assert page.evaluate(EVENT_STEPS_JS) == [ev["step"]]
+        raise AssertionError(f"no marker at the recycle's step {ev['step']}; markers at "
+                             f"{page.evaluate(EVENT_STEPS_JS)}") from None
+    # Every marker is one of the run's events (the overhead budget may have added its own).
+    steps = {e["step"] for e in RunStore(runs_dir).open(RUN).events()}
+    assert set(page.evaluate(EVENT_STEPS_JS)) <= steps
 
     set_auto_refresh(page, False)  # a still chart to photograph
     page.evaluate(f"() => ({DEAD_CHART_JS})().scrollIntoView({{block: 'center'}})")  # one atomic step
