@@ -85,7 +85,7 @@ class Shipper(threading.Thread):
     def __init__(self, relay, tail: RunTail, files: dict[str, Path], interval: float):
         super().__init__(daemon=True, name=f"ship-{tail.name}")
         self.relay, self.tail, self.files, self.interval = relay, tail, files, interval
-        self.mtimes: dict[str, int] = {}
+        self.seen: dict[str, tuple] = {}
         self.halt = threading.Event()
         self.warned = False
 
@@ -93,9 +93,11 @@ class Shipper(threading.Thread):
         out = {}
         for key, path in self.files.items():
             try:
-                m = path.stat().st_mtime_ns
-                if self.mtimes.get(key) != m:
-                    out[key], self.mtimes[key] = path.read_bytes(), m
+                st = path.stat()
+                # Size and inode too: two writes within one tick of the file system's clock share an mtime.
+                m = (st.st_mtime_ns, st.st_size, st.st_ino)
+                if self.seen.get(key) != m:
+                    out[key], self.seen[key] = path.read_bytes(), m
             except OSError:
                 continue
         return out
@@ -236,8 +238,11 @@ class _RayGrid:
         self.mirror = Mirror(store)
         self.stop_requested = False
         gpus = device != "cpu" and ray.cluster_resources().get("GPU", 0) >= 1
-        self.fn = ray.remote(train_remote).options(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=max_retries,
-                                                  retry_exceptions=False)
+        # max_calls=1: every run in a fresh worker process (Ray's default for GPU tasks), so nothing of
+        # one run (GPU memory, a stop that came as it ended, a trainer's module state) reaches the next.
+        # A bi-encoder run in a worker reused after a stopped MNIST run once died of a SystemError.
+        self.fn = ray.remote(max_calls=1)(train_remote).options(num_gpus=1 if gpus else 0, num_cpus=1,
+                                                               max_retries=max_retries, retry_exceptions=False)
         self.relay = ray.remote(num_cpus=0)(Relay).remote()
         # Where each shipped file lands on the driver: where a local run would have put it.
         self.ckdir, self.dest = {}, {}
