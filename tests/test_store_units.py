@@ -110,3 +110,18 @@ def test_thinner_refuses_a_bad_policy(tmp_path):
     with pytest.raises(ValueError, match="cannot thin"):
         units.thin(con, "status", "k")
     con.close()
+
+
+def test_store_size_bench_refuses_bad_counts_and_its_committed_result_is_a_100k_step_run():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "bench/monitor_scale.py", "--watch-shape", "bert-base", "--measure", "2"],
+                       cwd=root, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "need --measure >= 3" in r.stderr
+    res = json.loads((root / "bench" / "results" / "monitor_store_size_bert_base.json").read_text())
+    assert res["kind"] == "bench:monitor_scale:store_size" and res["steps"] == 100_000 and res["flushes"] == 2000
+    assert res["unit_rows_kept_per_key"] <= units.MAX_ROWS + 40  # thinned (+ the recycle steps it keeps)
+    assert res["unit_row_bytes_per_flush_compact"] < res["unit_row_bytes_per_flush_json"] / 3
