@@ -69,6 +69,14 @@ def test_subsampled_histogram_skips_padded_tokens():
     assert abs(h.sum().item() - keep.sum().item()) / keep.sum().item() < 0.03
 
 
+def test_a_non_contiguous_padded_activation_is_binned_whole_and_exactly():
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(64, 32, 40, generator=g).transpose(0, 1)  # (32, 64, 40), not contiguous
+    pad = torch.rand(32, 64, generator=g) > 0.5
+    h = Histogram(64, -6, 6, sample=1 << 10)(x, units=40, pad=pad)
+    assert torch.equal(h.double(), reference_hist(x, keep=pad.unsqueeze(-1).expand_as(x)))
+
+
 def test_channels_last_conv_map_is_sampled_without_a_copy_of_its_own_order():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(16, 64, 32, 32, generator=g).to(memory_format=torch.channels_last)

@@ -102,7 +102,10 @@ class Histogram:
 
     def __call__(self, x: torch.Tensor, units: int, pad: torch.Tensor | None = None) -> torch.Tensor:
         n = x.numel()
-        flat = _memory_order(x) if n > self.sample > 0 else None
+        # A padding mask maps element p to token p // F only in a contiguous (N, T, F) layout;
+        # any other layout with a mask is binned whole (exact, just not subsampled).
+        sub = n > self.sample > 0 and (pad is None or x.is_contiguous())
+        flat = _memory_order(x) if sub else None
         if flat is None:
             v, stride = x.reshape(-1), 1
             keep = pad.unsqueeze(-1).expand(x.shape).reshape(-1) if pad is not None else None
