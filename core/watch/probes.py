@@ -134,12 +134,6 @@ def _unit_dims(x: torch.Tensor) -> tuple[int, tuple[int, ...]]:
     return x.dim() - 1, tuple(range(x.dim() - 1))
 
 
-def _per_unit_shape(x: torch.Tensor, axis: int) -> list[int]:
-    shape = [1] * x.dim()
-    shape[axis] = x.shape[axis]
-    return shape
-
-
 class ActivationProbes:
     def __init__(self, targets: list[Target], eps: float = 0.0, bins: int = 64, hist_range=(-6.0, 6.0),
                  stats_every: int = 16, histograms: bool = True, hist_sample: int = 1 << 14,
