@@ -37,5 +37,5 @@ def test_explorer_and_benchmark_pages(page, app_url):
     open_page(page, app_url, "benchmark")
     page.get_by_role("heading", name="Activation benchmark").wait_for()
     page.get_by_text("activations_cpu.json").first.wait_for()
-    expect(page.locator(".js-plotly-plot", has_text="% of copy bandwidth").first).to_be_visible()
+    expect(page.locator(".js-plotly-plot", has_text="% of the bandwidth limit, forward").first).to_be_visible()
     screenshot(page, "benchmark")
