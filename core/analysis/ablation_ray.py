@@ -53,11 +53,16 @@ class Relay:
         self.attempts: dict[str, int] = {}
         self.files: dict[str, dict] = {}
         self.notes: dict[str, str] = {}
+        self.stopping = False
 
-    def begin(self, name: str) -> tuple[int, dict]:
-        """A task starts (again): its attempt number and the files of its run the relay holds."""
+    def begin(self, name: str) -> tuple[int, dict, bool]:
+        """A task starts (again): its attempt number, the files of its run the relay holds, and
+        whether the grid is stopping (then the task returns before training)."""
         self.attempts[name] = self.attempts.get(name, 0) + 1
-        return self.attempts[name], dict(self.files.get(name, {}))
+        return self.attempts[name], dict(self.files.get(name, {})), self.stopping
+
+    def stop(self) -> None:
+        self.stopping = True
 
     def note(self, name: str, text: str) -> None:
         self.notes[name] = text
@@ -140,7 +145,9 @@ def train_remote(relay, task: str, config: dict, interval: float) -> dict:
     from .ablation_worker import trainer
 
     name = config["name"]
-    attempt, files = ray.get(relay.begin.remote(name))
+    attempt, files, stopping = ray.get(relay.begin.remote(name))
+    if stopping:  # a queued task Ray dispatched as the grid was being stopped
+        return {"run": name, "attempt": attempt, "skipped": True}
     root = Path(tempfile.gettempdir()) / "actlab-ray" / name
     shutil.rmtree(root, ignore_errors=True)  # what an earlier attempt on this machine left
     cfg = {**config, "runs_dir": str(root / "runs"), "checkpoints_dir": str(root / "checkpoints"), "progress": False}
@@ -287,7 +294,8 @@ class _RayGrid:
                 for ref in done:
                     name = refs[ref]["config"]["name"]
                     try:
-                        self.ray.get(ref)
+                        if self.ray.get(ref).get("skipped"):
+                            not_started.add(name)
                     except self.ray.exceptions.TaskCancelledError:
                         not_started.add(name)
                     except Exception as e:  # the task failed for good (retries spent, or the trainer raised)
@@ -295,7 +303,9 @@ class _RayGrid:
                     bar.update(1)
                 if self.stop_requested and not cancelled:
                     # A running task gets a KeyboardInterrupt in its main thread, which the trainer's
-                    # SIGINT handler turns into a graceful stop; queued ones never start.
+                    # SIGINT handler turns into a graceful stop; queued ones never start (the relay's
+                    # stop flag catches one that Ray dispatches while the cancel is on its way).
+                    self.ray.get(self.relay.stop.remote())
                     for ref in pending:
                         self.ray.cancel(ref)
                     cancelled = True
