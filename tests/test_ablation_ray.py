@@ -134,7 +134,7 @@ def test_a_worker_killed_mid_run_is_retried_with_one_value_per_step(cluster, tmp
     assert len(a.histograms()) == len(b.histograms())
 
 
-def test_sigterm_stops_the_running_tasks_and_the_queued_never_start(cluster, tmp_path):
+def test_sigterm_stops_every_running_task_gracefully(cluster, tmp_path):
     from actlab.analysis.ablation_ray import run_ray
 
     runs = tmp_path / "runs"
@@ -147,15 +147,18 @@ def test_sigterm_stops_the_running_tasks_and_the_queued_never_start(cluster, tmp
                 return False
             with store.open(n) as r:
                 return r.status().state == "running" and bool(r.last())
-        _wait(lambda: sum(live(j["config"]["name"]) for j in jobs) == 2, 180, "two runs to train")
+        _wait(lambda: sum(live(j["config"]["name"]) for j in jobs) >= 2, 180, "two runs to train")
         os.kill(os.getpid(), signal.SIGTERM)
     t = threading.Thread(target=signal_when_two_train, daemon=True)
     t.start()
     outcomes = run_ray("mnist", jobs, str(runs), interval=0.2, checkpoints_dir=str(tmp_path / "ckpt"))
     t.join()
-    assert sorted(o["status"] for o in outcomes) == ["stopped", "stopped"]  # the third never started
+    # Every run that started ends "stopped". Usually the third never starts; but a Ray task waiting
+    # in ray.get (on the relay) lends its CPU to the scheduler, so on a CPU cluster the third can
+    # already be training (docs/grids.md, known limits).
+    assert len(outcomes) in (2, 3) and all(o["status"] == "stopped" for o in outcomes), outcomes
     assert all("stop requested" in o["reason"] for o in outcomes)
-    assert len(store.names()) == 2
+    assert len(store.names()) == len(outcomes)
 
 
 def test_bad_addresses_and_no_ray_are_one_line(tmp_path, capsys, monkeypatch):

@@ -310,7 +310,22 @@ class _RayGrid:
                         self.ray.cancel(ref)
                     cancelled = True
             self._drain()
+            if cancelled:
+                self._await_stopped()
         return self._outcomes(errors, not_started)
+
+    def _await_stopped(self, grace_s: float = 120.0) -> None:
+        """A cancelled task counts as done in Ray before its trainer has finished stopping (eval,
+        checkpoint, final shipment): keep draining until each started run says how it ended."""
+        import time
+
+        def open_runs():
+            return [n for n in self.dest if self.store.exists(n)
+                    and self.store.summary(n)["status"] not in ("finished", "stopped", "failed")]
+        deadline = time.time() + grace_s
+        while open_runs() and time.time() < deadline:
+            time.sleep(self.interval)
+            self._drain()
 
     def _outcomes(self, errors: dict, not_started: set) -> list[dict]:
         report = self.ray.get(self.relay.report.remote())
