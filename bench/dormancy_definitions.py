@@ -4,7 +4,7 @@
 1. Definitions. Two models, each seed: the MNIST stress preset (`actlab train mnist --preset stress`:
    MLP 784-512-10, ReLU, fc1 bias -1, Adam lr 2e-2, bundled digits, batch 64) and a small BERT (2 layers, hidden 64, GELU FFN of
    256, random init, a synthetic task: does token 7 occur in 16 random tokens?), watched with the
-   dormancy plug-in (core/watch/dormancy_plugin.py, default settings, gradient scores on one step in
+   dormancy plug-in (core/watcher/dormancy_plugin.py, default settings, gradient scores on one step in
    4). Per layer and definition: the flagged fraction at every flush, and the mean Jaccard overlap
    of each pair of definitions' flagged sets over the flushes where either flags a unit.
 2. Recycling. The MNIST stress preset again, recycling every `--recycle-every` steps by each of
@@ -42,9 +42,9 @@ from actlab.models.data import load_mnist
 from actlab.models.mlp import MLP
 from actlab.store.audit import attach_audits
 from actlab.store.runs import RunStore
-from actlab.watch import watch
-from actlab.watch.dormancy import DEFINITIONS, RECYCLE_BY
-from actlab.watch.dormancy_plugin import DormancyPlugin
+from actlab.watcher import watch
+from actlab.watcher.dormancy import DEFINITIONS, RECYCLE_BY
+from actlab.watcher.dormancy_plugin import DormancyPlugin
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_EVERY, EVERY, BATCH = 20, 4, 64

@@ -113,7 +113,7 @@ def steps_only(epochs: int, device_name: str, rounds: int = 15) -> dict:
 
     from actlab.models.data import bundled_digits, load_mnist
     from actlab.models.mlp import MLP
-    from actlab.watch import watch
+    from actlab.watcher import watch
     from actlab.train.loop import pick_device
     from actlab.train.mnist import make_optimizer
 

@@ -144,7 +144,7 @@ def watch_shape(args) -> dict:
     from transformers import BertConfig, BertModel
     from transformers.utils import logging as hf_logging
 
-    from actlab.watch import watch
+    from actlab.watcher import watch
 
     hf_logging.set_verbosity_error()
     torch.manual_seed(0)

@@ -30,7 +30,7 @@ from torch import nn
 from actlab import argtypes as T
 from actlab.sinks import Sink
 from actlab.store.runs import RunStore
-from actlab.watch import watch
+from actlab.watcher import watch
 
 
 class SlowSink(Sink):

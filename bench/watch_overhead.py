@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from actlab.store.runs import RunStore
 from actlab.train.loop import pick_device
-from actlab.watch import watch
+from actlab.watcher import watch
 
 
 def mlp_case(device, args):
@@ -246,7 +246,7 @@ def main() -> int:
     runs_dir = tempfile.mkdtemp()
     print(f"device={device} ({device_name(device)}) torch={torch.__version__} threads={torch.get_num_threads()} "
           f"block={args.block} rounds={args.rounds} log_every={args.log_every}")
-    out = {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
+    out = {"kind": "bench:watch_overhead", "device": str(device), "device_name": device_name(device), "torch": torch.__version__,
            "threads": torch.get_num_threads(), "load_avg_1m": os.getloadavg()[0], "argv": sys.argv[1:],
            "results": {}, "skipped": {}}
     for name in names:

@@ -1,4 +1,4 @@
-"""argparse types for every flag of `python -m core`: a bad value is refused while parsing, so the
+"""argparse types for every flag of `actlab`: a bad value is refused while parsing, so the
 user gets one `error: argument --flag: ...` line and exit code 2, never a traceback or a run that
 trains on NaN.
 

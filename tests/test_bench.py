@@ -99,7 +99,7 @@ def test_cli_json_and_out_file(tmp_path):
     assert r.returncode == 0, r.stderr
     printed = json.loads(r.stdout)
     assert [row["name"] for row in printed["results"]] == ["clone", "relu", "tanh"]
-    assert printed["meta"]["command"].startswith("python -m core bench activations")
+    assert printed["meta"]["command"].startswith("actlab bench activations")
     assert bench.load_result(out) == printed
 
 

@@ -55,7 +55,7 @@ def test_no_results_every_row_says_what_would_produce_it(tmp_path):
     assert [r["id"] for r in rows] == ["sigmoid_derivative", "relu_6x", "ffn_sparsity", "mnist_98", "head_ablation"]
     for r in rows:
         assert r["status"].startswith("needs") and r["measured"] == "not measured" and r["machine"] == "—"
-        assert r["missing"] and all("python -m core" in m for m in r["missing"])
+        assert r["missing"] and all("actlab " in m for m in r["missing"])
 
 
 def test_synthetic_results_settle_each_claim(tmp_path):

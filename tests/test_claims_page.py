@@ -31,7 +31,7 @@ def test_rows_and_statuses_from_result_files(tmp_path, monkeypatch):
     # The torn MNIST file is named on the page, not hidden.
     assert any("mnist_bundled_cpu.json: not valid JSON" in e.value for e in at.error)
     # Reproduce commands are shown per claim.
-    assert any("python -m core claims measure ffn-sparsity" in c.value for c in at.code)
+    assert any("actlab claims measure ffn-sparsity" in c.value for c in at.code)
     (fig,) = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
     assert [t["name"] for t in fig["data"]] == ["gelu (original)", "relu (relufied)"]
     assert fig["data"][0]["x"] == ["layer0"] and fig["data"][0]["y"] == [0.001] and fig["data"][1]["y"] == [0.87]

@@ -24,7 +24,7 @@ def _worker(rank, world, port, cfg, out_dir):
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     import actlab.train.biencoder as tb
-    from actlab.watch import WatchPlugin
+    from actlab.watcher import WatchPlugin
 
     seen = []
     real_watch = tb.watch

@@ -1,4 +1,4 @@
-"""actlab.watch.diagnosis: each rule fires on a constructed series and stays quiet on a healthy one; one
+"""actlab.watcher.diagnosis: each rule fires on a constructed series and stays quiet on a healthy one; one
 test reads a real (briefly trained) stress run."""
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from actlab.watch.diagnosis import Alert, Rules, diagnose
+from actlab.watcher.diagnosis import Alert, Rules, diagnose
 
 MNIST_CFG = {"lr": 0.02, "init_bias": -1.0, "norm": "none", "activation": "relu", "init": "default",
              "optimizer": "adam", "log_every": 10}

@@ -1,11 +1,11 @@
-"""The seven dormancy scores against hand-computed cases (core/watch/dormancy.py)."""
+"""The seven dormancy scores against hand-computed cases (core/watcher/dormancy.py)."""
 import math
 
 import numpy as np
 import pytest
 import torch
 from actlab.errors import UserError
-from actlab.watch import dormancy as D
+from actlab.watcher import dormancy as D
 
 # A layer of 5 units over 4 samples. Unit 0 never fires, unit 1 fires weakly once,
 # unit 4 is loud; units 2 and 3 are ordinary.

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 from actlab.dashboard.charts import dormancy as C
 from actlab.store.audit import attach_audits
-from actlab.watch.dormancy import DEFINITIONS
+from actlab.watcher.dormancy import DEFINITIONS
 
 
 def _df(rows):

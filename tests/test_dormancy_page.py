@@ -5,8 +5,8 @@ from streamlit.testing.v1 import AppTest
 from torch import nn
 
 from actlab.store.runs import RunStore
-from actlab.watch import watch
-from actlab.watch.dormancy_plugin import DormancyPlugin
+from actlab.watcher import watch
+from actlab.watcher.dormancy_plugin import DormancyPlugin
 from tests.test_dormancy_plugin import _drive
 from tests.test_monitor_page import PAGE, arr, chart, trace
 

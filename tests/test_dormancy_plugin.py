@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 from actlab.store.runs import RunStore
-from actlab.watch import watch
-from actlab.watch.dormancy import DEFINITIONS
-from actlab.watch.dormancy_plugin import DormancyPlugin
+from actlab.watcher import watch
+from actlab.watcher.dormancy import DEFINITIONS
+from actlab.watcher.dormancy_plugin import DormancyPlugin
 from torch import nn
 
 
@@ -146,7 +146,7 @@ def test_plugin_bad_settings(kw):
 
 def test_scores_ride_in_the_flush_record(tmp_path):
     """Into the record before it is written: the store and every sink plug-in after it see them."""
-    from actlab.watch import WatchPlugin
+    from actlab.watcher import WatchPlugin
 
     seen = []
 

@@ -3,7 +3,7 @@
 from actlab.cli import main
 from actlab.store.runs import RunStore
 from actlab.train import launcher
-from actlab.watch.dormancy import DEFINITIONS
+from actlab.watcher.dormancy import DEFINITIONS
 from tests.test_train_biencoder import checkpoints_dir  # noqa: F401  (the fixture)
 
 

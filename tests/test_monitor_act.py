@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from actlab.train import launcher
 from actlab.store.runs import RunStore
 from actlab.train.mnist import train_mnist
-from actlab.watch import watch
+from actlab.watcher import watch
 from tests.test_monitor_page import arr, chart, trace
 from tests.test_recycle import _Dying, _train
 

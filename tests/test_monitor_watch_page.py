@@ -11,7 +11,7 @@ from actlab.train import launcher
 from actlab.store.runs import RunStore
 from actlab.cli.train import add_mnist as mnist_cli
 from actlab.train.mnist import config_from_args
-from actlab.watch import watch
+from actlab.watcher import watch
 from actlab.dashboard.charts import training as charts
 from tests.test_monitor_page import arr, chart, trace
 

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from actlab.activations import create_act_layer, identify
-from actlab.watch.probes import ActivationProbes, Target, grad_norms
+from actlab.watcher.probes import ActivationProbes, Target, grad_norms
 
 
 class Pre(nn.Module):

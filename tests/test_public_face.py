@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-BEFORE = ["", "import actlab.watch", "from actlab.watch.watcher import Watcher", "import actlab.train.mnist",
-          "from actlab.watch import ActLabCallback"]
+BEFORE = ["", "import actlab.watcher", "from actlab.watcher.watcher import Watcher", "import actlab.train.mnist",
+          "from actlab.watcher import ActLabCallback"]
 
 
 @pytest.mark.parametrize("before", BEFORE)
@@ -13,7 +13,8 @@ def test_from_actlab_import_watch_is_the_function(before):
     code = (f"{before}\nfrom actlab import watch, Watcher, ActLabCallback\nimport actlab, types\n"
             "assert callable(watch) and not isinstance(watch, types.ModuleType), watch\n"
             "assert actlab.watch is watch and Watcher.__name__ == 'Watcher' and ActLabCallback.__name__ == 'ActLabCallback'\n"
-            "from actlab.watch.plugins import WatchPlugin\nprint('ok')")
+            "import actlab.watcher.watcher as W; assert W.Watcher is Watcher\n"
+            "from actlab.watcher.plugins import WatchPlugin\nprint('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
 

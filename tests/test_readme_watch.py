@@ -25,7 +25,7 @@ def run_py(code_or_args, tmp_path, env):
 @pytest.mark.timeout(400)
 def test_both_readme_examples_run_and_give_dead_and_dormant_keys(tmp_path):
     blocks = readme_blocks()
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     env = dict(os.environ, ACTLAB_RUNS_DIR=str(tmp_path / "runs"), HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
     for code in blocks:
@@ -38,6 +38,9 @@ def test_both_readme_examples_run_and_give_dead_and_dormant_keys(tmp_path):
     assert "dead/3" in mlp["last"] and mlp["last"]["dead/3"] == 0.0  # GELU: dead is defined, and 0
     bert = json.loads(run_py(["-m", "actlab", "runs", "show", "my-bert", "--json"], tmp_path, env).stdout)
     assert bert["status"] == "finished"
+    more = json.loads(run_py(["-m", "actlab", "runs", "show", "my-mlp-more", "--json"], tmp_path, env).stdout)
+    assert more["status"] == "finished" and any(k.startswith("dormancy/grama/") for k in more["last"])
+    assert list((tmp_path / "tb").rglob("events.out.tfevents.*")), "the TensorBoard sink wrote no event file"
     ffn = "bert.encoder.layer.1.intermediate.intermediate_act_fn"
     assert f"dormant/{ffn}" in bert["last"] and "loss/train" in bert["last"] and "lr" in bert["last"]
     assert 0.0 <= bert["last"][f"dormant/{ffn}"] <= 1.0

@@ -5,9 +5,9 @@ from torch import nn
 
 from actlab import UserError
 from actlab.models.mlp import MLP
-from actlab.watch.recycle import RecyclePair, find_pairs, recycle_units
+from actlab.watcher.recycle import RecyclePair, find_pairs, recycle_units
 from actlab.store.runs import RunStore
-from actlab.watch import find_layers, watch
+from actlab.watcher import find_layers, watch
 
 
 def _adam_steps(model, x, n=3, lr=1e-2):

@@ -1,8 +1,8 @@
-"""Recycling by any dormancy definition: the optimizer-state conventions (core/watch/recycle.py)."""
+"""Recycling by any dormancy definition: the optimizer-state conventions (core/watcher/recycle.py)."""
 import pytest
 import torch
-from actlab.watch import find_layers
-from actlab.watch.recycle import find_pairs, recycle_units
+from actlab.watcher import find_layers
+from actlab.watcher.recycle import find_pairs, recycle_units
 from torch import nn
 
 
@@ -72,8 +72,8 @@ import json  # noqa: E402
 from actlab.cli import main as cli  # noqa: E402
 from actlab.errors import UserError  # noqa: E402
 from actlab.store.runs import RunStore  # noqa: E402
-from actlab.watch import watch  # noqa: E402
-from actlab.watch.dormancy_plugin import DormancyPlugin  # noqa: E402
+from actlab.watcher import watch  # noqa: E402
+from actlab.watcher.dormancy_plugin import DormancyPlugin  # noqa: E402
 
 
 def _loop(w, model, opt, n, gen):

@@ -1,4 +1,4 @@
-"""Probe reductions (core/watch/reductions.py): each equals a plain reference on known data; the
+"""Probe reductions (core/watcher/reductions.py): each equals a plain reference on known data; the
 subsampled histogram equals the full one within sampling error."""
 import contextlib
 import warnings
@@ -7,8 +7,8 @@ import pytest
 import torch
 from actlab.activations import identify
 from actlab.errors import UserError
-from actlab.watch.probes import ActivationProbes, Target
-from actlab.watch.reductions import (
+from actlab.watcher.probes import ActivationProbes, Target
+from actlab.watcher.reductions import (
     AbsBuffers,
     Fused,
     Histogram,
@@ -194,7 +194,7 @@ def test_cuda_histc_and_window_sum_equal_the_cpu_path():
 
 
 def test_watch_refuses_bad_probe_speed_settings(tmp_path):
-    from actlab.watch import watch
+    from actlab.watcher import watch
 
     m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU())
     with pytest.raises(UserError, match="fused must be"):

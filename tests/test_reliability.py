@@ -20,7 +20,7 @@ def _spawn(tmp_path, name, *extra):
     argv = [sys.executable, "-m", "actlab", "train", "mnist", "--name", name, "--runs-dir", str(tmp_path / "runs"),
             "--checkpoints-dir", str(tmp_path / "ck"), "--hidden", "32", "--batch-size", "500", "--log-every", "2",
             "--epochs", "1000", "--no-progress", *extra]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ)
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -249,7 +249,7 @@ def test_four_writers_and_a_reader_never_see_database_is_locked(tmp_path):
 
     store = RunStore(tmp_path / "runs")
     names = [f"w{i}" for i in range(4)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ)
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "runs"), n], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for n in names]
     errors, polls, followers = [], 0, {}

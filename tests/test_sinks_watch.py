@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from actlab import UserError
-from actlab.watch import watch
+from actlab.watcher import watch
 
 
 def loop(tmp_path, sinks, steps=40):
@@ -75,7 +75,7 @@ def test_bad_sink_spec_refused_before_anything_is_hooked(tmp_path):
 def test_hf_callback_sinks_follow_report_to(monkeypatch):
     from types import SimpleNamespace
 
-    from actlab.watch import hf_callback
+    from actlab.watcher import hf_callback
 
     seen = {}
     monkeypatch.setattr(hf_callback, "watch", lambda model, **kw: seen.update(kw) or SimpleNamespace())
@@ -96,7 +96,7 @@ def test_hf_callback_sinks_follow_report_to(monkeypatch):
 def test_every_store_key_reaches_tensorboard_dormancy_scores_included(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from actlab.watch.dormancy_plugin import DormancyPlugin
+    from actlab.watcher.dormancy_plugin import DormancyPlugin
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 2))
@@ -125,7 +125,7 @@ def test_hf_trainer_report_to_tensorboard_lands_our_figures_in_its_logging_dir(r
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from transformers import Trainer, TrainingArguments
 
-    from actlab.watch import ActLabCallback
+    from actlab.watcher import ActLabCallback
     from tests.test_watch_hf import FFN, batch, tiny_bert
 
     class DS(torch.utils.data.Dataset):

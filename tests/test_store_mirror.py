@@ -3,7 +3,7 @@ commands go back; a retried worker supersedes what the lost one wrote."""
 import torch
 from torch import nn
 
-from actlab.watch import watch
+from actlab.watcher import watch
 from actlab.store.mirror import Mirror, RunTail, deliver, pending_commands
 from actlab.store.runs import RunStore
 

@@ -11,7 +11,7 @@ from torch import nn
 from actlab import UserError
 from actlab.activations import RELU_LIKE, derivatives, identify, names, zones
 from actlab.store.runs import RunStore
-from actlab.watch import WatchPlugin, watch
+from actlab.watcher import WatchPlugin, watch
 
 ROOT = Path(__file__).resolve().parent.parent
 

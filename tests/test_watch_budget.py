@@ -7,8 +7,8 @@ import pytest
 import torch
 from actlab import UserError
 from actlab.store.runs import RunStore
-from actlab.watch import watch
-from actlab.watch.budget import OverheadBudget, overhead_caption
+from actlab.watcher import watch
+from actlab.watcher.budget import OverheadBudget, overhead_caption
 from streamlit.testing.v1 import AppTest
 from torch import nn
 

@@ -6,7 +6,7 @@ import contextlib
 import pytest
 import torch
 from actlab.store.runs import RunStore
-from actlab.watch import WatchPlugin, watch
+from actlab.watcher import WatchPlugin, watch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 

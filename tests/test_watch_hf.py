@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from actlab.store.runs import RunStore
-from actlab.watch import ActLabCallback, watch
+from actlab.watcher import ActLabCallback, watch
 
 transformers = pytest.importorskip("transformers")
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from actlab import UserError
 from actlab.store.runs import RunStore
-from actlab.watch import (
+from actlab.watcher import (
     FlushRecord,
     LayerStats,
     NonFiniteGuard,

@@ -14,7 +14,7 @@ import torch
 from actlab import UserError
 from actlab.store.runs import RunStore
 from actlab.store.writer import RunWriter
-from actlab.watch import watch
+from actlab.watcher import watch
 from torch import nn
 
 WRITES = ("log_scalars", "log_histogram", "log_unit_activity", "log_event", "set_status")

@@ -1,7 +1,7 @@
 """Ablation grids: every variant x seed as its own run, one text log per run, and a summary.
 
-`python -m core ablate biencoder --variants all --seeds 3 [train options]`
-`python -m core ablate mnist --activations relu,gelu --norms none,layernorm --seeds 3 [...]`
+`actlab ablate biencoder --variants all --seeds 3 [train options]`
+`actlab ablate mnist --activations relu,gelu --norms none,layernorm --seeds 3 [...]`
 
 Runs go to the run store as `<grid>-<variant>-seed<N>`; the text logs go to
 `<runs-dir>/ablations/<grid>/<variant>_seed<N>.log`, one `key=value` line per epoch, which
@@ -235,7 +235,7 @@ def _finish(task: str, args, assignments: pd.DataFrame, outcomes: list[dict], st
         summary["grid"] = {"task": task, "name": args.grid, "seeds": int(args.seeds),
                            "variants": list(dict.fromkeys(assignments["variant"])),
                            "config": {k: v for k, v in vars(args).items() if k != "func" and not callable(v)},
-                           "command": "python -m core " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
+                           "command": "actlab " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
                            "wall_s": round(time.time() - started, 1) if started else None,
                            "backend": args.backend, "runs": outcomes,
                            "machine": machine(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -1,4 +1,4 @@
-"""`python -m core bench <what>`: micro-benchmarks. `bench activations` times every scalar activation.
+"""`actlab bench <what>`: micro-benchmarks. `bench activations` times every scalar activation.
 
 Elementwise activations are memory-bound, so every column is a share of the bandwidth limit, which
 a plain copy (`clone`) of the same tensor measures: its forward moves 2 tensors' bytes (read x,

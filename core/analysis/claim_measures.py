@@ -10,7 +10,7 @@ from .claims import MNIST_EPOCHS, machine
 
 
 def _meta(**extra) -> dict:
-    return {"machine": machine(), "command": "python -m core " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
+    return {"machine": machine(), "command": "actlab " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
 
 

@@ -1,4 +1,4 @@
-"""The notes' claims, settled by committed result files: `python -m core claims list|measure ...`.
+"""The notes' claims, settled by committed result files: `actlab claims list|measure ...`.
 
 Each claim names its source note, the command that measures it and how a result settles it. The
 rows are computed from the JSON files in bench/results/ (ACTLAB_RESULTS_DIR overrides), never
@@ -138,14 +138,14 @@ def _guard(name: str, fn, data):
 
 
 # -- the claims --------------------------------------------------------------------------------
-SIGMOID_CMD = "python -m core claims measure sigmoid-derivative --out bench/results/sigmoid_derivative.json"
-SPEED_CMD = ("python -m core bench activations --numel 1048576 --repeats 10 --threads 1 --out bench/results/activations_cpu.json; "
-             "on a GPU: python -m core bench activations --device cuda --out bench/results/gpu_activations.json")
-FFN_CMD = "python -m core claims measure ffn-sparsity --out bench/results/ffn_sparsity_cpu.json"
-MNIST_CMD = ("python -m core claims measure mnist --out bench/results/mnist_bundled_cpu.json; full MNIST: "
-             "python -m core claims measure mnist --data full --device cuda --out bench/results/gpu_mnist_full.json")
-GRID_CMD = ("python -m core ablate biencoder --variants all --seeds 5 --freeze-backbone --out bench/results/biencoder_frozen_grid_cpu.json; "
-            "fine-tuned: python -m core ablate biencoder --variants all --seeds 5 --out bench/results/gpu_biencoder_grid.json")
+SIGMOID_CMD = "actlab claims measure sigmoid-derivative --out bench/results/sigmoid_derivative.json"
+SPEED_CMD = ("actlab bench activations --numel 1048576 --repeats 10 --threads 1 --out bench/results/activations_cpu.json; "
+             "on a GPU: actlab bench activations --device cuda --out bench/results/gpu_activations.json")
+FFN_CMD = "actlab claims measure ffn-sparsity --out bench/results/ffn_sparsity_cpu.json"
+MNIST_CMD = ("actlab claims measure mnist --out bench/results/mnist_bundled_cpu.json; full MNIST: "
+             "actlab claims measure mnist --data full --device cuda --out bench/results/gpu_mnist_full.json")
+GRID_CMD = ("actlab ablate biencoder --variants all --seeds 5 --freeze-backbone --out bench/results/biencoder_frozen_grid_cpu.json; "
+            "fine-tuned: actlab ablate biencoder --variants all --seeds 5 --out bench/results/gpu_biencoder_grid.json")
 
 
 def sigmoid_row(found, problems) -> dict:
@@ -212,7 +212,7 @@ def speed_row(found, problems) -> dict:
     row.update(files=files, machine="; ".join(machines), measured="; ".join(measured))
     row["status"] = _combine(verdicts)
     if not any(dev == "cuda" for dev, _ in verdicts):
-        row["missing"].append("GPU not measured: `python -m core bench activations --device cuda --out "
+        row["missing"].append("GPU not measured: `actlab bench activations --device cuda --out "
                               "bench/results/gpu_activations.json`")
     return row
 
@@ -299,10 +299,10 @@ def mnist_row(found, problems) -> dict:
         row["status"] = _combine(full)
     else:
         row["status"] = "needs full MNIST (60,000/10,000 digits) and a GPU"
-        row["missing"].append("full MNIST: `python -m core claims measure mnist --data full --device cuda "
+        row["missing"].append("full MNIST: `actlab claims measure mnist --data full --device cuda "
                               "--out bench/results/gpu_mnist_full.json` (needs the IDX files or network)")
         if not files:
-            row["missing"].append("bundled digits: `python -m core claims measure mnist --out bench/results/mnist_bundled_cpu.json`")
+            row["missing"].append("bundled digits: `actlab claims measure mnist --out bench/results/mnist_bundled_cpu.json`")
     return row
 
 
@@ -358,10 +358,10 @@ def grid_row(found, problems) -> dict:
         # A frozen backbone, or 240 demo pairs, is a weak test: "no difference" there does not refute
         # a claim made for a fine-tuned encoder on real data.
         row["status"] = "needs a fine-tuned grid on real data (BEIR ArguAna) and a GPU"
-        row["missing"].append("`python -m core ablate biencoder --variants all --seeds 5 --data ARGUANA_DIR "
+        row["missing"].append("`actlab ablate biencoder --variants all --seeds 5 --data ARGUANA_DIR "
                               "--out bench/results/gpu_biencoder_grid.json` on a GPU")
         if not files:
-            row["missing"].append("frozen CPU grid: `python -m core ablate biencoder --variants all --seeds 5 "
+            row["missing"].append("frozen CPU grid: `actlab ablate biencoder --variants all --seeds 5 "
                                   "--freeze-backbone --out bench/results/biencoder_frozen_grid_cpu.json`")
     return row
 

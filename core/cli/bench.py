@@ -29,7 +29,7 @@ def add_cli(sub) -> None:
 def _cli_activations(args) -> int:
     only = [n.strip() for n in args.only.split(",")] if args.only else None
     result = bench_activations(args.device, args.numel, args.dtype, args.compile, args.repeats, args.warmup, only, args.threads)
-    result["meta"]["command"] = "python -m core " + " ".join(sys.argv[1:])
+    result["meta"]["command"] = "actlab " + " ".join(sys.argv[1:])
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")

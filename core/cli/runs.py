@@ -25,7 +25,7 @@ def add_cli(sub) -> None:
     sp.set_defaults(func=_cli_show)
     rp = s.add_parser("recycle", help="recycle a running run's dead or tau-dormant units at its next flush")
     rp.add_argument("run", type=existing_run_name)
-    rp.add_argument("--layer", required=True, help="a hooked layer (python -m core runs show RUN --json: config.watch)")
+    rp.add_argument("--layer", required=True, help="a hooked layer (actlab runs show RUN --json: config.watch)")
     how = rp.add_mutually_exclusive_group()
     how.add_argument("--tau", type=unit_interval, default=None, help="recycle units with tau-score <= TAU (default: the run's tau)")
     how.add_argument("--dead", action="store_true", help="recycle the units dead over the window instead")

@@ -3,7 +3,7 @@
 Readers, one module per format family: text (plain-text logs, with pairs/templates/rows/user_regex
 behind it), tabular (CSV exports, JSON lines), documents (trainer_state.json, JSON records) and
 tensorboard. loader picks the reader for a file and expands folders, zips and store runs; cli is
-`python -m core logs`. Uploaded files are data: nothing here unpickles, imports or executes them,
+`actlab logs`. Uploaded files are data: nothing here unpickles, imports or executes them,
 and zips are read in memory only.
 
 Each file either parses or raises LogParseError naming the file and what is wrong; `load_*`

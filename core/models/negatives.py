@@ -25,7 +25,7 @@ def hard_negatives(anchors, candidates, positives, k: int = 1, exclude=None) -> 
         raise ValueError("need at least 2 candidates to mine a negative")
     extra = max((len(e) for e in exclude), default=0) if exclude is not None else 0
     query_k = min(n_cand, k + 1 + extra)
-    # Imported here: scikit-learn costs ~0.7 s to import, and `python -m core train mnist` never mines.
+    # Imported here: scikit-learn costs ~0.7 s to import, and `actlab train mnist` never mines.
     from sklearn.neighbors import BallTree
 
     _, idx = BallTree(candidates).query(anchors, k=query_k)

@@ -1,4 +1,4 @@
-"""Retrieval evaluation on the BEIR protocol: `python -m core eval biencoder ...`.
+"""Retrieval evaluation on the BEIR protocol: `actlab eval biencoder ...`.
 
 Full-corpus exact search, scored the way BEIR scores it (pytrec_eval, i.e. trec_eval semantics),
 so a figure here can be set beside a published one:

@@ -40,7 +40,7 @@ def event_text(e: dict) -> str:
 
 
 def item_from_record(record) -> SinkItem:
-    """A SinkItem from the watcher's FlushRecord (core/watch/records.py): attribute names read
+    """A SinkItem from the watcher's FlushRecord (core/watcher/records.py): attribute names read
     defensively, so a sink never breaks a flush over a renamed field."""
     hists = {}
     for key, h in (getattr(record, "histograms", None) or {}).items():

@@ -1,4 +1,4 @@
-"""Recycle audits: did a reset hold? (the dormancy plug-in, core/watch/dormancy_plugin.py, writes them)
+"""Recycle audits: did a reset hold? (the dormancy plug-in, core/watcher/dormancy_plugin.py, writes them)
 
 After every recycle the plug-in writes one "recycle_audit" event at each of the next 5 flushes:
 the fraction of the recycled units that the same definition flags again. `attach_audits` puts

@@ -1,4 +1,4 @@
-"""Train the argument / counter-argument bi-encoder: `python -m core train biencoder ...`.
+"""Train the argument / counter-argument bi-encoder: `actlab train biencoder ...`.
 
 Reads top to bottom like nanoGPT's train.py. DDP switches on from the torchrun environment
 (RANK / WORLD_SIZE / LOCAL_RANK): nccl on CUDA, gloo on CPU. Rank 0 writes the run store,
@@ -28,7 +28,7 @@ from ..models.retrieval import ndcg_during_training, training_eval_set
 from ..models.text_data import load_pairs, split_by_topic
 from .loop import (check_finite, pick_device, progress,
                              save_checkpoint, seed_everything)
-from ..watch import watch
+from ..watcher import watch
 from . import session
 from .config import BIENCODER
 

@@ -250,7 +250,7 @@ def _common(task: str, epochs: int, lr: float, batch_size: int, log_every: int, 
 
 
 MNIST = TaskSpec("mnist", (
-    Option("activation", "relu", "--activation", help="registry name (python -m core activations list)",
+    Option("activation", "relu", "--activation", help="registry name (actlab activations list)",
            launch=Launch(choices=_activation_names),
            form=Field("Activation", "f_activation", "select", "relu")),
     Option("act_params", {}, "--param", T.key_value, kind="params", metavar="K=V", help="activation parameter, repeatable",

@@ -1,4 +1,4 @@
-"""`python -m core train mnist`: an MLP on MNIST with live dead-unit probes, nanoGPT style.
+"""`actlab train mnist`: an MLP on MNIST with live dead-unit probes, nanoGPT style.
 
 The loop reads top to bottom in `train_mnist`. The config is plain values; a checkpoint is a plain
 dict (model, optimizer, config, step, epoch). Statistics accumulate on the device and are fetched
@@ -18,7 +18,7 @@ from ..activations import resolve_params
 from ..errors import UserError
 from ..models.data import load_mnist
 from ..models.mlp import MLP
-from ..watch import watch
+from ..watcher import watch
 from . import session
 from .config import MNIST, OPTIMIZERS, PRESETS  # noqa: F401 (PRESETS, OPTIMIZERS: importable from here too)
 from .loop import autocast, check_finite, maybe_compile, pick_device, progress, save_checkpoint, seed_everything

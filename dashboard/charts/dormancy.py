@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from actlab.dashboard.charts.training import PALETTE, X_AXES, _x, add_events
-from actlab.watch.dormancy import DEFINITIONS
+from actlab.watcher.dormancy import DEFINITIONS
 
 LABELS = {"dead": "dead", "redo": "ReDo τ-dormant", "grama": "GraMa (gradient)", "utility": "CBP utility",
           "age": "firing age (SNR)", "overactive": "over-active (ReBorn)", "saturated": "saturated"}

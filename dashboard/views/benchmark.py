@@ -1,4 +1,4 @@
-"""Activation benchmark: stored `python -m core bench activations` results, and a quick live run."""
+"""Activation benchmark: stored `actlab bench activations` results, and a quick live run."""
 import pandas as pd
 import streamlit as st
 import torch
@@ -37,7 +37,7 @@ stored, live = st.tabs(["Stored results", "Run a quick benchmark"])
 with stored:
     files = bench.list_results()
     if not files:
-        st.info(f"No results in {paths.results_dir()}. Run `python -m core bench activations --out "
+        st.info(f"No results in {paths.results_dir()}. Run `actlab bench activations --out "
                 "bench/results/NAME.json`.")
     else:
         path = st.selectbox("Result file", files, format_func=lambda p: p.name, key="result_file")

@@ -1,6 +1,6 @@
 """The monitor's "every definition" section (called by views/monitor.py; figures: charts/dormancy.py).
 
-Reads only what the dormancy plug-in wrote (core/watch/dormancy_plugin.py): dormancy/<definition>/<layer>
+Reads only what the dormancy plug-in wrote (core/watcher/dormancy_plugin.py): dormancy/<definition>/<layer>
 with its interval, rank/<layer>, feature_norm/<layer>, the overlap/<layer> unit-activity rows, and the
 recycle_audit events joined to their recycles.
 """
@@ -10,7 +10,7 @@ import streamlit as st
 
 from actlab.errors import UserError
 from actlab.dashboard.charts import dormancy as charts
-from actlab.watch.dormancy import DEFINITIONS
+from actlab.watcher.dormancy import DEFINITIONS
 
 LYLE = ("Networks can lose plasticity without any dead units (Lyle et al., *Understanding plasticity in neural "
         "networks*, ICML 2023; *Disentangling the causes of plasticity loss in neural networks*, 2024): read the "

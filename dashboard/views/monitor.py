@@ -21,8 +21,8 @@ from actlab.dashboard import sources
 from actlab.dashboard.charts import training as charts
 from actlab.dashboard.views.dormancy_panel import dormancy_panel
 from actlab.store.audit import attach_audits
-from actlab.watch.budget import overhead_caption
-from actlab.watch.dormancy import RECYCLE_BY
+from actlab.watcher.budget import overhead_caption
+from actlab.watcher.dormancy import RECYCLE_BY
 
 BADGE = {"running": ("green", "running"), "finished": ("blue", "finished"), "stopped": ("orange", "stopped"),
          "failed": ("red", "failed"), "stale": ("gray", "stale / crashed")}
@@ -100,7 +100,7 @@ def live_panel():  # long: one fragment lays out the whole live view (runs, char
     ext = sources.runs(tb_text, mlflow_uri)  # TensorBoard / MLflow runs, listed beside ours
     all_runs = store.names() + list(ext)
     if not all_runs:
-        st.info(f"No runs in {runs_dir} yet. Start one above, with `python -m core train mnist`, or from your own "
+        st.info(f"No runs in {runs_dir} yet. Start one above, with `actlab train mnist`, or from your own "
                 "loop with `with watch(model, run=...)` (README: Watch your own model).")
         return
     pending = st.session_state.get("mon_pending")
@@ -213,7 +213,7 @@ def act_panel(f, control: dict, tau: float):
     """Diagnosis alerts, recycle buttons per layer and counterfactual branches for one run."""
     import pandas as pd
 
-    from actlab.watch.diagnosis import diagnose
+    from actlab.watcher.diagnosis import diagnose
 
     alerts = diagnose(control["tail"], f.config, f.layers, f.status.reason)
     for a in alerts:

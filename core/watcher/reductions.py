@@ -1,4 +1,4 @@
-"""Device-side reductions behind the probes (core/watch/probes.py owns what they mean).
+"""Device-side reductions behind the probes (core/watcher/probes.py owns what they mean).
 
 Each reads the activation in its own dtype with fp32 accumulators (never a full-size fp32 copy),
 returns tensors on the activation's device and never reads anything back to the host, so a

@@ -18,7 +18,7 @@ import numpy as np
 
 @dataclass(frozen=True, eq=False)
 class LayerStats:
-    """One layer at a flush (definitions: core/watch/probes.py).
+    """One layer at a flush (definitions: core/watcher/probes.py).
     `dead`/`alive` are None where dead/ is not defined for the layer's class; `zero_frac` and
     `activity` are None when no batch of the interval was sampled; `revived` is None before the
     layer's first window closed."""

@@ -27,7 +27,7 @@ pre-activation, per-unit activity, the zero fraction and, for smooth activations
 f' test behind dead/ run on one batch in `stats_every` (the 1st, (k+1)-th, ... of each flush
 interval); `stats()` reports how many batches were sampled. The histogram of a large activation
 bins a fixed-size systematic subsample of its elements (`hist_sample`, scaled back to element
-counts); the reductions themselves live in core/watch/reductions.py.
+counts); the reductions themselves live in core/watcher/reductions.py.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ At a flush, between optimizer steps, it applies the scheduled recycle (`RecycleC
 then the commands the dashboard or `actlab runs recycle` queued in the store, and writes an event
 for each: what changed, or why it could not be done. Under DDP rank 0 reads the commands and
 broadcasts them; every rank applies them (the masks were all-reduced and the redraw is seeded by
-step and layer, so the replicas stay equal). The mechanics of a recycle are core/watch/recycle.py.
+step and layer, so the replicas stay equal). The mechanics of a recycle are core/watcher/recycle.py.
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ class Recycler(WatchPlugin):
 
     @staticmethod
     def _dormancy(watcher):
-        """The run's dormancy plug-in (core/watch/dormancy_plugin.py), if it has one."""
+        """The run's dormancy plug-in (core/watcher/dormancy_plugin.py), if it has one."""
         return next((p for p in watcher.plugins.plugins if hasattr(p, "mask") and hasattr(p, "recycled")
                      and id(p) not in watcher.plugins.disabled), None)
 

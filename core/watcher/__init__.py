@@ -11,7 +11,7 @@
 The watcher itself is watcher.py (probes, the store, the flush); its settings are config.py, its
 typed flush records records.py, and everything else plugs in through plugins.py (the recycler,
 recycler.py; the non-finite guard, guards.py). The Hugging Face Trainer callback is hf_callback.py,
-imported on first access, so that `import actlab.watch` does not import transformers (about 1 s of
+imported on first access, so that `import actlab.watcher` does not import transformers (about 1 s of
 every `train mnist` start, by `python -X importtime`).
 """
 from .config import ProbeConfig, RecycleConfig, StoreConfig, WatchConfig
@@ -27,7 +27,7 @@ def __getattr__(name):
         from .hf_callback import ActLabCallback
 
         return ActLabCallback
-    raise AttributeError(f"module 'actlab.watch' has no attribute {name!r}")
+    raise AttributeError(f"module 'actlab.watcher' has no attribute {name!r}")
 
 
 __all__ = [

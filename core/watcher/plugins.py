@@ -80,7 +80,7 @@ class PluginSet:
         for p in self.plugins:
             if not all(callable(getattr(p, h, None)) for h in HOOKS):
                 raise TypeError(f"{type(p).__name__} is not a WatchPlugin: it needs the hooks {', '.join(HOOKS)} "
-                                "(subclass actlab.watch.WatchPlugin)")
+                                "(subclass actlab.watcher.WatchPlugin)")
         self.disabled: dict[int, str] = {}  # id(plugin) -> why
         self._by_hook = {h: [p for p in self.plugins if callable(getattr(p, h, None)) and _overrides(p, h)]
                          for h in HOOKS + OPTIONAL_HOOKS}

@@ -51,7 +51,7 @@ class ProbeConfig:
     `stats_every`: histograms, per-unit activity and the zero fraction on one training batch in this
     many. `window`: None closes the dead/dormant window at every flush, an int after that many
     steps, "manual" only at `end_window()`. `modules`/`auto`/`exclude`/`extra`: which layers
-    (core/watch/layers.py)."""
+    (core/watcher/layers.py)."""
     log_every: int = 50
     stats_every: int = 16
     tau: float = 0.1
@@ -65,7 +65,7 @@ class ProbeConfig:
     auto: bool = True
     exclude: tuple[str, ...] = ()
     extra: dict | None = None
-    # Probe speed (core/watch/reductions.py): elements binned per histogram (0 = all), and the
+    # Probe speed (core/watcher/reductions.py): elements binned per histogram (0 = all), and the
     # torch.compile'd window sum ("auto": on CUDA only).
     hist_sample: int = 1 << 14
     fused: str | bool = "auto"
@@ -140,7 +140,7 @@ class RecycleConfig:
     """The recycler plug-in. `every`: recycle on a schedule, at the first flush this many steps after
     the last recycle (None: only when asked, by the dashboard or `actlab runs recycle`); `tau`:
     which units (None: the probe's tau); `mode`: "tau" (tau-dormant) or "dead"; `pairs`:
-    {layer: (incoming, outgoing)} by hand (core/watch/recycle.py); `by`: recycle by any dormancy
+    {layer: (incoming, outgoing)} by hand (core/watcher/recycle.py); `by`: recycle by any dormancy
     definition instead (grama/utility/age need the dormancy plug-in: watch() adds it);
     `convention`: the optimizer-state convention, "redo" or "cbp" (docs/dormancy.md)."""
     every: int | None = None
@@ -148,7 +148,7 @@ class RecycleConfig:
     mode: str = "tau"
     pairs: dict | None = None
     by: str | None = None  # a dormancy definition (dormancy.RECYCLE_BY); None: from `mode`
-    convention: str = "redo"  # optimizer state: "redo" or "cbp" (core/watch/recycle.py)
+    convention: str = "redo"  # optimizer state: "redo" or "cbp" (core/watcher/recycle.py)
 
     def __post_init__(self):
         from .dormancy import RECYCLE_BY, check_convention, check_definition

@@ -2,7 +2,7 @@
 
 Pure functions over per-unit arrays (numpy, on the host at a flush) and two small stateful trackers
 that live on the device (`ContributionUtility`, `FiringAge`: updated on sampled steps, no host sync).
-`core/watch/dormancy_plugin.py` feeds them from the watcher's hooks.
+`core/watcher/dormancy_plugin.py` feeds them from the watcher's hooks.
 
     dead        never f' > eps on any sample of the window (here: units never active in the samples)
     redo        tau-dormant, Sokar et al. 2023: s_i = mean|h_i| / mean_j mean|h_j| <= tau

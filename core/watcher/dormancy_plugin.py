@@ -1,4 +1,4 @@
-"""The dormancy plug-in: every definition of core/watch/dormancy.py on a live run, side by side.
+"""The dormancy plug-in: every definition of core/watcher/dormancy.py on a live run, side by side.
 
     with watch(model, plugins=[DormancyPlugin()]) as w: ...      # or watch(model, dormancy=True)
 
@@ -230,7 +230,7 @@ class DormancyPlugin(WatchPlugin):
         a.batches += 1
 
     def _out_weight_abs(self, name: str, units: int) -> torch.Tensor | None:
-        """sum_k |w_out[k, i]| per unit, from the layer the units feed (core/watch/recycle.py's pair)."""
+        """sum_k |w_out[k, i]| per unit, from the layer the units feed (core/watcher/recycle.py's pair)."""
         pair = self.pairs.get(name)
         out = getattr(pair, "outgoing", None)
         if out is None:
