@@ -137,6 +137,14 @@ def wait_until(predicate, timeout_s: float, what: str):
     return value
 
 
+def poll(predicate, timeout_s: float):
+    """Like wait_until, but a state that never comes is an answer (falsy), not a failure."""
+    try:
+        return wait_until(predicate, timeout_s, "")
+    except AssertionError:
+        return None
+
+
 def open_expander(page, label: str):
     """Open the st.expander whose header reads `label`, unless it is open already. Its <details>
     element's `open` flag is the state: while the opening animation runs the content is inert, so

@@ -10,7 +10,7 @@ import signal
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.e2e.conftest import open_expander, open_page, screenshot, set_auto_refresh, wait_until
+from tests.e2e.conftest import open_expander, open_page, poll, rerun, screenshot, set_auto_refresh, wait_until
 
 RUN = "browser-run"
 DEAD_CHART_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
@@ -77,11 +77,19 @@ def _recycle_from_the_page(page, runs_dir):
 
     set_auto_refresh(page, False)
     open_expander(page, f"Act on {RUN}")  # open by itself only when the run has alerts
-    page.get_by_role("button", name="Recycle dead units of act1").click()
-    # The click's effect is a command row in the run's store (a tick that was already queued when
-    # auto-refresh went off may still redraw the panel once, so "a run ended" would prove nothing).
-    commands = wait_until(lambda: [c for c in RunStore(runs_dir).open(RUN).commands() if c["kind"] == "recycle"],
-                          60, "the recycle command in the run's store")
+    button = page.get_by_role("button", name="Recycle dead units of act1")
+
+    def recycle_commands():
+        return [c for c in RunStore(runs_dir).open(RUN).commands() if c["kind"] == "recycle"]
+
+    # The click's effect is a command row in the run's store. A fragment tick already queued when
+    # auto-refresh went off can redraw the panel under the click and swallow it (seen 1 run in 13
+    # under load); the store says whether it landed, and only a click that did not land is repeated.
+    for _ in range(3):
+        rerun(page, button.click)
+        if poll(recycle_commands, 10):
+            break
+    commands = wait_until(recycle_commands, 60, "the recycle command in the run's store")
     assert [c["args"] for c in commands] == [{"layer": "act1", "dead": True}], commands
 
     # The trainer applies the command at its next flush and writes the event; the chart marks it.
