@@ -29,7 +29,8 @@ def train(build, step, watched, runs_dir, run, steps=STEPS, between=None, **watc
     torch.manual_seed(0)
     model, opt = build()
     plugin = Samples()
-    ctx = (watch(model, run=run, runs_dir=runs_dir, log_every=2, verbose=False, plugins=[plugin], **watch_kw)
+    plugins = [plugin, *watch_kw.pop("plugins", [])]
+    ctx = (watch(model, run=run, runs_dir=runs_dir, log_every=2, verbose=False, plugins=plugins, **watch_kw)
            if watched else contextlib.nullcontext())
     losses = []
     with ctx as w:
@@ -272,3 +273,27 @@ def test_compiled_model_trains_the_same_and_records_layers(runs_dir):
     assert "dead/1" in r.last() and "dormant/1" in r.last()
     assert plugin.seen == [{"1": 16.0}] * 2
     assert any("torch.compile" in n for n in r.config["watch"]["notes"])
+
+
+# ---------------------------------------------------------------- other optimizer hooks
+def test_an_optimizer_hook_registered_after_watch_keeps_firing_and_training_is_the_same(runs_dir):
+    """The recycler finds the loop's optimizer with a global step pre-hook. Removing it from inside
+    itself, while torch iterates over the global hooks, raised "OrderedDict mutated during iteration"
+    from the user's opt.step() whenever another hook came after it (the user's own, a second watch)."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    calls = []
+
+    class UserHook(WatchPlugin):  # registered right after the watcher's own hooks, before any step
+        def on_start(self, watcher):
+            self.handle = register_optimizer_step_pre_hook(lambda opt, a, k: calls.append(1))
+
+        def on_close(self, watcher, status):
+            self.handle.remove()
+
+    plain_loss, plain_state, _ = train(mlp(act=nn.ReLU), sgd_step, False, runs_dir, "opt-hook-plain")
+    loss, state, _ = train(mlp(act=nn.ReLU), sgd_step, True, runs_dir, "opt-hook", plugins=[UserHook()])
+    assert len(calls) == STEPS
+    assert torch.equal(loss, plain_loss)
+    assert all(torch.equal(state[k], plain_state[k]) for k in state)
+    assert "dead/block.1" in RunStore(runs_dir).open("opt-hook").last()

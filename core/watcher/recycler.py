@@ -46,16 +46,19 @@ class Recycler(WatchPlugin):
         self._last = watcher.step_count
         recyclable = any(isinstance(p, RecyclePair) for p in self.pairs.values())
         if self.optimizer is None and recyclable:
-            # Find the loop's optimizer at its first step, then stop looking (no per-step cost after).
+            # Find the loop's optimizer at its first step. The hook is removed at the next flush, not
+            # inside itself: torch is iterating over the global hooks then, and removing one while a
+            # later one (the user's, another watch's) is still to come raises in the user's opt.step().
             from torch.optim.optimizer import register_optimizer_step_pre_hook
 
             ids = {id(p) for p in watcher.model.parameters()}
 
             def find(opt, args, kwargs):
+                if self.optimizer is not None:
+                    return
                 groups = opt.param_groups
                 if groups and groups[0]["params"] and id(groups[0]["params"][0]) in ids:
                     self.optimizer = opt
-                    self._drop_hook()
             self._opt_handle = register_optimizer_step_pre_hook(find)
 
     def _drop_hook(self):
@@ -65,6 +68,8 @@ class Recycler(WatchPlugin):
 
     # ---------------------------------------------------------------- at each flush
     def on_flush(self, watcher, record) -> None:
+        if self.optimizer is not None:
+            self._drop_hook()
         step = record.step
         todo = []
         every = self.config.every
