@@ -13,8 +13,9 @@ from actlab.watcher.reductions import (
     Fused,
     Histogram,
     abs_sum,
-    unit_count,
-    zero_count,
+    indicator,
+    nonzero,
+    unit_sum,
 )
 
 
@@ -110,12 +111,31 @@ def test_abs_sum_matches_reference_with_and_without_padding():
     assert torch.allclose(s, (yb.float().abs() * pad.unsqueeze(-1)).sum((0, 1)), rtol=1e-3)
 
 
-def test_counts_match_reference():
-    y = torch.tensor([[[0.0, 1.0], [0.0, 0.0]], [[2.0, 0.0], [3.0, 0.0]]])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_indicator_counts_match_boolean_counts(dtype):
+    y = torch.tensor([[[0.0, 1.0], [0.0, -0.0]], [[-2.0, 0.0], [3.0, float("nan")]]], dtype=dtype)
     pad = torch.tensor([[True, False], [True, True]])
-    assert unit_count(y > 0, (0, 1)).tolist() == [2.0, 1.0]
-    assert zero_count(y, None).item() == 5
-    assert zero_count(y, pad).item() == 3  # the padded token (0, 1) holds two zeros that do not count
+    bufs = AbsBuffers()
+    ind = indicator(y, bufs)
+    assert ind.dtype == dtype and torch.equal(y[0, 0], torch.tensor([0.0, 1.0], dtype=dtype))  # y untouched
+    # A NaN output is not active (torch.count_nonzero would count it).
+    assert unit_sum(ind, (0, 1), 2).tolist() == torch.count_nonzero(y.nan_to_num(0.0), dim=(0, 1)).float().tolist() == [2.0, 1.0]
+    w = pad.to(dtype)
+    assert unit_sum(indicator(y, bufs), (0, 1), 2, w).tolist() == [2.0, 1.0]
+    pad[0, 0] = False  # now the 1.0 of token (0, 0) does not count
+    assert unit_sum(indicator(y, bufs), (0, 1), 2, pad.to(dtype)).tolist() == [2.0, 0.0]
+    g = torch.tensor([0.5, -1e-3, 0.0, float("nan")])
+    assert nonzero(g.abs()).tolist() == [1.0, 1.0, 0.0, 0.0]  # a NaN f' is not > eps
+
+
+def test_unit_sum_takes_each_path_alike():
+    g = torch.Generator().manual_seed(7)
+    a = torch.randn(3, 5, 4, generator=g).abs()
+    w = torch.tensor([[1, 1, 1, 0, 0]] * 3).float()
+    ref = (a * w.unsqueeze(-1)).sum((0, 1))
+    assert torch.allclose(unit_sum(a, (0, 1), 4, w), ref)  # BLAS mv
+    assert torch.allclose(unit_sum(a.transpose(0, 1).contiguous().transpose(0, 1), (0, 1), 4, w), ref)  # not contiguous
+    assert torch.allclose(unit_sum(a.bfloat16(), (0, 1), 4, w), ref, rtol=1e-2)  # another dtype than w's
 
 
 def test_probes_on_bf16_match_fp32():

@@ -186,3 +186,27 @@ def test_readers_are_closed_by_with_blocks():
     offenders = [str(p.relative_to(root)) for folder in ("core", "dashboard") for p in (root / folder).rglob("*.py")
                  if by_hand.search(p.read_text())]
     assert offenders == []
+
+
+def test_a_flush_is_one_transaction_that_reads_back_like_separate_writes(tmp_path):
+    store = RunStore(tmp_path)
+    a, b = store.create("apart", {}), store.create("together", {})
+    for step in (10, 20):
+        a.log_scalars(step, {"loss/train": 1.0 / step, "dead/a": 0.25})
+        a.log_histogram(step, "pre/a", [0, 1, 2], [step, 1])
+        a.log_unit_activity(step, "a", [0.5, 0.0])
+        a.log_unit_activity(step, "score/a", [0.2, 1.8])
+        b.log_flush(step, {"loss/train": 1.0 / step, "dead/a": 0.25}, [("pre/a", [0, 1, 2], [step, 1])],
+                    [("a", [0.5, 0.0]), ("score/a", [0.2, 1.8])])
+    # A flush that fails part-way (a per-unit row that is not numbers) leaves nothing of itself.
+    with pytest.raises(ValueError):
+        b.log_flush(30, {"loss/train": 9.0}, [("pre/a", [0, 1, 2], [1, 1])], [("a", ["not a number"])])
+    a.close(), b.close()
+    got = {}
+    for name in ("apart", "together"):
+        with store.open(name) as r:
+            df, _ = r.scalars()
+            got[name] = (sorted(zip(df.step, df.key, df.value)), [(h["step"], h["counts"]) for h in r.histograms()],
+                         sorted((u["step"], u["key"], u["values"]) for u in r.unit_activity()))
+    assert got["apart"] == got["together"]
+    assert max(s for s, _, _ in got["together"][0]) == 20

@@ -17,7 +17,7 @@ from actlab.store.writer import RunWriter
 from actlab.watcher import watch
 from torch import nn
 
-WRITES = ("log_scalars", "log_histogram", "log_unit_activity", "log_event", "set_status")
+WRITES = ("log_flush", "log_scalars", "log_histogram", "log_unit_activity", "log_event", "set_status")
 STEPS = 30
 
 

@@ -55,13 +55,22 @@ def existing(con: sqlite3.Connection, pairs: Iterable[tuple[str, int]]) -> list[
 
 
 def add_rows(con: sqlite3.Connection, rows: Iterable[tuple[str, int, float | None]],
-             rewritten: Iterable[tuple[str, int]] = ()) -> None:
+             rewritten: Iterable[tuple[str, int]] = (), levels: dict[str, int] | None = None) -> None:
     """Fold (key, step, value) rows into the pyramid; call inside the writer's transaction, after
     the rows are written. Rows with no value (non-finite, stored as NULL) are not drawn and not
     folded. A rewritten (key, step) may have held its blocks' extreme, so those blocks are
-    recomputed from the raw rows (rare: a trainer writes each step once)."""
+    recomputed from the raw rows (rare: a trainer writes each step once). `levels`: the writer's
+    cache of `min_level` per key, filled here once a key has the two rows that fix it."""
     rows = [r for r in rows if r[2] is not None]
-    low = {k: min_level(con, k) for k in {r[0] for r in rows}}
+    low = {}
+    for k in {r[0] for r in rows}:
+        got = levels.get(k) if levels is not None else None
+        if got is None:
+            gap = first_gap(con, k)
+            got = level_for_gap(gap)
+            if gap is not None and levels is not None:
+                levels[k] = got
+        low[k] = got
     out = [(k, lvl, int(s) // BASE ** lvl, 1, int(s), v, int(s), v)
            for k, s, v in rows for lvl in LEVELS if lvl >= low[k]]
     if out:
@@ -77,10 +86,18 @@ def min_level(con: sqlite3.Connection, key: str) -> int:
     blocks: at 2000 flushes of a bert-base watch they were most of the database). `query` reads raw
     rows below it (fewer than 2 * BASE per bucket). The gap can only grow (thinning may drop the
     second row), so a level is never read where it was not kept."""
+    return level_for_gap(first_gap(con, key))
+
+
+def first_gap(con: sqlite3.Connection, key: str) -> int | None:
+    """Steps between the key's first two rows (None: it has fewer than two)."""
     first = con.execute("SELECT step FROM scalars WHERE key = ? ORDER BY step LIMIT 2", (key,)).fetchall()
-    if len(first) < 2:
+    return first[1][0] - first[0][0] if len(first) == 2 else None
+
+
+def level_for_gap(gap: int | None) -> int:
+    if gap is None:
         return LEVELS[0]
-    gap = first[1][0] - first[0][0]
     return next((lvl for lvl in LEVELS if BASE ** lvl >= 2 * gap), LEVELS[-1])
 
 

@@ -114,12 +114,13 @@ class Thinner:
         self.con, self.recent, self.max_rows = con, int(recent), int(max_rows)
         self.rows: dict[tuple[str, str], int] = {}
 
-    def added(self, table: str, key: str) -> None:
+    def added(self, table: str, key: str) -> int:
+        """Count one new row of `key`; returns how many rows a thinning pass deleted (mostly 0)."""
         k = (table, key)
         n = self.rows.get(k)
         if n is None:  # first row of this key in this process: count what a resumed run already has
             n = self.con.execute(f"SELECT COUNT(*) FROM {table} WHERE key = ?", (key,)).fetchone()[0] - 1
         n += 1
-        if n > self.max_rows:
-            n -= thin(self.con, table, key, self.recent)
-        self.rows[k] = n
+        gone = thin(self.con, table, key, self.recent) if n > self.max_rows else 0
+        self.rows[k] = n - gone
+        return gone

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..activations import create_act_layer
-from .reductions import AbsBuffers, Fused, Histogram, abs_sum, unit_count, zero_count
+from .reductions import AbsBuffers, Fused, Histogram, abs_sum, indicator, nonzero, unit_sum
 
 # Piecewise-linear activations: "f' != 0" is an elementwise comparison (exact for eps = 0).
 _FLAT_RULES = {
@@ -49,10 +49,12 @@ _FLAT_RULES = {
 }
 
 
+_graph_task = getattr(torch._C, "_current_graph_task_id", None)
+
+
 def _in_backward() -> bool:
     """True inside the autograd engine, where gradient checkpointing re-runs forwards."""
-    task = getattr(torch._C, "_current_graph_task_id", None)
-    return task is not None and task() != -1
+    return _graph_task is not None and _graph_task() != -1
 
 
 @contextlib.contextmanager
@@ -110,6 +112,7 @@ class _Layer:
         if self.rule == "flat" and act in _FLAT_RULES:
             self.flat = _FLAT_RULES[act]
         self.units = None
+        self.fast = None  # set by the probes' hook: see ActivationProbes._fast_path
         self.reset_interval()
         self.reset_window()
         self.prev_dead = None
@@ -152,10 +155,14 @@ class ActivationProbes:
         self._hist = Histogram(self.bins, *self.hist_range, sample=hist_sample)
         self._fused = Fused(fused)
         self._pad_cache: tuple = (None, {})
+        self._zero_cache: dict = {}
 
     # ---------------------------------------------------------------- hot path (no host syncs)
     def _hook(self, name: str):
         import time
+
+        L = self.layers[name]
+        f32 = torch.float32
 
         def hook(module, inputs, output):
             if self._exact is None and (not self.enabled or not module.training):
@@ -163,7 +170,19 @@ class ActivationProbes:
             if _in_backward():
                 return  # a checkpoint's recompute: the forward already counted this batch
             t0 = time.perf_counter()
-            L = self.layers[name]
+            fast = L.fast
+            if (fast is not None and self._exact is None and self.mask is None and L.calls % self.stats_every
+                    and isinstance(output, torch.Tensor) and output.shape == fast[0]):
+                # The common call (not sampled, no padding mask, the same shape as last time): only
+                # the window sum. Python is most of a small layer's cost, so nothing else runs here.
+                _, dims, relu, per = fast
+                y = output.detach()
+                a = y if relu else self._bufs.abs(y)
+                L.d_sum += a.sum(dims) if a.dtype == f32 else a.sum(dims, dtype=f32)  # dtype= costs ~4 us
+                L.d_count_host += per
+                L.calls += 1
+                self.hook_seconds += time.perf_counter() - t0
+                return
             if L.t.role == "pre":
                 x = output.detach()
                 y = None
@@ -180,10 +199,29 @@ class ActivationProbes:
                     self._record_exact(L, x)
                 else:
                     self._record(L, x, y)
+                    L.fast = self._fast_path(L, x, y)
             self.hook_seconds += time.perf_counter() - t0
         # Under torch.compile the hook runs eagerly (a graph break), never traced: tracing would
-        # specialise on the sampling counter and recompile at every step.
-        return torch.compiler.disable(hook)
+        # specialise on the sampling counter and recompile at every step. Only then: a disabled
+        # function costs ~9 us a call in eager mode too, where is_compiling() is a flag read.
+        eager = torch.compiler.disable(hook)
+
+        def entry(module, inputs, output):
+            if torch.compiler.is_compiling():
+                return eager(module, inputs, output)
+            return hook(module, inputs, output)
+        return entry
+
+    def _fast_path(self, L: _Layer, x: torch.Tensor, y: torch.Tensor | None):
+        """(shape, dims, relu, samples) when the next calls of this shape may take the hook's fast
+        path: the module's output is the activation, no mask, no per-call alive test, eager sums."""
+        if (L.t.role != "act" or y is None or y.shape != x.shape or y.dim() < 2 or self._pad_mask(x) is not None
+                or L.rule in ("flat", "always") or self._fused.enabled(y.device.type)):
+            return None
+        axis, dims = _unit_dims(y)
+        if y.shape[axis] != L.units:
+            return None
+        return y.shape, dims, L.rule == "sum", y.numel() // L.units
 
     def _alive_elem(self, L: _Layer, x: torch.Tensor) -> torch.Tensor:
         """Elementwise "f' > eps" at the pre-activation x (bool, x's shape)."""
@@ -193,12 +231,24 @@ class ActivationProbes:
             return x > 0
         if L.rule == "always":
             return torch.ones_like(x, dtype=torch.bool)
-        # f' by autograd in x's own dtype (fp16 is widened: its f' underflows to 0 where fp32's does
-        # not, which would call live units dead); only on sampled batches.
+        return self._fprime(L, x).abs() > self.eps
+
+    def _fprime(self, L: _Layer, x: torch.Tensor) -> torch.Tensor:
+        """f' by autograd in x's own dtype (fp16 is widened: its f' underflows to 0 where fp32's does
+        not, which would call live units dead); only on sampled batches. A fresh tensor."""
         with _own_graph():
             xx = (x.float() if x.dtype == torch.float16 else x.detach()).requires_grad_(True)
             (g,) = torch.autograd.grad(L.fn(xx).sum(), xx)
-        return g.abs() > self.eps
+        return g
+
+    def _alive_ind(self, L: _Layer, x: torch.Tensor) -> torch.Tensor:
+        """"f' > eps" as 0/1 in a float dtype, for `unit_sum` (reductions.py says why not a bool)."""
+        if L.rule != "autograd":
+            return self._alive_elem(L, x).to(x.dtype)
+        g = self._fprime(L, x).abs_()
+        if self.eps > 0:
+            g.sub_(self.eps).clamp_min_(0)
+        return nonzero(g)  # a NaN f' is not > eps
 
     def _pad_mask(self, x: torch.Tensor) -> torch.Tensor | None:
         m = self.mask
@@ -231,10 +281,10 @@ class ActivationProbes:
             with torch.no_grad():  # a parametrised activation (PReLU) would build a graph otherwise
                 y = L.fn(x)
         w, n = self._pad_weights(pad, y.dtype) if pad is not None else (None, None)
-        nonneg = L.rule == "sum"  # relu output is already >= 0
-        s = self._fused(y, w, dims, nonneg)
+        relu = L.rule == "sum"  # y = relu(x): already >= 0, and alive <=> y != 0
+        s = self._fused(y, w, dims, relu)
         if s is None:
-            s = abs_sum(y, dims, units, nonneg, self._bufs, w)
+            s = abs_sum(y, dims, units, relu, self._bufs, w)
         if L.d_sum is None:
             L.d_sum = s
         else:
@@ -245,28 +295,21 @@ class ActivationProbes:
             L.d_count = n.clone() if L.d_count is None else L.d_count + n
         sample = L.calls % self.stats_every == 0
         L.calls += 1
-        e = None
+        active = None
         if L.rule == "flat" or (L.rule == "autograd" and sample) or (L.rule == "always" and L.d_alive is None):
-            e = self._alive_elem(L, x)
-            if pad is not None:
-                e &= pad.unsqueeze(-1)
-            a_any = e.any(dim=dims)
-            L.d_alive = a_any if L.d_alive is None else (L.d_alive | a_any)
-        if not sample:
-            return
-        # Sampled batch: per-unit activity (the alive test's count), zero fraction, histogram.
-        if L.rule == "sum" and pad is None and L.t.role == "act":
-            # ReLU: alive (x > 0) is exactly "output != 0" and every other output is 0, so one count
-            # of nonzeros gives both (a NaN output counts as nonzero; the NaN guard is for those).
-            active = torch.count_nonzero(y, dim=dims).to(torch.float32)
-            zsum = y.numel() - active.sum()
-        else:
-            if e is None:
-                e = self._alive_elem(L, x) if L.rule is not None else y != 0
-                if pad is not None:
-                    e &= pad.unsqueeze(-1)
-            active = unit_count(e, dims)
-            zsum = zero_count(y, pad)
+            active = unit_sum(self._alive_ind(L, x), dims, units, w)
+            L.d_alive = active > 0 if L.d_alive is None else (L.d_alive | (active > 0))
+        if sample:
+            self._record_sample(L, x, y, dims, units, pad, w, n, active)
+
+    def _record_sample(self, L: _Layer, x, y, dims, units, pad, w, n, active):
+        """A sampled batch: per-unit activity (the alive test's count), zero fraction, histogram."""
+        # Per-unit count of nonzero outputs: for ReLU also the alive count; every other zero is one.
+        nz = unit_sum(indicator(y, self._bufs), dims, units, w)
+        total = n * units if n is not None else float(x.numel())
+        zsum = (total - nz.sum()).reshape(())
+        if active is None:
+            active = nz if L.rule in ("sum", None) else unit_sum(self._alive_ind(L, x), dims, units, w)
         if self.histograms:
             h = self._hist(x, units, pad)
         else:
@@ -306,82 +349,76 @@ class ActivationProbes:
 
     # ---------------------------------------------------------------- flush (every log_every steps)
     def _pack(self) -> tuple[torch.Tensor | None, list]:
-        """Everything since the last flush as one flat float tensor (so a DDP all-reduce is one call)."""
-        parts, layout = [], []
+        """Everything since the last flush as one flat fp32 tensor (one DDP all-reduce, one fetch):
+        per layer [d_sum, alive, hist, active, zero, d_count, s_count], then per layer the counts
+        kept on the host [d_count, s_count, sampled]."""
+        parts, host, layout = [], [], []
         for name, L in self.layers.items():
-            if L.units is None:
+            if L.units is None or L.d_sum is None:
                 continue
-            u, dev = L.units, L.d_sum.device if L.d_sum is not None else None
-            if dev is None:
-                continue
-            def z(k, dev=dev):
-                return torch.zeros(k, device=dev)
-            alive = L.d_alive.float().reshape(-1) if L.d_alive is not None else z(u)
-            d_count = L.d_count.reshape(1) + L.d_count_host if L.d_count is not None else torch.full((1,), L.d_count_host, device=dev)
-            s_count = L.s_count.reshape(1) + L.s_count_host if L.s_count is not None else torch.full((1,), L.s_count_host, device=dev)
-            parts += [L.d_sum.reshape(-1).float(), d_count.float(), alive,
-                      L.hist if L.hist is not None else z(self.bins),
-                      L.active.reshape(-1) if L.active is not None else z(u),
-                      L.zero.reshape(1) if L.zero is not None else z(1),
-                      s_count.float(),
-                      torch.full((1,), float(L.sampled), device=dev)]
+            u, dev = L.units, L.d_sum.device
+            parts += [L.d_sum.reshape(-1),
+                      L.d_alive.reshape(-1) if L.d_alive is not None else self._zeros(u, dev),
+                      L.hist if L.hist is not None else self._zeros(self.bins, dev),
+                      L.active.reshape(-1) if L.active is not None else self._zeros(u, dev),
+                      L.zero.reshape(1) if L.zero is not None else self._zeros(1, dev),
+                      L.d_count.reshape(1) if L.d_count is not None else self._zeros(1, dev),
+                      L.s_count.reshape(1) if L.s_count is not None else self._zeros(1, dev)]
+            host += [L.d_count_host, L.s_count_host, float(L.sampled)]
             layout.append(name)
         if not parts:
             return None, []
         dev = parts[0].device
-        return torch.cat([p.to(dev) for p in parts]), layout
+        parts.append(torch.tensor(host, dtype=torch.float32, device=dev))
+        return torch.cat([p.to(device=dev, dtype=torch.float32) for p in parts]), layout
+
+    def _zeros(self, k: int, dev) -> torch.Tensor:
+        key = (k, str(dev))
+        z = self._zero_cache.get(key)
+        if z is None:
+            z = self._zero_cache[key] = torch.zeros(k, device=dev)
+        return z
 
     def flush(self, tau: float = 0.1, reduce=None) -> dict:
-        """Merge the interval into the window, compute every figure, fetch ONCE. `reduce(t)` (a DDP
-        all-reduce SUM, in place) merges the ranks first. Returns per-layer host values."""
+        """Merge the interval into the window, compute every figure. `reduce(t)` (a DDP all-reduce
+        SUM, in place) merges the ranks first; then ONE device->host copy, and the window's sums and
+        masks live on the host (float64), where a few small array operations cost microseconds and
+        not a kernel launch each. Returns per-layer host values."""
         flat, layout = self._pack()
         out: dict = {}
         if flat is None:
             return out
         if reduce is not None:
             reduce(flat)
+        v = flat.cpu().numpy().astype(np.float64)
+        counts = v[len(v) - 3 * len(layout):].reshape(-1, 3)
         i = 0
-        results = []
-        for name in layout:
+        for (name, (d_host, s_host, sampled)) in zip(layout, counts):
             L = self.layers[name]
             u = L.units
-            d_sum = flat[i:i + u]; i += u
-            d_count = flat[i]; i += 1
-            d_alive = flat[i:i + u] > 0; i += u
-            hist = flat[i:i + self.bins]; i += self.bins
-            active = flat[i:i + u]; i += u
-            zero, s_count, sampled = flat[i], flat[i + 1], flat[i + 2]; i += 3
-            L.w_sum = d_sum.clone() if L.w_sum is None else L.w_sum + d_sum
-            L.w_count = d_count.clone() if L.w_count is None else L.w_count + d_count
+            d_sum = v[i:i + u]; i += u
+            d_alive = v[i:i + u] > 0; i += u
+            hist = v[i:i + self.bins]; i += self.bins
+            active = v[i:i + u]; i += u
+            zero, d_count, s_count = v[i], v[i + 1] + d_host, v[i + 2] + s_host; i += 3
+            L.w_sum = d_sum.copy() if L.w_sum is None else L.w_sum + d_sum
+            L.w_count = d_count if L.w_count is None else L.w_count + d_count
             if L.rule is not None:
                 alive = (L.w_sum > 0) if L.rule == "sum" else d_alive
                 L.w_alive = alive if L.w_alive is None else (L.w_alive | alive)
-            mean = L.w_sum / L.w_count.clamp_min(1.0)
+            mean = L.w_sum / max(L.w_count, 1.0)
             layer_mean = mean.mean()
             # A layer whose every output is 0 has every unit dormant (score 0), not NaN.
-            score = torch.where(layer_mean > 0, mean / layer_mean.clamp_min(1e-30), torch.zeros_like(mean))
-            revived = ((L.prev_dead & L.w_alive).sum().float().reshape(1)
-                       if L.prev_dead is not None and L.w_alive is not None else torch.full((1,), float("nan"), device=flat.device))
-            results.append((name, u, [score, L.w_alive.float() if L.w_alive is not None else torch.full((u,), float("nan"), device=flat.device),
-                                      hist, active / s_count.clamp_min(1.0), (zero / (s_count * u).clamp_min(1.0)).reshape(1),
-                                      revived, sampled.reshape(1), s_count.reshape(1), L.w_count.reshape(1)]))
-        host = torch.cat([torch.cat([v.reshape(-1).float() for v in vs]) for _, _, vs in results]).cpu().numpy()
-        j = 0
-        for name, u, _ in results:
-            L = self.layers[name]
-            score = host[j:j + u]; j += u
-            alive = host[j:j + u]; j += u
-            hist = host[j:j + self.bins]; j += self.bins
-            activity = host[j:j + u]; j += u
-            zero_frac, revived, sampled, s_count, w_count = host[j:j + 5]; j += 5
-            d = {"dormant": float((score <= tau).mean()), "score": score, "hist": hist, "activity": activity,
-                 "zero_frac": float(zero_frac) if sampled > 0 else float("nan"),
-                 "sampled_batches": int(sampled), "sampled_samples": float(s_count), "window_samples": float(w_count)}
+            score = mean / layer_mean if layer_mean > 0 else np.zeros_like(mean)
+            d = {"dormant": float((score <= tau).mean()), "score": score, "hist": hist.copy(),
+                 "activity": active / max(s_count, 1.0),
+                 "zero_frac": float(zero / max(s_count * u, 1.0)) if sampled > 0 else float("nan"),
+                 "sampled_batches": int(sampled), "sampled_samples": float(s_count), "window_samples": float(L.w_count)}
             if L.rule is not None:
-                d["alive"] = alive > 0.5
+                d["alive"] = L.w_alive.copy()
                 d["dead"] = float(1.0 - d["alive"].mean())
-                if not np.isnan(revived):  # not NaN: there was a previous window
-                    d["revived"] = int(revived)
+                if L.prev_dead is not None:  # there was a previous window
+                    d["revived"] = int((L.prev_dead & L.w_alive).sum())
             out[name] = d
         for L in self.layers.values():
             L.reset_interval()

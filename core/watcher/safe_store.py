@@ -46,11 +46,12 @@ class SafeStore:
     def _adopt(self, writer):
         self.writer = writer
         self._set_timeout(self.lock_timeout)
+        self._db_path = os.fspath(writer.dir / "metrics.db") if hasattr(writer, "dir") else None
         self._inode = self._db_inode()
 
     def _db_inode(self) -> int | None:
         try:
-            return os.stat(self.writer.dir / "metrics.db").st_ino
+            return os.stat(self._db_path).st_ino
         except (OSError, AttributeError, TypeError):
             return None
 
@@ -150,6 +151,9 @@ class SafeStore:
     # ---------------------------------------------------------------- the RunWriter's face
     def log_scalars(self, *args, **kwargs):
         return self._call("log_scalars", *args, **kwargs)
+
+    def log_flush(self, *args, **kwargs):
+        return self._call("log_flush", *args, **kwargs)
 
     def log_histogram(self, *args, **kwargs):
         return self._call("log_histogram", *args, **kwargs)

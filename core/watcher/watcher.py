@@ -291,14 +291,13 @@ class Watcher:
         if self.store is None:
             return
         self.store.check()
-        step, epoch = record.step, record.epoch
-        self.store.log_scalars(step, record.scalars, epoch=epoch)
-        for key, h in record.histograms.items():
-            self.store.log_histogram(step, key, h.edges, h.counts, epoch=epoch)
+        hists = [(key, h.edges, h.counts) for key, h in record.histograms.items()]
+        units = []
         for name, s in record.layers.items():
             if s.activity is not None:
-                self.store.log_unit_activity(step, name, s.activity, epoch=epoch)
-            self.store.log_unit_activity(step, f"score/{name}", s.score, epoch=epoch)
+                units.append((name, s.activity))
+            units.append((f"score/{name}", s.score))
+        self.store.log_flush(record.step, record.scalars, hists, units, epoch=record.epoch)
 
     def add_event(self, kind: str, *, step: int | None = None, layer: str | None = None, units: int | None = None,
                   reason: str | None = None, command_id: str | None = None, command_state: str | None = None,
