@@ -226,3 +226,34 @@ def test_full_disk_trains_to_the_end_and_writes_again_once_space_is_back(tmp_pat
 def test_bad_store_settings_are_one_clear_error(tmp_path, kwargs, message):
     with pytest.raises(UserError, match=message):
         watch(model(), runs_dir=tmp_path, verbose=False, **kwargs)
+
+
+def test_a_flush_is_written_while_the_next_step_trains_and_collected_before_anything_else(tmp_path, monkeypatch):
+    """The flush's write runs on a background thread: w.step() at a flush returns while the write
+    is still going; the next w.step() waits for it; nothing is lost or reordered."""
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+    real = RunWriter.log_flush
+    writer_threads = set()
+
+    def slow(self, *a, **kw):
+        writer_threads.add(threading.current_thread().name)
+        if a[0] == 4:  # the second flush: hold it until the test says so
+            entered.set()
+            assert release.wait(30)
+        return real(self, *a, **kw)
+    monkeypatch.setattr(RunWriter, "log_flush", slow)
+    m = model()
+    with watch(m, run="bg", runs_dir=tmp_path, log_every=2, verbose=False) as w:
+        for i in range(1, 7):
+            loss = m(torch.randn(8, 4)).pow(2).mean()
+            w.step(loss=loss)
+            if i == 4:
+                assert entered.wait(30)  # the write of step 4 has begun, on another thread ...
+                assert not release.is_set()  # ... and w.step() returned without waiting for it
+                release.set()
+    assert writer_threads and threading.current_thread().name not in writer_threads
+    assert steps_written(tmp_path, "bg") == [2, 4, 6]
+    with RunStore(tmp_path).open("bg") as r:
+        assert r.status().state == "finished"

@@ -304,12 +304,16 @@ class ActivationProbes:
 
     def _record_sample(self, L: _Layer, x, y, dims, units, pad, w, n, active):
         """A sampled batch: per-unit activity (the alive test's count), zero fraction, histogram."""
-        # Per-unit count of nonzero outputs: for ReLU also the alive count; every other zero is one.
-        nz = unit_sum(indicator(y, self._bufs), dims, units, w)
-        total = n * units if n is not None else float(x.numel())
-        zsum = (total - nz.sum()).reshape(())
-        if active is None:
-            active = nz if L.rule in ("sum", None) else unit_sum(self._alive_ind(L, x), dims, units, w)
+        relu = L.rule == "sum"
+        if L.rule in ("sum", None):
+            # The count of nonzero outputs is the activity (for ReLU, alive <=> y != 0); the flush
+            # takes the zero count from it.
+            active, zsum = unit_sum(indicator(y, self._bufs, nonneg=relu), dims, units, w), None
+        else:
+            nz = unit_sum(indicator(y, self._bufs), dims, units, w)
+            zsum = ((n * units if n is not None else float(x.numel())) - nz.sum()).reshape(())
+            if active is None:
+                active = unit_sum(self._alive_ind(L, x), dims, units, w)
         if self.histograms:
             h = self._hist(x, units, pad)
         else:
@@ -323,7 +327,8 @@ class ActivationProbes:
         else:
             L.hist += h
             L.active += active
-            L.zero += zsum
+            if zsum is not None:
+                L.zero += zsum
         L.sampled += 1
 
     def _record_exact(self, L: _Layer, x: torch.Tensor):
@@ -401,6 +406,8 @@ class ActivationProbes:
             hist = v[i:i + self.bins]; i += self.bins
             active = v[i:i + u]; i += u
             zero, d_count, s_count = v[i], v[i + 1] + d_host, v[i + 2] + s_host; i += 3
+            if L.rule in ("sum", None):  # _record_sample: zeros are the samples not counted active
+                zero = s_count * u - active.sum()
             L.w_sum = d_sum.copy() if L.w_sum is None else L.w_sum + d_sum
             L.w_count = d_count if L.w_count is None else L.w_count + d_count
             if L.rule is not None:

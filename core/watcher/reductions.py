@@ -37,15 +37,19 @@ class AbsBuffers:
         self._bufs: dict = {}
 
     def abs(self, y: torch.Tensor) -> torch.Tensor:
-        if y.device.type != "cpu":
-            return y.abs()
+        return y.abs() if y.device.type != "cpu" else torch.abs(y, out=self._like(y))
+
+    def sign(self, y: torch.Tensor) -> torch.Tensor:
+        return y.sign() if y.device.type != "cpu" else torch.sign(y, out=self._like(y))
+
+    def _like(self, y: torch.Tensor) -> torch.Tensor:
         key = (tuple(y.shape), y.dtype)
         buf = self._bufs.get(key)
         if buf is None:
             if len(self._bufs) >= _BUF_SLOTS:
                 self._bufs.clear()
             buf = self._bufs[key] = torch.empty(y.shape, dtype=y.dtype, device=y.device)
-        return torch.abs(y, out=buf)
+        return buf
 
 
 def unit_sum(a: torch.Tensor, dims: tuple[int, ...], units: int, w: torch.Tensor | None = None) -> torch.Tensor:
@@ -65,15 +69,20 @@ def abs_sum(y: torch.Tensor, dims: tuple[int, ...], units: int, nonneg: bool, bu
     return unit_sum(y if nonneg else bufs.abs(y), dims, units, w)
 
 
+def _no_nan(a: torch.Tensor) -> torch.Tensor:
+    # torch.sign gives 0 for NaN on the CPU (tests/test_reductions.py checks it); elsewhere, make it so.
+    return a if a.device.type == "cpu" else torch.nan_to_num_(a, nan=0.0)
+
+
 def nonzero(a: torch.Tensor) -> torch.Tensor:
-    """`a` (>= 0, and ours to overwrite) as 1 where it is > 0, else 0. NaN reads as 0 (torch.sign
-    gives 0 on the CPU; nan_to_num makes every device agree): a NaN output is not active."""
-    return torch.nan_to_num_(a.sign_(), nan=0.0)
+    """`a` (>= 0, and ours to overwrite) as 1 where it is > 0, else 0. NaN reads as 0: a NaN
+    output is not active."""
+    return _no_nan(a.sign_())
 
 
-def indicator(y: torch.Tensor, bufs: AbsBuffers) -> torch.Tensor:
-    """1 where y != 0 (and not NaN), else 0, in y's dtype, in a reused buffer."""
-    return nonzero(bufs.abs(y))
+def indicator(y: torch.Tensor, bufs: AbsBuffers, nonneg: bool = False) -> torch.Tensor:
+    """1 where y != 0 (and not NaN), else 0, in y's dtype, in a reused buffer. `nonneg`: y >= 0."""
+    return _no_nan(bufs.sign(y)) if nonneg else nonzero(bufs.abs(y))
 
 
 def _memory_order(x: torch.Tensor) -> torch.Tensor | None:
@@ -123,16 +132,18 @@ class Histogram:
                 pos = torch.arange(off, n, stride, device=x.device)
                 keep = pad.reshape(-1)[pos // x.shape[-1]]
         v = v.to(torch.float32)  # at most `sample` elements (or a tensor that small)
-        v = v.nan_to_num(nan=self.hi, posinf=self.hi, neginf=self.lo).clamp_(self.lo, self.hi)
+        v = v.nan_to_num(nan=self.hi, posinf=self.hi, neginf=self.lo)  # a new tensor: ours to change
         h = self._bin(v, keep)
         return h.mul_(stride) if stride != 1 else h
 
     def _bin(self, v: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
         if v.device.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
+            v = v.clamp_(self.lo, self.hi)
             if keep is not None:
                 v = torch.where(keep, v, self.lo - 1.0)  # histc ignores values outside [lo, hi]
             return torch.histc(v, self.bins, self.lo, self.hi)
-        idx = v.sub_(self.lo).mul_(self.bins / (self.hi - self.lo)).floor_().clamp_(0, self.bins - 1).to(torch.int64)
+        # Clamped to [0, bins - 1] first, the cast's truncation is the floor.
+        idx = v.sub_(self.lo).mul_(self.bins / (self.hi - self.lo)).clamp_(0, self.bins - 1).to(torch.int64)
         wts = keep.to(torch.float32) if keep is not None else None
         if v.device.type == "cpu":
             return torch.bincount(idx, weights=wts, minlength=self.bins).to(torch.float32)
