@@ -107,6 +107,20 @@ def test_sampling_every_k_batches_is_reported():
     assert s["hist"].sum() == 3 * X.numel()
 
 
+def test_a_smooth_layer_measures_its_window_on_the_sampled_batches_only():
+    """ReLU's dead/ needs every forward; GELU's figures come from the sampled batches, and its hook
+    only counts on the others. Batches 0, 2, 4 are sampled: the score is theirs alone."""
+    m = Pre("gelu").train()
+    p = probes_for(m, stats_every=2)
+    xs = [X + k for k in range(5)]
+    for x in xs:
+        m(x)
+    s = p.flush()["act"]
+    assert s["sampled_batches"] == 3 and s["window_samples"] == s["sampled_samples"] == 12
+    mean = torch.stack([torch.nn.functional.gelu(xs[k]).abs().mean(0) for k in (0, 2, 4)]).mean(0)
+    assert torch.allclose(torch.as_tensor(s["score"]).float(), mean / mean.mean(), rtol=1e-5)
+
+
 def test_revived_counts_units_dead_last_window_alive_now():
     m = Pre("relu").train()
     p = probes_for(m)

@@ -90,7 +90,8 @@ def mlp(act=None, ckpt=None, device="cpu"):
 # ---------------------------------------------------------------- gradient checkpointing
 @pytest.mark.parametrize("reentrant", [True, False])
 def test_torch_checkpoint_trains_the_same_and_recompute_does_not_count(runs_dir, reentrant):
-    r, plugin = assert_same_training(runs_dir, mlp(ckpt=reentrant), sgd_step, f"ckpt-{reentrant}")
+    # stats_every=1: every batch is sampled, so the GELU's window counts every batch too.
+    r, plugin = assert_same_training(runs_dir, mlp(ckpt=reentrant), sgd_step, f"ckpt-{reentrant}", stats_every=1)
     v = r.last()
     assert 0.0 <= v["dormant/block.1"] <= 1.0 and "dead/block.4" in v  # the GELU's f' test ran under checkpoint
     # 2 batches of 8 per flush window: the backward's recompute fired the hooks again but counted nothing.
@@ -122,7 +123,7 @@ def bert_step(model, opt, i):
 @pytest.mark.parametrize("kwargs", [{}, {"gradient_checkpointing_kwargs": {"use_reentrant": True}}],
                          ids=["hf-default", "hf-reentrant"])
 def test_hf_gradient_checkpointing_trains_the_same(runs_dir, kwargs):
-    r, plugin = assert_same_training(runs_dir, tiny_bert_builder(**kwargs), bert_step, "hf-ckpt")
+    r, plugin = assert_same_training(runs_dir, tiny_bert_builder(**kwargs), bert_step, "hf-ckpt", stats_every=1)
     ffn = "encoder.layer.{}.intermediate.intermediate_act_fn"
     v = r.last()
     for i in range(2):
@@ -251,7 +252,7 @@ def test_eval_and_no_grad_passes_in_between_train_the_same_and_do_not_count(runs
             model(torch.randn(32, 6))
         model.train()
 
-    r, plugin = assert_same_training(runs_dir, mlp(), sgd_step, "evals", between=evaluate)
+    r, plugin = assert_same_training(runs_dir, mlp(), sgd_step, "evals", between=evaluate, stats_every=1)
     assert plugin.seen == [{"block.1": 16.0, "block.4": 16.0}] * 2  # the 32-row eval batches never count
     assert "dormant/block.1" in r.last()
 

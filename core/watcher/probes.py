@@ -20,12 +20,16 @@ Unit axis: the last dimension for (N, F) and (N, T, F) tensors (every token is a
 channel axis (dim 1) for 4-D and 5-D conv maps. With a padding mask (N, T) set by the watcher,
 padded tokens of 3-D tensors count for nothing.
 
-Cost vs exactness: the window sums behind dead/ and dormant/ (per-unit sum of |output|, sample
-count, and for piecewise-linear activations the "ever alive" mask) are updated on EVERY training
-forward; for ReLU the alive mask is read off the |output| sum for free. Histograms of the
-pre-activation, per-unit activity, the zero fraction and, for smooth activations, the autograd
-f' test behind dead/ run on one batch in `stats_every` (the 1st, (k+1)-th, ... of each flush
-interval); `stats()` reports how many batches were sampled. The histogram of a large activation
+Cost vs exactness: for piecewise-linear activations with a flat zone (ReLU, ReLU6, Hardtanh,
+...), the window sums behind dead/ and dormant/ (per-unit sum of |output|, sample count, the
+"ever alive" mask) are updated on EVERY training forward, because a unit alive on one sample in
+a thousand is not dead; for ReLU the alive mask is read off the |output| sum for free. Every
+other figure, and dormant/ and dead/ of every other layer (GELU, SiLU, Tanh, ...: dead/ there is
+the autograd f' test, a full pass of its own), is measured on one batch in `stats_every` (the 1st,
+(k+1)-th, ... of each flush interval; ReDo computes tau-dormancy on a batch, too): the
+histogram of the pre-activation, per-unit activity, the zero fraction and the autograd f' test.
+On the other batches such a layer's hook only counts; `window_samples` says how many samples a
+window's figures rest on. The histogram of a large activation
 bins a fixed-size systematic subsample of its elements (`hist_sample`, scaled back to element
 counts); the reductions themselves live in core/watcher/reductions.py.
 """
@@ -111,6 +115,10 @@ class _Layer:
             self.rule = "autograd"
         if self.rule == "flat" and act in _FLAT_RULES:
             self.flat = _FLAT_RULES[act]
+        # Whether every training forward counts: dead/ of a ReLU-like layer needs every sample (a
+        # unit alive on one sample in a thousand is not dead); every other figure is measured on
+        # the sampled batches.
+        self.every = self.rule in ("sum", "flat")
         self.units = None
         self.fast = None  # set by the probes' hook: see ActivationProbes._fast_path
         self.reset_interval()
@@ -170,6 +178,10 @@ class ActivationProbes:
             if _in_backward():
                 return  # a checkpoint's recompute: the forward already counted this batch
             t0 = time.perf_counter()
+            if not L.every and self._exact is None and L.calls % self.stats_every:
+                L.calls += 1  # not sampled, and nothing of this layer needs every forward: a counter
+                self.hook_seconds += time.perf_counter() - t0
+                return
             fast = L.fast
             if (fast is not None and self._exact is None and self.mask is None and L.calls % self.stats_every
                     and isinstance(output, torch.Tensor) and output.shape == fast[0]):
@@ -216,7 +228,7 @@ class ActivationProbes:
         """(shape, dims, relu, samples) when the next calls of this shape may take the hook's fast
         path: the module's output is the activation, no mask, no per-call alive test, eager sums."""
         if (L.t.role != "act" or y is None or y.shape != x.shape or y.dim() < 2 or self._pad_mask(x) is not None
-                or L.rule in ("flat", "always") or self._fused.enabled(y.device.type)):
+                or L.rule != "sum" or self._fused.enabled(y.device.type)):
             return None
         axis, dims = _unit_dims(y)
         if y.shape[axis] != L.units:
