@@ -3,7 +3,9 @@
 One process; for each model, timed blocks of training steps alternate between watched (hooks,
 w.step(loss=...), a flush to a real run store every --log-every steps, watch defaults) and
 unwatched (`w.detached()`: no hook at all), the first arm swapping every round so drift (thermal,
-other load) hits both alike. Models (random weights, built from configs, nothing downloaded):
+other load) hits both alike. A block is one flush interval by default (--block = --log-every), so
+every watched block holds the same work: one flush and the same sampled batches (blocks that held
+a flush or not made the per-round ratios two-humped, and their median the upper hump's). Models (random weights, built from configs, nothing downloaded):
 
   mlp              the seed MLP (784-512-ReLU-10, Adam, batch 64, bundled MNIST digits)
   bert             small BERT for sequence classification (2 layers, width 128, FFN 512, GELU,
@@ -216,7 +218,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1, help="torch threads for both arms (0 = torch default)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed watched/unwatched block pairs first")
-    ap.add_argument("--block", type=int, default=30, help="steps per timed block")
+    ap.add_argument("--block", type=int, default=None, help="steps per timed block (default: --log-every)")
     ap.add_argument("--big-block", type=int, default=None,
                     help="steps per block for bert-base* and resnet (default: --block on CUDA, 4 on CPU)")
     ap.add_argument("--log-every", type=int, default=50)
@@ -241,7 +243,8 @@ def main() -> int:
     args.bb_batch = args.bb_batch or (32 if cuda else 2)
     args.bb_seq = args.bb_seq or (128 if cuda else 64)
     args.resnet_batch = args.resnet_batch or (128 if cuda else 8)
-    small_block, big_block = args.block, args.big_block or (args.block if cuda else 4)
+    small_block = args.block = args.block or args.log_every
+    big_block = args.big_block or (small_block if cuda else 4)
     torch.manual_seed(0)
     runs_dir = tempfile.mkdtemp()
     print(f"device={device} ({device_name(device)}) torch={torch.__version__} threads={torch.get_num_threads()} "
