@@ -5,7 +5,8 @@ w.step(loss=...), a flush to a real run store every --log-every steps, watch def
 unwatched (`w.detached()`: no hook at all), the first arm swapping every round so drift (thermal,
 other load) hits both alike. A block is one flush interval by default (--block = --log-every), so
 every watched block holds the same work: one flush and the same sampled batches (blocks that held
-a flush or not made the per-round ratios two-humped, and their median the upper hump's). Models (random weights, built from configs, nothing downloaded):
+a flush or not made the per-round ratios two-humped, and their median the upper hump's).
+Models (random weights, built from configs, nothing downloaded):
 
   mlp              the seed MLP (784-512-ReLU-10, Adam, batch 64, bundled MNIST digits)
   bert             small BERT for sequence classification (2 layers, width 128, FFN 512, GELU,
@@ -18,8 +19,10 @@ a flush or not made the per-round ratios two-humped, and their median the upper 
 
 Prints median step times and lines containing `ratio` (watched / unwatched: the median over
 rounds of each round's ratio, and the ratio of the medians), on the CPU also the ratio of process
-CPU time (steadier than wall time on a shared machine), and the watcher's own
-`watch/overhead_pct` as it recorded it in the store. `--out FILE` writes it all as JSON with the
+CPU time (steadier than wall time on a shared machine), the watcher's own
+`watch/overhead_pct` as it recorded it in the store (its denominator is the wall time between two
+flushes, which here spans an unwatched block too: about half what a watched-only run records), and
+the watcher's own host time per watched step split into hooks and w.step. `--out FILE` writes it all as JSON with the
 device named (the GPU's name on CUDA). `--profile MODEL` instead prints where a watched step's time
 goes (cProfile by own time, then torch.profiler by self time). Nothing here asserts a time.
 """
@@ -139,12 +142,20 @@ def measure(name, model, step, args, device, runs_dir) -> dict:
     w = watch(model, run=f"bench-{name}", log_every=args.log_every, runs_dir=runs_dir, verbose=False,
               fused=args.fused)
 
-    def block(watched: bool) -> tuple[float, float]:
+    own = {"hooks": 0.0, "step": 0.0, "steps": 0}  # the watcher's own host time in the timed watched blocks
+
+    def block(watched: bool, timed: bool = False) -> tuple[float, float]:
         sync()
         t, c = time.perf_counter(), time.process_time()
         if watched:
+            h0 = w.probes.hook_seconds
             for _ in range(args.block):
-                w.step(loss=step())
+                loss = step()
+                t1 = time.perf_counter()
+                w.step(loss=loss)
+                own["step"] += (time.perf_counter() - t1) * timed
+            own["hooks"] += (w.probes.hook_seconds - h0) * timed
+            own["steps"] += args.block * timed
         else:
             with w.detached():
                 for _ in range(args.block):
@@ -157,7 +168,7 @@ def measure(name, model, step, args, device, runs_dir) -> dict:
     on, off = [], []
     for r in range(args.rounds):
         for watched in ((True, False) if r % 2 == 0 else (False, True)):
-            (on if watched else off).append(block(watched))
+            (on if watched else off).append(block(watched, timed=True))
     w.close()
     df, _ = RunStore(runs_dir).open(f"bench-{name}").scalars(keys=["watch/overhead_pct"])
     wall_on, wall_off = [a for a, _ in on], [a for a, _ in off]
@@ -165,6 +176,8 @@ def measure(name, model, step, args, device, runs_dir) -> dict:
            "ratio_per_round": statistics.median(a / b for a, b in zip(wall_on, wall_off)),
            "watch_overhead_pct": float(df["value"].median()) if len(df) else None, "flushes": len(df)}
     res["ratio_of_medians"] = res["step_ms_watched"] / res["step_ms_unwatched"]
+    n = max(own["steps"], 1)
+    res["own_us_per_step"] = {"hooks": 1e6 * own["hooks"] / n, "w.step (with its flushes)": 1e6 * own["step"] / n}
     print(f"{name}: median step watched {res['step_ms_watched']:.3f} ms, unwatched {res['step_ms_unwatched']:.3f} ms")
     line = (f"{name}: ratio watched/unwatched = {res['ratio_per_round']:.3f} (median per-round; ratio of medians "
             f"{res['ratio_of_medians']:.3f})")
@@ -174,6 +187,10 @@ def measure(name, model, step, args, device, runs_dir) -> dict:
         line += f"; cpu-time ratio = {res['cpu_ratio_per_round']:.3f}"
     pct = res["watch_overhead_pct"]
     print(line + f"; watch/overhead_pct (median of {len(df)} flushes) = {pct if pct is not None else float('nan'):.2f}%")
+    print(f"{name}: the watcher's own host time per watched step: hooks {res['own_us_per_step']['hooks']:.1f} us, "
+          f"w.step (with its flushes) {res['own_us_per_step']['w.step (with its flushes)']:.1f} us; the rest of the "
+          f"difference, {1e3 * (res['step_ms_watched'] - res['step_ms_unwatched']):.1f} us in all, is outside them "
+          f"(hook dispatch, caches)")
     return res
 
 
