@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from ..activations import create_act_layer
+from . import window
 from .reductions import AbsBuffers, Fused, Histogram, abs_sum, indicator, nonzero, unit_sum
 
 # Piecewise-linear activations: "f' != 0" is an elementwise comparison (exact for eps = 0).
@@ -365,29 +366,19 @@ class ActivationProbes:
             self.enabled = was
 
     # ---------------------------------------------------------------- flush (every log_every steps)
-    def _pack(self) -> tuple[torch.Tensor | None, list]:
-        """Everything since the last flush as one flat fp32 tensor (one DDP all-reduce, one fetch):
-        per layer [d_sum, alive, hist, active, zero, d_count, s_count], then per layer the counts
-        kept on the host [d_count, s_count, sampled]."""
-        parts, host, layout = [], [], []
-        for name, L in self.layers.items():
-            if L.units is None or L.d_sum is None:
-                continue
-            u, dev = L.units, L.d_sum.device
-            parts += [L.d_sum.reshape(-1),
-                      L.d_alive.reshape(-1) if L.d_alive is not None else self._zeros(u, dev),
-                      L.hist if L.hist is not None else self._zeros(self.bins, dev),
-                      L.active.reshape(-1) if L.active is not None else self._zeros(u, dev),
-                      L.zero.reshape(1) if L.zero is not None else self._zeros(1, dev),
-                      L.d_count.reshape(1) if L.d_count is not None else self._zeros(1, dev),
-                      L.s_count.reshape(1) if L.s_count is not None else self._zeros(1, dev)]
-            host += [L.d_count_host, L.s_count_host, float(L.sampled)]
-            layout.append(name)
-        if not parts:
-            return None, []
-        dev = parts[0].device
-        parts.append(torch.tensor(host, dtype=torch.float32, device=dev))
-        return torch.cat([p.to(device=dev, dtype=torch.float32) for p in parts]), layout
+    def flush(self, tau: float = 0.1, reduce=None) -> dict:
+        """Merge the interval into the window and compute every figure (core/watcher/window.py):
+        `reduce(t)` (a DDP all-reduce SUM, in place) merges the ranks first, then ONE device->host
+        copy. Returns per-layer host values."""
+        flat, layout = window.pack(self.layers, self.bins, self._zeros)
+        if flat is None:
+            return {}
+        if reduce is not None:
+            reduce(flat)
+        out = window.score(self.layers, layout, flat.cpu().numpy().astype(np.float64), self.bins, tau)
+        for L in self.layers.values():
+            L.reset_interval()
+        return out
 
     def _zeros(self, k: int, dev) -> torch.Tensor:
         key = (k, str(dev))
@@ -395,53 +386,6 @@ class ActivationProbes:
         if z is None:
             z = self._zero_cache[key] = torch.zeros(k, device=dev)
         return z
-
-    def flush(self, tau: float = 0.1, reduce=None) -> dict:
-        """Merge the interval into the window, compute every figure. `reduce(t)` (a DDP all-reduce
-        SUM, in place) merges the ranks first; then ONE device->host copy, and the window's sums and
-        masks live on the host (float64), where a few small array operations cost microseconds and
-        not a kernel launch each. Returns per-layer host values."""
-        flat, layout = self._pack()
-        out: dict = {}
-        if flat is None:
-            return out
-        if reduce is not None:
-            reduce(flat)
-        v = flat.cpu().numpy().astype(np.float64)
-        counts = v[len(v) - 3 * len(layout):].reshape(-1, 3)
-        i = 0
-        for (name, (d_host, s_host, sampled)) in zip(layout, counts):
-            L = self.layers[name]
-            u = L.units
-            d_sum = v[i:i + u]; i += u
-            d_alive = v[i:i + u] > 0; i += u
-            hist = v[i:i + self.bins]; i += self.bins
-            active = v[i:i + u]; i += u
-            zero, d_count, s_count = v[i], v[i + 1] + d_host, v[i + 2] + s_host; i += 3
-            if L.rule in ("sum", None):  # _record_sample: zeros are the samples not counted active
-                zero = s_count * u - active.sum()
-            L.w_sum = d_sum.copy() if L.w_sum is None else L.w_sum + d_sum
-            L.w_count = d_count if L.w_count is None else L.w_count + d_count
-            if L.rule is not None:
-                alive = (L.w_sum > 0) if L.rule == "sum" else d_alive
-                L.w_alive = alive if L.w_alive is None else (L.w_alive | alive)
-            mean = L.w_sum / max(L.w_count, 1.0)
-            layer_mean = mean.mean()
-            # A layer whose every output is 0 has every unit dormant (score 0), not NaN.
-            score = mean / layer_mean if layer_mean > 0 else np.zeros_like(mean)
-            d = {"dormant": float((score <= tau).mean()), "score": score, "hist": hist.copy(),
-                 "activity": active / max(s_count, 1.0),
-                 "zero_frac": float(zero / max(s_count * u, 1.0)) if sampled > 0 else float("nan"),
-                 "sampled_batches": int(sampled), "sampled_samples": float(s_count), "window_samples": float(L.w_count)}
-            if L.rule is not None:
-                d["alive"] = L.w_alive.copy()
-                d["dead"] = float(1.0 - d["alive"].mean())
-                if L.prev_dead is not None:  # there was a previous window
-                    d["revived"] = int((L.prev_dead & L.w_alive).sum())
-            out[name] = d
-        for L in self.layers.values():
-            L.reset_interval()
-        return out
 
     def end_window(self):
         """Close the window: remember who was dead, start fresh sums and masks. Call right after a flush."""
