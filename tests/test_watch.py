@@ -314,3 +314,14 @@ def test_runs_show_json_has_the_keys_and_status(runs_dir):
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     out = json.loads(r.stdout)
     assert out["status"] == "finished" and out["last"]["dead/act"] == 0.5 and out["last"]["loss/train"] == 0.5
+
+
+def test_step_scalars_are_interval_means_whatever_mix_of_tensors_and_numbers(tmp_path):
+    m = nn.Sequential(nn.Linear(2, 4), nn.ReLU())
+    with watch(m, run="means", runs_dir=tmp_path, log_every=4, verbose=False) as w:
+        w.step(loss=torch.tensor(1.0), acc=0.5)
+        w.step(loss=2.0, acc=torch.tensor(0.7))
+        w.step(loss=torch.tensor([3.0, 5.0]), acc=0.6)  # a batch of losses counts as its mean
+        rec = w.step(loss=torch.tensor(8.0, dtype=torch.float64), acc=None)
+    assert rec.scalars["loss/train"] == pytest.approx((1 + 2 + 4 + 8) / 4)
+    assert rec.scalars["acc"] == pytest.approx((0.5 + 0.7 + 0.6) / 3)
