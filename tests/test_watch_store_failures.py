@@ -27,8 +27,9 @@ def model():
 
 
 def train(runs_dir, run, between=None, steps=STEPS, **kw):
-    """Train to the end under watch(); `between(step)` runs after each step (breaks or mends the store).
-    Returns (the steps done, the store warnings)."""
+    """Train to the end under watch(); `between(step)` runs after each step (breaks or mends the store:
+    on a step between flushes, since right after a flush's step its write is in flight on the store's
+    thread, and which of the two comes first would be a race). Returns (the steps done, the store warnings)."""
     m = model()
     opt = torch.optim.SGD(m.parameters(), lr=0.01)
     done = 0
@@ -204,7 +205,7 @@ def test_full_disk_trains_to_the_end_and_writes_again_once_space_is_back(tmp_pat
         filler = mnt / "filler"
 
         def disk(step):
-            if step == 6:
+            if step == 7:  # not 6: right after a flush's step its write is still going on its thread
                 fill(filler)
             elif step == 20:
                 filler.unlink()
