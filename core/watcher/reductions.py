@@ -5,7 +5,8 @@ returns tensors on the activation's device and never reads anything back to the 
 training step never waits on the GPU because of them.
 
 - `abs_sum`: per-unit sum of |y| (optionally weighted by a padding mask): the window sums behind
-  dormant/ and ReLU's dead/. The one reduction that runs on every training forward.
+  dormant/ and ReLU's dead/: the one reduction on every training forward of a ReLU-like layer
+  (on the sampled batches for the others).
 - `unit_sum`: the per-unit fp32 sum under it, also used for the sampled batches' counts. Those
   counts are sums of 0/1 float indicators (`indicator`, `nonzero`), not comparisons and boolean
   reductions: on the CPU a float pass runs about 5x faster than a comparison, and a boolean
