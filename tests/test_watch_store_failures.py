@@ -27,9 +27,8 @@ def model():
 
 
 def train(runs_dir, run, between=None, steps=STEPS, **kw):
-    """Train to the end under watch(); `between(step)` runs after each step (breaks or mends the store:
-    on a step between flushes, since right after a flush's step its write is in flight on the store's
-    thread, and which of the two comes first would be a race). Returns (the steps done, the store warnings)."""
+    """Train to the end under watch(); `between(step)` runs after each step (breaks or mends the store).
+    Returns (the steps done, the store warnings)."""
     m = model()
     opt = torch.optim.SGD(m.parameters(), lr=0.01)
     done = 0
@@ -205,7 +204,7 @@ def test_full_disk_trains_to_the_end_and_writes_again_once_space_is_back(tmp_pat
         filler = mnt / "filler"
 
         def disk(step):
-            if step == 7:  # not 6: right after a flush's step its write is still going on its thread
+            if step == 7:  # between flushes: the disk fills while the loop trains
                 fill(filler)
             elif step == 20:
                 filler.unlink()
@@ -227,34 +226,3 @@ def test_full_disk_trains_to_the_end_and_writes_again_once_space_is_back(tmp_pat
 def test_bad_store_settings_are_one_clear_error(tmp_path, kwargs, message):
     with pytest.raises(UserError, match=message):
         watch(model(), runs_dir=tmp_path, verbose=False, **kwargs)
-
-
-def test_a_flush_is_written_while_the_next_step_trains_and_collected_before_anything_else(tmp_path, monkeypatch):
-    """The flush's write runs on a background thread: w.step() at a flush returns while the write
-    is still going; the next w.step() waits for it; nothing is lost or reordered."""
-    import threading
-
-    entered, release = threading.Event(), threading.Event()
-    real = RunWriter.log_flush
-    writer_threads = set()
-
-    def slow(self, *a, **kw):
-        writer_threads.add(threading.current_thread().name)
-        if a[0] == 4:  # the second flush: hold it until the test says so
-            entered.set()
-            assert release.wait(30)
-        return real(self, *a, **kw)
-    monkeypatch.setattr(RunWriter, "log_flush", slow)
-    m = model()
-    with watch(m, run="bg", runs_dir=tmp_path, log_every=2, verbose=False) as w:
-        for i in range(1, 7):
-            loss = m(torch.randn(8, 4)).pow(2).mean()
-            w.step(loss=loss)
-            if i == 4:
-                assert entered.wait(30)  # the write of step 4 has begun, on another thread ...
-                assert not release.is_set()  # ... and w.step() returned without waiting for it
-                release.set()
-    assert writer_threads and threading.current_thread().name not in writer_threads
-    assert steps_written(tmp_path, "bg") == [2, 4, 6]
-    with RunStore(tmp_path).open("bg") as r:
-        assert r.status().state == "finished"

@@ -9,22 +9,14 @@ removed is created again (resume=True), so the run continues in a fresh database
 
 `SafeStore` has the RunWriter's write methods (what the watcher, its plug-ins and our trainers
 call); a dropped call returns what an empty store would (`pending_commands()` -> []).
-
-A flush's write (`log_flush`, the one big write: a transaction and its commit) runs on a
-background thread while the next training step runs, so the loop does not wait on SQLite or the
-disk; the watcher's next `step()` collects it (`settle`), and so does every other call first. Its
-outcome counts exactly as a direct call's would (a failure from the flush's own step), so the
-order of writes and the failure rules above are unchanged.
 """
 from __future__ import annotations
 
 import os
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
-from ..store import commands
-from ..store.schema import STORE_ERRORS, connect
+from ..store.schema import STORE_ERRORS
 
 
 class SafeStore:
@@ -42,9 +34,6 @@ class SafeStore:
         self._next_try = 0.0
         self._inode: int | None = None
         self._warned = False  # one warning for the first failure and one for its recovery: a flapping disk is quiet
-        self._pool: ThreadPoolExecutor | None = None
-        self._inflight: tuple | None = None  # (future, step, was_degraded) of the flush being written
-        self._reader = None  # a read-only connection for commands while a flush is in flight
 
     # ---------------------------------------------------------------- opening
     def start(self):
@@ -84,17 +73,16 @@ class SafeStore:
     def check(self):
         """Once per flush: a run folder removed under us (SQLite would go on writing to the unlinked
         file) counts as a failure."""
-        self.settle()
         if self.writer is None or self.degraded:
             return
         if self._db_inode() != self._inode:
             self._fail(FileNotFoundError(f"the run folder {self.writer.dir} was removed"), "writing")
             self._close_writer()
 
-    def _fail(self, error: BaseException, doing: str, step: int | None = None):
+    def _fail(self, error: BaseException, doing: str):
         if self.degraded is None:
             self.degraded = f"{type(error).__name__}: {error}"[:300]
-            self._since = self._step() if step is None else step
+            self._since = self._step()
             self.dropped = 0
             if not self._warned:
                 warnings.warn(f"actlab watch: the run store failed while {doing} ({self.degraded}); training goes on, "
@@ -129,9 +117,8 @@ class SafeStore:
                 return False
         return True
 
-    def _recovered(self, step: int | None = None):
-        gap = {"from_step": self._since, "to_step": self._step() if step is None else step, "reason": self.degraded,
-               "dropped": self.dropped}
+    def _recovered(self):
+        gap = {"from_step": self._since, "to_step": self._step(), "reason": self.degraded, "dropped": self.dropped}
         self.failures.append(gap)
         self.degraded = None
         self._set_timeout(self.lock_timeout)
@@ -144,23 +131,7 @@ class SafeStore:
                    f"the run store failed from step {gap['from_step']} ({gap['reason']}); {gap['dropped']} "
                    f"write(s) lost; writing again from step {gap['to_step']}", None, gap)
 
-    def settle(self):
-        """Wait for the flush write in flight, if any, and account for it as `_call` does."""
-        if self._inflight is None:
-            return
-        job, self._inflight = self._inflight, None
-        future, step, was_degraded = job
-        try:
-            future.result()
-        except STORE_ERRORS as e:
-            self._fail(e, "writing a flush", step)
-            self.dropped += 1
-            return
-        if was_degraded:
-            self._recovered(step)
-
     def _call(self, method: str, *args, default=None, **kwargs):
-        self.settle()
         if self.writer is None and self.degraded is None:
             return default  # never opened (a rank other than 0 has no SafeStore at all)
         if not self._usable():
@@ -181,18 +152,8 @@ class SafeStore:
     def log_scalars(self, *args, **kwargs):
         return self._call("log_scalars", *args, **kwargs)
 
-    def log_flush(self, step: int, *args, **kwargs):
-        """The flush's write, on the background thread (the module docstring)."""
-        self.settle()
-        if self.writer is None and self.degraded is None:
-            return
-        if not self._usable():
-            self.dropped += 1
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="actlab-store")
-        future = self._pool.submit(self.writer.log_flush, step, *args, **kwargs)
-        self._inflight = (future, int(step), self.degraded is not None)
+    def log_flush(self, *args, **kwargs):
+        return self._call("log_flush", *args, **kwargs)
 
     def log_histogram(self, *args, **kwargs):
         return self._call("log_histogram", *args, **kwargs)
@@ -211,19 +172,7 @@ class SafeStore:
         # commands wait while the store fails.
         if self.degraded is not None:
             return []
-        if self._inflight is not None and not self._inflight[0].done():
-            # Without waiting for the flush in flight: it never touches the commands table, and
-            # every command this process closed was closed by a write that already returned.
-            return self._read_commands()
         return self._call("pending_commands", default=[])
-
-    def _read_commands(self) -> list[dict]:
-        try:
-            if self._reader is None:
-                self._reader = connect(self.writer.dir / "metrics.db", readonly=True)
-            return commands.pending(self._reader)
-        except (*STORE_ERRORS, AttributeError):
-            return []
 
     def set_status(self, state: str, reason: str | None = None):
         self._next_try = 0.0  # the run's end is worth one more try whatever the schedule
@@ -233,13 +182,6 @@ class SafeStore:
                           RuntimeWarning, stacklevel=3)
 
     def close(self):
-        self.settle()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
         self._close_writer()
 
 

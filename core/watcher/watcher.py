@@ -207,8 +207,6 @@ class Watcher:
         """One optimizer step done. `loss` is stored as loss/train, other scalars under their own
         names (mean over the log interval). Returns the flush's record at a log step, else None."""
         t0 = time.perf_counter()
-        if self.store is not None:
-            self.store.settle()  # the last flush's write had a training step to finish on its thread
         self.step_count += 1
         if loss is not None:
             scalars = {"loss/train": loss, **scalars}
