@@ -148,14 +148,16 @@ def measure(name, model, step, args, device, runs_dir) -> dict:
         sync()
         t, c = time.perf_counter(), time.process_time()
         if watched:
-            h0 = w.probes.hook_seconds
+            h0, in_step = w.probes.hook_seconds, 0.0
             for _ in range(args.block):
                 loss = step()
                 t1 = time.perf_counter()
                 w.step(loss=loss)
-                own["step"] += (time.perf_counter() - t1) * timed
-            own["hooks"] += (w.probes.hook_seconds - h0) * timed
-            own["steps"] += args.block * timed
+                in_step += time.perf_counter() - t1
+            if timed:
+                own["step"] += in_step
+                own["hooks"] += w.probes.hook_seconds - h0
+                own["steps"] += args.block
         else:
             with w.detached():
                 for _ in range(args.block):

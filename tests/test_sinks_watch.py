@@ -126,22 +126,14 @@ def test_hf_trainer_report_to_tensorboard_lands_our_figures_in_its_logging_dir(r
     from transformers import Trainer, TrainingArguments
 
     from actlab.watcher import ActLabCallback
-    from tests.test_watch_hf import FFN, batch, tiny_bert
-
-    class DS(torch.utils.data.Dataset):
-        def __len__(self):
-            return 32
-
-        def __getitem__(self, i):
-            ids, mask, y = batch(n=1, seed=i)
-            return {"input_ids": ids[0], "attention_mask": mask[0], "labels": y[0]}
+    from tests.test_watch_hf import FFN, TokenBatches, tiny_bert
 
     monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
     logs = tmp_path / "out" / "runs"  # the Trainer's own TensorBoard folder (transformers 5: output_dir/runs)
     args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, max_steps=4,
                              logging_steps=2, report_to=["tensorboard"], save_strategy="no", use_cpu=True,
                              disable_tqdm=True)
-    Trainer(model=tiny_bert(), args=args, train_dataset=DS(), callbacks=[ActLabCallback(run="hf-tb", verbose=False)]).train()
+    Trainer(model=tiny_bert(), args=args, train_dataset=TokenBatches(), callbacks=[ActLabCallback(run="hf-tb", verbose=False)]).train()
     acc = EventAccumulator(str(logs / "hf-tb"), size_guidance={"scalars": 0})
     acc.Reload()
     assert [e.step for e in acc.Scalars(f"dormant/{FFN.format(0)}")] == [2, 4]

@@ -325,3 +325,13 @@ def test_step_scalars_are_interval_means_whatever_mix_of_tensors_and_numbers(tmp
         rec = w.step(loss=torch.tensor(8.0, dtype=torch.float64), acc=None)
     assert rec.scalars["loss/train"] == pytest.approx((1 + 2 + 4 + 8) / 4)
     assert rec.scalars["acc"] == pytest.approx((0.5 + 0.7 + 0.6) / 3)
+
+
+def test_a_loss_buffer_updated_in_place_is_read_at_each_step(tmp_path):
+    m = nn.Sequential(nn.Linear(2, 4), nn.ReLU())
+    buf = torch.zeros(())
+    with watch(m, run="buf", runs_dir=tmp_path, log_every=3, verbose=False) as w:
+        for v in (1.0, 2.0, 6.0):
+            buf.fill_(v)  # the caller's own tensor, reused every step
+            rec = w.step(loss=buf)
+    assert rec.scalars["loss/train"] == pytest.approx(3.0)

@@ -65,23 +65,26 @@ def test_padding_count_is_the_real_token_count(runs_dir):
         w.close()
 
 
+class TokenBatches(torch.utils.data.Dataset):
+    """32 single-example batches for a Trainer (`batch`'s tokens, mask and label)."""
+
+    def __len__(self):
+        return 32
+
+    def __getitem__(self, i):
+        ids, mask, y = batch(n=1, seed=i)
+        return {"input_ids": ids[0], "attention_mask": mask[0], "labels": y[0]}
+
+
 def test_trainer_callback_mirrors_logs_and_watches(runs_dir, tmp_path):
     from transformers import Trainer, TrainingArguments
-
-    class DS(torch.utils.data.Dataset):
-        def __len__(self):
-            return 32
-
-        def __getitem__(self, i):
-            ids, mask, y = batch(n=1, seed=i)
-            return {"input_ids": ids[0], "attention_mask": mask[0], "labels": y[0]}
 
     args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, max_steps=6,
                              logging_steps=2, report_to="none", save_strategy="no", use_cpu=True,
                              learning_rate=1e-3, disable_tqdm=True, eval_strategy="steps", eval_steps=3,
                              per_device_eval_batch_size=8)
     cb = ActLabCallback(run="hf", verbose=False)
-    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=DS(), eval_dataset=DS(), callbacks=[cb])
+    trainer = Trainer(model=tiny_bert(), args=args, train_dataset=TokenBatches(), eval_dataset=TokenBatches(), callbacks=[cb])
     trainer.train()
     r = RunStore(runs_dir).open("hf")
     assert r.status().state == "finished" and r.meta["kind"] == "hf-trainer"

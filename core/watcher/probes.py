@@ -186,12 +186,12 @@ class ActivationProbes:
             fast = L.fast
             if (fast is not None and self._exact is None and self.mask is None and L.calls % self.stats_every
                     and isinstance(output, torch.Tensor) and output.shape == fast[0]):
-                # The common call (not sampled, no padding mask, the same shape as last time): only
-                # the window sum. Python is most of a small layer's cost, so nothing else runs here.
-                _, dims, relu, per = fast
+                # The common call of a ReLU (not sampled, no padding mask, the same shape as last
+                # time): only the window sum of its output, already >= 0. Python is most of a small
+                # layer's cost, so nothing else runs here.
+                _, dims, per = fast
                 y = output.detach()
-                a = y if relu else self._bufs.abs(y)
-                L.d_sum += a.sum(dims) if a.dtype == f32 else a.sum(dims, dtype=f32)  # dtype= costs ~4 us
+                L.d_sum += y.sum(dims) if y.dtype == f32 else y.sum(dims, dtype=f32)  # dtype= costs ~4 us
                 L.d_count_host += per
                 L.calls += 1
                 self.hook_seconds += time.perf_counter() - t0
@@ -226,15 +226,15 @@ class ActivationProbes:
         return entry
 
     def _fast_path(self, L: _Layer, x: torch.Tensor, y: torch.Tensor | None):
-        """(shape, dims, relu, samples) when the next calls of this shape may take the hook's fast
-        path: the module's output is the activation, no mask, no per-call alive test, eager sums."""
+        """(shape, dims, samples) when the next calls of this shape may take the hook's fast path: a
+        ReLU module's own output, no mask, eager sums."""
         if (L.t.role != "act" or y is None or y.shape != x.shape or y.dim() < 2 or self._pad_mask(x) is not None
                 or L.rule != "sum" or self._fused.enabled(y.device.type)):
             return None
         axis, dims = _unit_dims(y)
         if y.shape[axis] != L.units:
             return None
-        return y.shape, dims, L.rule == "sum", y.numel() // L.units
+        return y.shape, dims, y.numel() // L.units
 
     def _alive_elem(self, L: _Layer, x: torch.Tensor) -> torch.Tensor:
         """Elementwise "f' > eps" at the pre-activation x (bool, x's shape)."""
@@ -281,8 +281,9 @@ class ActivationProbes:
         return got
 
     def _record(self, L: _Layer, x: torch.Tensor, y: torch.Tensor | None):
-        """Every training forward: the per-unit sum of |output| (one reduction). One batch in
-        `stats_every` also: the alive test, per-unit activity, zero count, histogram."""
+        """The per-unit sum of |output| (one reduction): on every training forward of a ReLU-like
+        layer, on the sampled ones of the others (the hook only counts the rest). On a sampled batch
+        also: the alive test, per-unit activity, zero count, histogram."""
         axis, dims = _unit_dims(x)
         units = x.shape[axis]
         if L.units is None:

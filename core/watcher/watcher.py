@@ -70,17 +70,6 @@ def default_plugins(recycle: RecycleConfig | None = None, optimizer=None, check=
     return out + ([OverheadBudget(budget)] if budget is not None else [])
 
 
-def _total(v) -> torch.Tensor:
-    """A scalar's interval sum as a 1-element fp32 tensor: a float, or a list of 0-d tensors (and
-    floats) kept by step()."""
-    if not isinstance(v, list):
-        return torch.tensor([float(v)], dtype=torch.float32)
-    ts = [t for t in v if isinstance(t, torch.Tensor)]
-    total = torch.stack([t.to(ts[0].device) for t in ts]).sum().reshape(1)
-    rest = sum(t for t in v if not isinstance(t, torch.Tensor))
-    return total + rest if rest else total
-
-
 class Watcher:
     """Created by `watch(...)`. Use as a context manager, or call `close()` yourself.
     `plugins=None` gives `default_plugins()`; a list replaces them."""
@@ -213,21 +202,22 @@ class Watcher:
         for k, v in scalars.items():
             if v is None:
                 continue
-            prev = self._sums.get(k)
             if isinstance(v, torch.Tensor):
                 v = v.detach()
-                # A loss is 0-d already: no mean kernel. Kept, not added up: summed once at the flush
-                # (one stack and sum there instead of an add a step).
+                # A loss is 0-d already: no mean kernel; sums grow in place (one kernel a step, no new
+                # tensor). Never keep the caller's tensor itself: it may be a buffer they update in place.
                 if v.dim() or v.dtype != torch.float32:
                     v = v.float().mean()
+                prev = self._sums.get(k)
+                if prev is None:
+                    self._sums[k] = v.clone()
+                elif isinstance(prev, torch.Tensor) and prev.device == v.device:
+                    prev.add_(v)
+                else:
+                    self._sums[k] = prev + v
             else:
-                v = float(v)
-            if isinstance(prev, list):
-                prev.append(v)
-            elif prev is None:
-                self._sums[k] = [v] if isinstance(v, torch.Tensor) else v
-            else:  # numbers so far
-                self._sums[k] = [prev, v] if isinstance(v, torch.Tensor) else prev + v
+                prev = self._sums.get(k)
+                self._sums[k] = float(v) if prev is None else prev + float(v)
             self._counts[k] = self._counts.get(k, 0) + 1
         self.plugins.call("on_step", self, self.step_count)
         self._busy += time.perf_counter() - t0
@@ -238,7 +228,8 @@ class Watcher:
     def _loop_scalars(self) -> dict[str, float]:
         """The loop's scalars (interval means) and the gradient norms, in one fetch."""
         keys = list(self._sums)
-        tensors = [_total(v) for v in (self._sums[k] for k in keys)]
+        tensors = [v.reshape(1) if isinstance(v, torch.Tensor) else torch.tensor([float(v)], dtype=torch.float32)
+                   for v in (self._sums[k] for k in keys)]
         host: list[float] = []
         if tensors or self._grad_norms is not None:
             dev = self._grad_norms.device if self._grad_norms is not None else tensors[0].device
