@@ -70,6 +70,56 @@ def test_autograd_path_agrees_with_the_relu_fast_path():
     assert 0 < fast_alive.mean() < 1
 
 
+@pytest.mark.parametrize("shape", [(48, 40), (6, 8, 40)])
+def test_the_relu_hooks_fast_path_gives_the_general_paths_figures(shape, monkeypatch):
+    """The hook's fast path (one BLAS product a forward, histogram subsamples binned at the flush)
+    against the general path on the same batches: every figure of two windows, subsampled
+    histogram included (both draw the same offsets)."""
+    torch.manual_seed(0)
+    xs = [torch.randn(*shape) - 0.3 * k for k in range(7)]
+    xs[3][..., 5] = float("nan")  # a NaN output is not active
+    lin = nn.Linear(40, 40)
+    figures = []
+    for fast in (True, False):
+        m = Pre("relu").train()
+        p = probes_for(m, stats_every=3, hist_sample=100)
+        if not fast:
+            monkeypatch.setattr(p, "_fast_path", lambda *a: None)
+        got = []
+        for x in xs:
+            m(lin(x))  # an input that requires grad, as in training
+            if x is xs[4]:
+                got.append(p.flush())
+                p.end_window()
+        got.append(p.flush())
+        L = p.layers["act"]
+        assert (L.fast is not None) == fast
+        assert torch.is_grad_enabled()
+        figures.append(got)
+    for a, b in zip(*figures):
+        a, b = a["act"], b["act"]
+        for k in ("dead", "dormant", "zero_frac", "sampled_batches", "sampled_samples", "window_samples", "revived"):
+            assert (a.get(k) is None) == (b.get(k) is None), k
+            assert a.get(k) is None or a[k] == pytest.approx(b[k], rel=1e-6), k
+        for k in ("score", "activity", "hist", "alive"):
+            assert a[k] == pytest.approx(b[k], rel=1e-5), k
+    assert figures[0][0]["act"]["hist"].sum() == pytest.approx(2 * torch.Size(shape).numel(), rel=0.05)  # batches 0, 3
+
+
+def test_the_fast_path_keeps_no_graph_and_restores_grad_mode():
+    m = Pre("relu").train()
+    p = probes_for(m, stats_every=2)
+    lin = nn.Linear(8, 8)
+    for _ in range(4):
+        m(lin(torch.randn(16, 8))).sum().backward()
+        assert torch.is_grad_enabled()
+    L = p.layers["act"]
+    assert L.fast is not None and not L.d_sum.requires_grad and not L.active.requires_grad
+    with torch.no_grad():
+        m(lin(torch.randn(16, 8)))
+    assert torch.is_grad_enabled() and p.flush()["act"]["window_samples"] == 80
+
+
 @pytest.mark.parametrize("name,params", [("leaky_relu", {"alpha": 0.01}), ("gelu", {}), ("elu", {}), ("prelu", {})])
 def test_activations_with_gradient_everywhere_are_never_dead(name, params):
     m = Pre(name, **params).train()

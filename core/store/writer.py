@@ -28,6 +28,7 @@ class RunWriter:
         self._thinner = units.Thinner(self.con)  # keeps blob tables small (core/store/units.py)
         self._last: dict[str, int] = {}  # per scalar key: the highest step written (see _scalars)
         self._levels: dict[str, int] = {}  # per scalar key: its lowest pyramid level, once known
+        self._edges_cache: dict[tuple, str] = {}
 
     def log_scalars(self, step: int, values: dict[str, float], epoch: float | None = None, wall_time: float | None = None):
         t = time.time() if wall_time is None else wall_time
@@ -83,9 +84,19 @@ class RunWriter:
     def _histogram(self, step: int, key: str, edges, counts, epoch: float | None, t: float):
         self.con.execute(
             "INSERT INTO histograms(run, step, epoch, key, edges, counts, wall_time) VALUES (?,?,?,?,?,?,?)",
-            (self.name, int(step), epoch, key, json.dumps(np.asarray(edges, float).tolist()),
+            (self.name, int(step), epoch, key, self._edges_json(edges),
              json.dumps(np.asarray(counts, float).tolist()), t))
         self._thinner.added("histograms", key)
+
+    def _edges_json(self, edges) -> str:
+        """A watcher's histograms share one set of edges, flush after flush: encoded once."""
+        key = tuple(edges) if isinstance(edges, (tuple, list)) else None
+        got = self._edges_cache.get(key) if key is not None else None
+        if got is None:
+            got = json.dumps(np.asarray(edges, float).tolist())
+            if key is not None and len(self._edges_cache) < 16:
+                self._edges_cache[key] = got
+        return got
 
     def _units(self, step: int, key: str, values, epoch: float | None, t: float):
         self.con.execute(

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..activations import get_spec, identify, resolve_params
 from ..errors import UserError
-from .probes import Target
+from .probe_layer import Target
 
 _FUNCTIONAL = re.compile(r"\b(?:F|functional|torch|nn\.functional)\.(relu6?|gelu|silu|mish|elu|selu|celu|leaky_relu|"
                          r"hardswish|hardtanh|sigmoid|tanh|softplus)\(")

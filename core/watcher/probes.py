@@ -36,23 +36,18 @@ counts); the reductions themselves live in core/watcher/reductions.py.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..activations import create_act_layer
 from . import window
-from .reductions import AbsBuffers, Fused, Histogram, abs_sum, indicator, nonzero, unit_sum
+from .probe_layer import Target, _Layer, _unit_dims
+from .reductions import AbsBuffers, Fused, Histogram, abs_sum, indicator, nonzero, row_sum_into, set_grad, unit_sum
 
-# Piecewise-linear activations: "f' != 0" is an elementwise comparison (exact for eps = 0).
-_FLAT_RULES = {
-    "relu6": lambda x: (x > 0) & (x < 6),
-    "hardswish": lambda x: x > -3,  # f' = 0 only left of -3 (and at the isolated point -1.5)
-    "hardsigmoid": lambda x: (x > -3) & (x < 3),
-}
+__all__ = ["ActivationProbes", "Target", "grad_norms"]
 
+_MAX_STAGED = 8  # histogram subsamples held per layer before they are binned (memory: 8 x 64 KB)
 
 _graph_task = getattr(torch._C, "_current_graph_task_id", None)
 
@@ -68,82 +63,6 @@ def _own_graph():
     checkpointed region's saved tensors (its recompute must match them)."""
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
         yield
-
-
-@dataclass
-class Target:
-    """One hooked layer. role "act": the module IS the activation (input = pre-activation, output =
-    activation output); role "pre": the module's output is the pre-activation of `activation`
-    (applied later, e.g. by F.relu in the model's forward)."""
-    name: str
-    module: nn.Module
-    activation: str | None  # registry name (for the page's f' overlay); None: no registry curve
-    params: dict = field(default_factory=dict)
-    dead: bool = True  # dead/ is defined (the class is known exactly); else zero_frac and dormant only
-    role: str = "act"
-    cls: str = ""
-    reason: str = ""
-
-    @property
-    def definition(self) -> str:
-        """Which figure the page leads with for this layer."""
-        from ..activations import RELU_LIKE
-
-        return "dead" if self.dead and self.activation in RELU_LIKE else "dormant"
-
-
-class _Layer:
-    def __init__(self, t: Target, eps: float):
-        self.t = t
-        if t.role == "pre":
-            self.fn = create_act_layer(t.activation, **t.params).forward
-        else:
-            self.fn = t.module.forward
-        act, p = t.activation, t.params
-        # How "alive on some sample" is decided; None: no dead/ for this layer.
-        if not t.dead:
-            self.rule = None
-        elif act == "relu" and eps < 1:
-            self.rule = "sum"  # alive <=> sum of relu outputs > 0
-        elif act in _FLAT_RULES and eps == 0:
-            self.rule = "flat"
-        elif act == "leaky_relu" and p.get("alpha", 0) > eps:
-            self.rule = "always"
-        elif t.cls == "Hardtanh" and eps == 0:
-            lo, hi = float(t.module.min_val), float(t.module.max_val)
-            self.rule, self.flat = "flat", lambda x: (x > lo) & (x < hi)
-        else:
-            self.rule = "autograd"
-        if self.rule == "flat" and act in _FLAT_RULES:
-            self.flat = _FLAT_RULES[act]
-        # Whether every training forward counts: dead/ of a ReLU-like layer needs every sample (a
-        # unit alive on one sample in a thousand is not dead); every other figure is measured on
-        # the sampled batches.
-        self.every = self.rule in ("sum", "flat")
-        self.units = None
-        self.fast = None  # set by the probes' hook: see ActivationProbes._fast_path
-        self.reset_interval()
-        self.reset_window()
-        self.prev_dead = None
-
-    def reset_interval(self):
-        # Since the last flush, local to this process (all-reduced at the flush).
-        self.d_sum = self.d_count = self.d_alive = None
-        self.hist = self.active = self.zero = self.s_count = None
-        # Sample counts without a padding mask are known on the host: no tensor per step for them.
-        self.d_count_host = self.s_count_host = 0.0
-        self.calls = self.sampled = 0
-
-    def reset_window(self):
-        # Since the window began, already merged across ranks.
-        self.w_sum = self.w_count = self.w_alive = None
-
-
-def _unit_dims(x: torch.Tensor) -> tuple[int, tuple[int, ...]]:
-    """(unit axis, the dims reduced over) for the unit-axis rule in the module docstring."""
-    if x.dim() >= 4:
-        return 1, (0,) + tuple(range(2, x.dim()))
-    return x.dim() - 1, tuple(range(x.dim() - 1))
 
 
 class ActivationProbes:
@@ -165,13 +84,13 @@ class ActivationProbes:
         self._fused = Fused(fused)
         self._pad_cache: tuple = (None, {})
         self._zero_cache: dict = {}
+        self._edges: tuple | None = None
 
     # ---------------------------------------------------------------- hot path (no host syncs)
     def _hook(self, name: str):
         import time
 
         L = self.layers[name]
-        f32 = torch.float32
 
         def hook(module, inputs, output):
             if self._exact is None and (not self.enabled or not module.training):
@@ -184,16 +103,9 @@ class ActivationProbes:
                 self.hook_seconds += time.perf_counter() - t0
                 return
             fast = L.fast
-            if (fast is not None and self._exact is None and self.mask is None and L.calls % self.stats_every
-                    and isinstance(output, torch.Tensor) and output.shape == fast[0]):
-                # The common call of a ReLU (not sampled, no padding mask, the same shape as last
-                # time): only the window sum of its output, already >= 0. Python is most of a small
-                # layer's cost, so nothing else runs here.
-                _, dims, per = fast
-                y = output.detach()
-                L.d_sum += y.sum(dims) if y.dtype == f32 else y.sum(dims, dtype=f32)  # dtype= costs ~4 us
-                L.d_count_host += per
-                L.calls += 1
+            if (fast is not None and self._exact is None and self.mask is None and isinstance(output, torch.Tensor)
+                    and output.shape == fast[0] and output.is_contiguous()):
+                self._fast(L, inputs, output, fast)
                 self.hook_seconds += time.perf_counter() - t0
                 return
             if L.t.role == "pre":
@@ -226,15 +138,51 @@ class ActivationProbes:
         return entry
 
     def _fast_path(self, L: _Layer, x: torch.Tensor, y: torch.Tensor | None):
-        """(shape, dims, samples) when the next calls of this shape may take the hook's fast path: a
-        ReLU module's own output, no mask, eager sums."""
-        if (L.t.role != "act" or y is None or y.shape != x.shape or y.dim() < 2 or self._pad_mask(x) is not None
-                or L.rule != "sum" or self._fused.enabled(y.device.type)):
+        """(shape, ones row, samples) when the next calls of this shape may take `_fast`: a ReLU
+        module's own fp32 output on the CPU, contiguous, units last, no mask, eager sums."""
+        if (L.t.role != "act" or y is None or y.shape != x.shape or y.dim() not in (2, 3) or L.rule != "sum"
+                or y.dtype != torch.float32 or y.device.type != "cpu" or not y.is_contiguous()
+                or self._pad_mask(x) is not None or self._fused.enabled(y.device.type) or y.shape[-1] != L.units):
             return None
-        axis, dims = _unit_dims(y)
-        if y.shape[axis] != L.units:
-            return None
-        return y.shape, dims, y.numel() // L.units
+        rows = y.numel() // L.units
+        return y.shape, torch.ones(1, rows, dtype=y.dtype), rows
+
+    def _fast(self, L: _Layer, inputs, output: torch.Tensor, fast):
+        """A ReLU's every forward in two BLAS products at most: the window sum of its output, and on
+        a sampled batch its per-unit activity, plus the histogram's subsample (binned at the flush).
+        Python and dispatch are most of a small layer's cost here, so nothing else runs."""
+        _, ones, rows = fast
+        y2 = output if output.dim() == 2 else output.view(rows, -1)
+        grad = torch.is_grad_enabled()
+        set_grad(False)  # our sums must not join the graph; a no_grad() context costs ~7 us here
+        try:
+            L.d_sum = row_sum_into(L.d_sum, ones, y2)
+            if L.calls % self.stats_every == 0:
+                # ReLU: alive <=> y != 0, so the 0/1 sign is the activity (the flush derives zeros).
+                L.active = row_sum_into(L.active, ones, self._bufs.sign(y2))
+                if self.histograms:
+                    self._stage_hist(L, inputs[0] if inputs else output, L.units)
+                L.s_count_host += rows
+                L.sampled += 1
+        finally:
+            set_grad(grad)
+        L.d_count_host += rows
+        L.calls += 1
+
+    def _stage_hist(self, L: _Layer, x: torch.Tensor, units: int):
+        L.staged.append(self._hist.take(x, units))
+        if len(L.staged) >= _MAX_STAGED:
+            self._fold_hist(L)
+
+    def _fold_hist(self, L: _Layer):
+        """Bin the staged subsamples into L.hist: one binning per stride (one in practice)."""
+        by_stride: dict[int, list] = {}
+        for v, stride in L.staged:
+            by_stride.setdefault(stride, []).append(v)
+        L.staged = []
+        for stride, vs in by_stride.items():
+            h = self._hist.bin(vs[0] if len(vs) == 1 else torch.cat(vs), None, stride)
+            L.hist = h if L.hist is None else L.hist.add_(h)
 
     def _alive_elem(self, L: _Layer, x: torch.Tensor) -> torch.Tensor:
         """Elementwise "f' > eps" at the pre-activation x (bool, x's shape)."""
@@ -328,21 +276,21 @@ class ActivationProbes:
             zsum = ((n * units if n is not None else float(x.numel())) - nz.sum()).reshape(())
             if active is None:
                 active = unit_sum(self._alive_ind(L, x), dims, units, w)
-        if self.histograms:
-            h = self._hist(x, units, pad)
-        else:
-            h = torch.zeros(self.bins, device=x.device)
+        if self.histograms and pad is None:
+            self._stage_hist(L, x, units)
+        h = self._hist(x, units, pad) if self.histograms and pad is not None else None
         if n is None:
             L.s_count_host += x.numel() // units
         else:
             L.s_count = n.clone() if L.s_count is None else L.s_count + n
-        if L.hist is None:
-            L.hist, L.active, L.zero = h, active, zsum
+        if h is not None:
+            L.hist = h if L.hist is None else L.hist.add_(h)
+        if L.active is None:
+            L.active, L.zero = active, zsum
         else:
-            L.hist += h
             L.active += active
             if zsum is not None:
-                L.zero += zsum
+                L.zero = zsum if L.zero is None else L.zero + zsum
         L.sampled += 1
 
     def _record_exact(self, L: _Layer, x: torch.Tensor):
@@ -371,6 +319,9 @@ class ActivationProbes:
         """Merge the interval into the window and compute every figure (core/watcher/window.py):
         `reduce(t)` (a DDP all-reduce SUM, in place) merges the ranks first, then ONE device->host
         copy. Returns per-layer host values."""
+        for L in self.layers.values():
+            if L.staged:
+                self._fold_hist(L)
         flat, layout = window.pack(self.layers, self.bins, self._zeros)
         if flat is None:
             return {}
@@ -403,8 +354,10 @@ class ActivationProbes:
         L.reset_window()
 
     def edges(self) -> list[float]:
-        lo, hi = self.hist_range
-        return torch.linspace(lo, hi, self.bins + 1, dtype=torch.float64).tolist()
+        if self._edges is None:  # the same every flush
+            lo, hi = self.hist_range
+            self._edges = tuple(torch.linspace(lo, hi, self.bins + 1, dtype=torch.float64).tolist())
+        return list(self._edges)
 
     @torch.no_grad()
     def exact_dead_count(self, model: nn.Module, batches) -> dict[str, float]:

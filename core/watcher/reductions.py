@@ -53,6 +53,22 @@ class AbsBuffers:
         return buf
 
 
+# Sets grad mode without the context manager: `with torch.no_grad()` costs ~7 us inside a training
+# loop (Python-level enter and exit), a hook or w.step() several times its own work.
+set_grad = torch._C._set_grad_enabled
+
+
+def row_sum_into(acc: torch.Tensor | None, ones: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
+    """`acc` += the column sums of the 2-D fp32 `y2` as ONE BLAS product `ones @ y2` (`ones`: (1, rows));
+    a new (1, cols) tensor when `acc` is None. Call with grad mode off: `y2` may require grad.
+    Inside a training loop every op pays several microseconds of dispatch, so one op where a sum
+    and an add were two is most of the hook's saving."""
+    if acc is None:
+        return torch.mm(ones, y2)
+    (acc if acc.dim() == 2 else acc.view(1, -1)).addmm_(ones, y2)
+    return acc
+
+
 def unit_sum(a: torch.Tensor, dims: tuple[int, ...], units: int, w: torch.Tensor | None = None) -> torch.Tensor:
     """Per-unit sum of `a` over `dims` (fp32). `w`: (N, T) token weights for a 3-D `a` (padding)."""
     if w is None:
@@ -132,7 +148,22 @@ class Histogram:
             if pad is not None:  # a 3-D (N, T, F) contiguous tensor: element p is token p // F
                 pos = torch.arange(off, n, stride, device=x.device)
                 keep = pad.reshape(-1)[pos // x.shape[-1]]
-        v = v.to(torch.float32)  # at most `sample` elements (or a tensor that small)
+        return self.bin(v.to(torch.float32), keep, stride)  # at most `sample` elements (or a tensor that small)
+
+    def take(self, x: torch.Tensor, units: int) -> tuple[torch.Tensor, int]:
+        """The subsample `__call__` would bin (no padding mask), as an fp32 copy, and its stride:
+        `bin(torch.cat(vs), None, stride)` later gives the summed counts of all of them. On the
+        CPU a batch's binning is ~8 small ops, each a few microseconds of dispatch inside a
+        training loop: taking a copy is one, and a flush bins its interval's copies at once."""
+        n = x.numel()
+        flat = _memory_order(x) if n > self.sample > 0 else None
+        if flat is None:
+            return x.reshape(-1).to(torch.float32, copy=True), 1
+        stride = self._stride(n, units, x.shape[-1] if x.is_contiguous() else units)
+        return flat[self._rng.randrange(stride)::stride].to(torch.float32, copy=True), stride
+
+    def bin(self, v: torch.Tensor, keep: torch.Tensor | None, stride: int) -> torch.Tensor:
+        """Counts of the fp32 `v` (where `keep`), each standing for `stride` elements."""
         v = v.nan_to_num(nan=self.hi, posinf=self.hi, neginf=self.lo)  # a new tensor: ours to change
         h = self._bin(v, keep)
         return h.mul_(stride) if stride != 1 else h

@@ -56,6 +56,7 @@ from .layers import (
 from .padding import PaddingMask
 from .plugins import PluginSet, WatchPlugin
 from .probes import ActivationProbes, grad_norms
+from .reductions import set_grad
 from .records import Event, FlushRecord, Histogram, LayerStats
 from .recycler import Recycler
 from .safe_store import SafeStore
@@ -202,19 +203,26 @@ class Watcher:
         for k, v in scalars.items():
             if v is None:
                 continue
+            if isinstance(v, torch.Tensor) and v.is_cpu and v.numel() == 1:
+                v = v.item()  # on the CPU reading a scalar waits on nothing, and costs less than an add kernel
             if isinstance(v, torch.Tensor):
-                v = v.detach()
                 # A loss is 0-d already: no mean kernel; sums grow in place (one kernel a step, no new
-                # tensor). Never keep the caller's tensor itself: it may be a buffer they update in place.
+                # tensor, and no detach: grad mode is off for the add). Never keep the caller's
+                # tensor itself: it may be a buffer they update in place.
                 if v.dim() or v.dtype != torch.float32:
-                    v = v.float().mean()
+                    v = v.detach().float().mean()
                 prev = self._sums.get(k)
                 if prev is None:
-                    self._sums[k] = v.clone()
+                    self._sums[k] = v.detach().clone()
                 elif isinstance(prev, torch.Tensor) and prev.device == v.device:
-                    prev.add_(v)
+                    grad = torch.is_grad_enabled()
+                    set_grad(False)
+                    try:
+                        prev.add_(v)
+                    finally:
+                        set_grad(grad)
                 else:
-                    self._sums[k] = prev + v
+                    self._sums[k] = prev + v.detach()
             else:
                 prev = self._sums.get(k)
                 self._sums[k] = float(v) if prev is None else prev + float(v)

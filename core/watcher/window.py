@@ -42,34 +42,37 @@ def score(layers: dict, layout: list[str], v: np.ndarray, bins: int, tau: float)
     """Merge the fetched interval `v` (what `pack` made, all-reduced) into each layer's window and
     return its figures."""
     out = {}
-    counts = v[len(v) - 3 * len(layout):].reshape(-1, 3)
+    counts = v[len(v) - 3 * len(layout):].reshape(-1, 3).tolist()
     i = 0
+    # Plain slices and Python floats: a flush of a small model is a few dozen numpy calls, and
+    # each costs microseconds (np.split and .mean() several).
     for name, (d_host, s_host, sampled) in zip(layout, counts):
         L = layers[name]
         u = L.units
-        d_sum, d_alive, hist, active, (zero, d_count, s_count) = np.split(v[i:i + 3 * u + bins + 3],
-                                                                           [u, 2 * u, 2 * u + bins, 3 * u + bins])
+        d_sum, d_alive, hist = v[i:i + u], v[i + u:i + 2 * u] > 0, v[i + 2 * u:i + 2 * u + bins]
+        active = v[i + 2 * u + bins:i + 3 * u + bins]
+        zero, d_count, s_count = v[i + 3 * u + bins:i + 3 * u + bins + 3].tolist()
         i += 3 * u + bins + 3
-        d_alive, d_count, s_count = d_alive > 0, d_count + d_host, s_count + s_host
+        d_count, s_count = d_count + d_host, s_count + s_host
         if L.rule in ("sum", None):  # probes._record_sample: zeros are the samples not counted active
-            zero = s_count * u - active.sum()
+            zero = s_count * u - float(active.sum())
         L.w_sum = d_sum.copy() if L.w_sum is None else L.w_sum + d_sum
         L.w_count = d_count if L.w_count is None else L.w_count + d_count
         if L.rule is not None:
             alive = (L.w_sum > 0) if L.rule == "sum" else d_alive
             L.w_alive = alive if L.w_alive is None else (L.w_alive | alive)
         mean = L.w_sum / max(L.w_count, 1.0)
-        layer_mean = mean.mean()
+        layer_mean = float(mean.sum()) / u
         # A layer whose every output is 0 has every unit dormant (score 0), not NaN.
         s = mean / layer_mean if layer_mean > 0 else np.zeros_like(mean)
-        d = {"dormant": float((s <= tau).mean()), "score": s, "hist": hist.copy(),
+        d = {"dormant": np.count_nonzero(s <= tau) / u, "score": s, "hist": hist.copy(),
              "activity": active / max(s_count, 1.0),
-             "zero_frac": float(zero / max(s_count * u, 1.0)) if sampled > 0 else float("nan"),
+             "zero_frac": zero / max(s_count * u, 1.0) if sampled > 0 else float("nan"),
              "sampled_batches": int(sampled), "sampled_samples": float(s_count), "window_samples": float(L.w_count)}
         if L.rule is not None:
             d["alive"] = L.w_alive.copy()
-            d["dead"] = float(1.0 - d["alive"].mean())
+            d["dead"] = 1.0 - np.count_nonzero(d["alive"]) / u
             if L.prev_dead is not None:  # there was a previous window
-                d["revived"] = int((L.prev_dead & L.w_alive).sum())
+                d["revived"] = int(np.count_nonzero(L.prev_dead & L.w_alive))
         out[name] = d
     return out
