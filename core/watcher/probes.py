@@ -36,6 +36,7 @@ counts); the reductions themselves live in core/watcher/reductions.py.
 from __future__ import annotations
 
 import contextlib
+import time
 
 import numpy as np
 import torch
@@ -88,54 +89,72 @@ class ActivationProbes:
 
     # ---------------------------------------------------------------- hot path (no host syncs)
     def _hook(self, name: str):
-        import time
-
         L = self.layers[name]
+        clock, compiling, grad_on = time.perf_counter, torch.compiler.is_compiling, torch.is_grad_enabled
 
         def hook(module, inputs, output):
-            if self._exact is None and (not self.enabled or not module.training):
-                return
-            if _in_backward():
-                return  # a checkpoint's recompute: the forward already counted this batch
-            t0 = time.perf_counter()
-            if not L.every and self._exact is None and L.calls % self.stats_every:
-                L.calls += 1  # not sampled, and nothing of this layer needs every forward: a counter
-                self.hook_seconds += time.perf_counter() - t0
-                return
+            if compiling():
+                return eager(module, inputs, output)
             fast = L.fast
-            if (fast is not None and self._exact is None and self.mask is None and isinstance(output, torch.Tensor)
-                    and output.shape == fast[0] and output.is_contiguous()):
-                self._fast(L, inputs, output, fast)
-                self.hook_seconds += time.perf_counter() - t0
-                return
-            if L.t.role == "pre":
-                x = output.detach()
-                y = None
-            else:
-                x = inputs[0].detach() if inputs else None
-                y = output.detach() if isinstance(output, torch.Tensor) else None
-            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 1:
-                if x.dim() == 1:
-                    x = x.unsqueeze(0)
-                    y = y.unsqueeze(0) if y is not None else None
-                # x and y are detached: the reductions build no graph, so only the f' test (its own
-                # small graph) needs _own_graph, in _alive_elem; a context per hook call cost ~5 us.
-                if self._exact is not None:
-                    self._record_exact(L, x)
-                else:
-                    self._record(L, x, y)
-                    L.fast = self._fast_path(L, x, y)
-            self.hook_seconds += time.perf_counter() - t0
+            # The common call, inlined: a ReLU's own output on a batch that is not sampled, nothing
+            # else set. Inside a training loop the step's own work leaves the caches cold, and this
+            # hook's Python cost more than its one BLAS product did, so the path is only its checks.
+            if (fast is not None and L.calls % self.stats_every and self.enabled and module.training
+                    and self._exact is None and self.mask is None and isinstance(output, torch.Tensor)
+                    and output.shape == fast[0] and output.is_contiguous() and not _in_backward()):
+                t0 = clock()
+                grad = grad_on()
+                set_grad(False)  # our sum must not join the graph; a no_grad() context costs ~7 us here
+                try:
+                    L.d_sum.addmm_(fast[1], output if fast[3] else output.view(fast[2], -1))
+                finally:
+                    set_grad(grad)
+                L.d_count_host += fast[2]
+                L.calls += 1
+                self.hook_seconds += clock() - t0
+                return None
+            return self._call(L, module, inputs, output)
         # Under torch.compile the hook runs eagerly (a graph break), never traced: tracing would
         # specialise on the sampling counter and recompile at every step. Only then: a disabled
         # function costs ~9 us a call in eager mode too, where is_compiling() is a flag read.
-        eager = torch.compiler.disable(hook)
+        eager = torch.compiler.disable(lambda module, inputs, output: self._call(L, module, inputs, output))
+        return hook
 
-        def entry(module, inputs, output):
-            if torch.compiler.is_compiling():
-                return eager(module, inputs, output)
-            return hook(module, inputs, output)
-        return entry
+    def _call(self, L: _Layer, module, inputs, output):
+        """Every call the inlined path in `_hook` does not take."""
+        if self._exact is None and (not self.enabled or not module.training):
+            return
+        if _in_backward():
+            return  # a checkpoint's recompute: the forward already counted this batch
+        t0 = time.perf_counter()
+        if not L.every and self._exact is None and L.calls % self.stats_every:
+            L.calls += 1  # not sampled, and nothing of this layer needs every forward: a counter
+            self.hook_seconds += time.perf_counter() - t0
+            return
+        fast = L.fast
+        if (fast is not None and self._exact is None and self.mask is None and isinstance(output, torch.Tensor)
+                and output.shape == fast[0] and output.is_contiguous()):
+            self._fast(L, inputs, output, fast)  # a sampled batch of a ReLU
+            self.hook_seconds += time.perf_counter() - t0
+            return
+        if L.t.role == "pre":
+            x = output.detach()
+            y = None
+        else:
+            x = inputs[0].detach() if inputs else None
+            y = output.detach() if isinstance(output, torch.Tensor) else None
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 1:
+            if x.dim() == 1:
+                x = x.unsqueeze(0)
+                y = y.unsqueeze(0) if y is not None else None
+            # x and y are detached: the reductions build no graph, so only the f' test (its own
+            # small graph) needs _own_graph, in _alive_elem; a context per hook call cost ~5 us.
+            if self._exact is not None:
+                self._record_exact(L, x)
+            else:
+                self._record(L, x, y)
+                L.fast = self._fast_path(L, x, y)
+        self.hook_seconds += time.perf_counter() - t0
 
     def _fast_path(self, L: _Layer, x: torch.Tensor, y: torch.Tensor | None):
         """(shape, ones row, samples) when the next calls of this shape may take `_fast`: a ReLU
@@ -145,13 +164,15 @@ class ActivationProbes:
                 or self._pad_mask(x) is not None or self._fused.enabled(y.device.type) or y.shape[-1] != L.units):
             return None
         rows = y.numel() // L.units
-        return y.shape, torch.ones(1, rows, dtype=y.dtype), rows
+        if L.d_sum is not None and L.d_sum.dim() == 1:
+            L.d_sum = L.d_sum.view(1, -1)  # the inlined path adds into it as a row
+        return y.shape, torch.ones(1, rows, dtype=y.dtype), rows, y.dim() == 2
 
     def _fast(self, L: _Layer, inputs, output: torch.Tensor, fast):
         """A ReLU's every forward in two BLAS products at most: the window sum of its output, and on
         a sampled batch its per-unit activity, plus the histogram's subsample (binned at the flush).
         Python and dispatch are most of a small layer's cost here, so nothing else runs."""
-        _, ones, rows = fast
+        _, ones, rows, _ = fast
         y2 = output if output.dim() == 2 else output.view(rows, -1)
         grad = torch.is_grad_enabled()
         set_grad(False)  # our sums must not join the graph; a no_grad() context costs ~7 us here
@@ -181,7 +202,7 @@ class ActivationProbes:
             by_stride.setdefault(stride, []).append(v)
         L.staged = []
         for stride, vs in by_stride.items():
-            h = self._hist.bin(vs[0] if len(vs) == 1 else torch.cat(vs), None, stride)
+            h = self._hist.bin(vs[0] if len(vs) == 1 else torch.cat(vs), None, stride, own=True)
             L.hist = h if L.hist is None else L.hist.add_(h)
 
     def _alive_elem(self, L: _Layer, x: torch.Tensor) -> torch.Tensor:

@@ -162,9 +162,11 @@ class Histogram:
         stride = self._stride(n, units, x.shape[-1] if x.is_contiguous() else units)
         return flat[self._rng.randrange(stride)::stride].to(torch.float32, copy=True), stride
 
-    def bin(self, v: torch.Tensor, keep: torch.Tensor | None, stride: int) -> torch.Tensor:
-        """Counts of the fp32 `v` (where `keep`), each standing for `stride` elements."""
-        v = v.nan_to_num(nan=self.hi, posinf=self.hi, neginf=self.lo)  # a new tensor: ours to change
+    def bin(self, v: torch.Tensor, keep: torch.Tensor | None, stride: int, own: bool = False) -> torch.Tensor:
+        """Counts of the fp32 `v` (where `keep`), each standing for `stride` elements. `own`: v is
+        ours to overwrite (a copy from `take`), else binning works on a copy."""
+        nan_to_num = v.nan_to_num_ if own else v.nan_to_num
+        v = nan_to_num(nan=self.hi, posinf=self.hi, neginf=self.lo)  # from here on, ours to change
         h = self._bin(v, keep)
         return h.mul_(stride) if stride != 1 else h
 

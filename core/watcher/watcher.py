@@ -199,53 +199,57 @@ class Watcher:
         t0 = time.perf_counter()
         self.step_count += 1
         if loss is not None:
-            scalars = {"loss/train": loss, **scalars}
+            self._add("loss/train", loss)
         for k, v in scalars.items():
-            if v is None:
-                continue
-            if isinstance(v, torch.Tensor) and v.is_cpu and v.numel() == 1:
-                v = v.item()  # on the CPU reading a scalar waits on nothing, and costs less than an add kernel
-            if isinstance(v, torch.Tensor):
-                # A loss is 0-d already: no mean kernel; sums grow in place (one kernel a step, no new
-                # tensor, and no detach: grad mode is off for the add). Never keep the caller's
-                # tensor itself: it may be a buffer they update in place.
-                if v.dim() or v.dtype != torch.float32:
-                    v = v.detach().float().mean()
-                prev = self._sums.get(k)
-                if prev is None:
-                    self._sums[k] = v.detach().clone()
-                elif isinstance(prev, torch.Tensor) and prev.device == v.device:
-                    grad = torch.is_grad_enabled()
-                    set_grad(False)
-                    try:
-                        prev.add_(v)
-                    finally:
-                        set_grad(grad)
-                else:
-                    self._sums[k] = prev + v.detach()
-            else:
-                prev = self._sums.get(k)
-                self._sums[k] = float(v) if prev is None else prev + float(v)
-            self._counts[k] = self._counts.get(k, 0) + 1
+            if v is not None:
+                self._add(k, v)
         self.plugins.call("on_step", self, self.step_count)
         self._busy += time.perf_counter() - t0
         if self.step_count % self.config.probe.log_every == 0:
             return self.flush()
         return None
 
+    def _add(self, k: str, v):
+        """Add one scalar to its interval sum: on the host, or on the tensor's device (no sync)."""
+        if isinstance(v, torch.Tensor) and v.is_cpu and v.numel() == 1:
+            v = v.item()  # on the CPU reading a scalar waits on nothing, and costs less than an add kernel
+        if isinstance(v, torch.Tensor):
+            # A loss is 0-d already: no mean kernel; sums grow in place (one kernel a step, no new
+            # tensor, and no detach: grad mode is off for the add). Never keep the caller's
+            # tensor itself: it may be a buffer they update in place.
+            if v.dim() or v.dtype != torch.float32:
+                v = v.detach().float().mean()
+            prev = self._sums.get(k)
+            if prev is None:
+                self._sums[k] = v.detach().clone()
+            elif isinstance(prev, torch.Tensor) and prev.device == v.device:
+                grad = torch.is_grad_enabled()
+                set_grad(False)
+                try:
+                    prev.add_(v)
+                finally:
+                    set_grad(grad)
+            else:
+                self._sums[k] = prev + v.detach()
+        else:
+            prev = self._sums.get(k)
+            self._sums[k] = float(v) if prev is None else prev + float(v)
+        self._counts[k] = self._counts.get(k, 0) + 1
+
     def _loop_scalars(self) -> dict[str, float]:
         """The loop's scalars (interval means) and the gradient norms, in one fetch."""
-        keys = list(self._sums)
-        tensors = [v.reshape(1) if isinstance(v, torch.Tensor) else torch.tensor([float(v)], dtype=torch.float32)
-                   for v in (self._sums[k] for k in keys)]
-        host: list[float] = []
-        if tensors or self._grad_norms is not None:
-            dev = self._grad_norms.device if self._grad_norms is not None else tensors[0].device
-            parts = [t.to(dev) for t in tensors] + ([self._grad_norms.reshape(-1)] if self._grad_norms is not None else [])
-            host = torch.cat(parts).cpu().tolist()
-        values = {k: host[i] / self._counts[k] for i, k in enumerate(keys)}
+        on_device = [k for k, v in self._sums.items() if isinstance(v, torch.Tensor)]
+        parts = [self._sums[k].reshape(1) for k in on_device]
         if self._grad_norms is not None:
-            values.update({f"grad_norm/{n}": v for n, v in zip(self._grad_names, host[len(keys):])})
+            parts.append(self._grad_norms.reshape(-1))
+        fetched: list[float] = []
+        if parts:  # sums kept on the host (CPU scalars) need no fetch
+            dev = parts[-1].device
+            fetched = torch.cat([p.to(dev) for p in parts]).cpu().tolist()
+        sums = {**self._sums, **dict(zip(on_device, fetched))}
+        values = {k: float(v) / self._counts[k] for k, v in sums.items()}
+        if self._grad_norms is not None:
+            values.update({f"grad_norm/{n}": v for n, v in zip(self._grad_names, fetched[len(on_device):])})
         self._sums, self._counts = {}, {}
         self._grad_norms, self._grad_names = None, []
         return values
