@@ -66,8 +66,12 @@ class RunStore:
         db = run_dir / "metrics.db"
         if not db.exists():
             create_database(db, os.getpid(), now)
-        writer = RunWriter(run_dir, name)
-        take_over(writer.con, os.getpid(), now, resume_step)
+        writer = RunWriter(run_dir, name, background_checkpoints=True)
+        try:
+            take_over(writer.con, os.getpid(), now, resume_step)
+        except BaseException:
+            writer.close()
+            raise
         return writer
 
     def open(self, name: str) -> RunReader:

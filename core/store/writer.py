@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import commands, series, units
+from .checkpoint import Checkpointer
 from .schema import STATES, connect
 
 
@@ -22,9 +23,15 @@ class RunWriter:
     """A scalar written again for the same (step, key) replaces the old row (and gets a new id, so
     incremental readers see the new value)."""
 
-    def __init__(self, run_dir: Path, name: str):
+    def __init__(self, run_dir: Path, name: str, background_checkpoints: bool = False):
+        """`background_checkpoints`: a trainer's writer; WAL checkpoints run on a thread of their
+        own, never inside a commit on the training thread (core/store/checkpoint.py)."""
         self.dir, self.name = run_dir, name
         self.con = connect(run_dir / "metrics.db")
+        self._checkpointer = None
+        if background_checkpoints:
+            self.con.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpointer = Checkpointer(run_dir / "metrics.db")
         self._thinner = units.Thinner(self.con)  # keeps blob tables small (core/store/units.py)
         self._last: dict[str, int] = {}  # per scalar key: the highest step written (see _scalars)
         self._levels: dict[str, int] = {}  # per scalar key: its lowest pyramid level, once known
@@ -134,7 +141,9 @@ class RunWriter:
         self.con.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
 
     def close(self):
-        self.con.close()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+        self.con.close()  # the last connection to close checkpoints what is left
 
     def __enter__(self) -> RunWriter:
         return self
