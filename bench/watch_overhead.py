@@ -24,7 +24,9 @@ CPU time (steadier than wall time on a shared machine), the watcher's own
 flushes, which here spans an unwatched block too: about half what a watched-only run records), and
 the watcher's own host time per watched step split into hooks and w.step. `--out FILE` writes it all as JSON with the
 device named (the GPU's name on CUDA). `--profile MODEL` instead prints where a watched step's time
-goes (cProfile by own time, then torch.profiler by self time). Nothing here asserts a time.
+goes (cProfile by own time, then torch.profiler by self time). `--paired` also times two copies of each
+model, one watched, stepped alternately (less noise on a shared box; see measure_paired). Nothing here
+asserts a time.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -195,6 +198,46 @@ def measure(name, model, step, args, device, runs_dir) -> dict:
     return res
 
 
+def measure_paired(name, args, device, runs_dir) -> dict:
+    """Two copies of the model (same weights), one watched, stepped alternately with the order drawn
+    for each pair: both arms see the same phase of the host, so its drift cancels step by step (the
+    block design above leaves a percent or so of it on a shared box). Pessimistic for work that
+    likes warm caches, since every step follows the other model's."""
+    model_a, step_a = CASES[name](device, args)
+    model_b, step_b = CASES[name](device, args)
+    model_b.load_state_dict(model_a.state_dict())
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    w = watch(model_a, run=f"bench-{name}-paired", log_every=args.log_every, runs_dir=runs_dir, verbose=False,
+              fused=args.fused)
+
+    def timed(fn) -> float:
+        sync()
+        t = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - t
+
+    def watched():
+        w.step(loss=step_a())
+    pick = random.Random(0)
+    for _ in range(args.warmup * args.block):
+        timed(watched), timed(step_b)
+    ratios = []
+    for _ in range(args.rounds):
+        on = off = 0.0
+        for _ in range(args.block):
+            if pick.random() < 0.5:
+                on, off = on + timed(watched), off + timed(step_b)
+            else:
+                off, on = off + timed(step_b), on + timed(watched)
+        ratios.append(on / off)
+    w.close()
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    print(f"{name}: paired copies ratio watched/unwatched = {statistics.median(ratios):.3f} (median of {len(ratios)} "
+          f"rounds of {args.block} step pairs; quartiles {q[0]:.3f} / {q[2]:.3f})")
+    return {"ratio_paired": statistics.median(ratios), "ratio_paired_quartiles": [q[0], q[2]]}
+
+
 def profile(name, model, step, args, runs_dir) -> None:
     """Where a watched step's time goes: cProfile (host, by own time) then torch.profiler (by op)."""
     import cProfile
@@ -247,6 +290,8 @@ def main() -> int:
                     help="bf16 autocast for bert-base / resnet (auto: on CUDA only)")
     ap.add_argument("--fused", choices=("auto", "on", "off"), default="auto",
                     help="the probes' torch.compile'd window sum (auto: on CUDA only)")
+    ap.add_argument("--paired", action="store_true",
+                    help="also time two copies of each model, one watched, stepped alternately (measure_paired)")
     ap.add_argument("--profile", metavar="MODEL", help="print where a watched step's time goes instead of timing")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
@@ -284,6 +329,8 @@ def main() -> int:
         out["results"][name] = measure(name, model, step, args, device, runs_dir)
         out["results"][name]["block"] = args.block
         del model, step
+        if args.paired:
+            out["results"][name].update(measure_paired(name, args, device, runs_dir))
         if args.out:  # after each model: a long CPU run stopped early keeps what it measured
             Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     if args.out:

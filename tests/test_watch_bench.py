@@ -35,3 +35,18 @@ def test_watch_overhead_refuses_an_unknown_model():
     r = subprocess.run([sys.executable, "bench/watch_overhead.py", "--models", "mlp,gpt5"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "unknown model(s) gpt5" in r.stderr
+
+
+def test_paired_mode_times_two_copies_and_writes_its_ratio(tmp_path):
+    out = tmp_path / "p.json"
+    r = subprocess.run([sys.executable, "bench/watch_overhead.py", "--models", "mlp", "--rounds", "3", "--block", "4",
+                        "--warmup", "1", "--log-every", "2", "--device", "cpu", "--paired", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"mlp: paired copies ratio watched/unwatched = ([0-9.]+) \(median of 3 rounds of 4 step pairs; "
+                  r"quartiles ([0-9.]+) / ([0-9.]+)\)", r.stdout)
+    assert m, r.stdout
+    res = json.loads(out.read_text())["results"]["mlp"]
+    assert abs(res["ratio_paired"] - float(m.group(1))) < 5e-4  # printed to 3 decimals
+    lo, hi = res["ratio_paired_quartiles"]
+    assert 0 < lo <= res["ratio_paired"] <= hi
