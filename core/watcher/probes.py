@@ -31,7 +31,8 @@ histogram of the pre-activation, per-unit activity, the zero fraction and the au
 On the other batches such a layer's hook only counts; `window_samples` says how many samples a
 window's figures rest on. The histogram of a large activation
 bins a fixed-size systematic subsample of its elements (`hist_sample`, scaled back to element
-counts); the reductions themselves live in core/watcher/reductions.py.
+counts), copied on the sampled batch and binned at the flush for the whole interval at once (with a
+padding mask, binned at once); the reductions themselves live in core/watcher/reductions.py.
 """
 from __future__ import annotations
 
