@@ -1,6 +1,7 @@
 """A trainer's writer never checkpoints the WAL inside a commit: a thread of its own does
 (core/store/checkpoint.py). Rows reach the database file, the thread stops with the writer, and a
 removed run folder is never created again by it."""
+import gc
 import shutil
 import sqlite3
 import time
@@ -59,6 +60,15 @@ def test_a_removed_database_is_not_created_again_by_the_thread(tmp_path, monkeyp
     assert ck.done == 0 and not (w.dir / "metrics.db").exists()
     w.close()
     assert not ck.alive
+
+
+def test_a_writer_never_closed_takes_its_thread_with_it(tmp_path, fast_checkpoints):
+    w = RunStore(tmp_path / "runs").create("r", {})
+    ck = w._checkpointer
+    assert wait_for(lambda: ck.done >= 1)
+    del w
+    gc.collect()
+    assert wait_for(lambda: not ck.alive)
 
 
 def test_readers_and_other_writers_keep_sqlites_own_checkpoints(tmp_path):

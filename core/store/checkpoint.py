@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from pathlib import Path
 
 EVERY_S = 2.0
 
 
 class Checkpointer:
-    def __init__(self, db: Path, every_s: float | None = None):
+    """`owner`: the writer; once it is garbage (a run never closed), the thread ends too, and with it
+    its connection and file handles."""
+
+    def __init__(self, db: Path, every_s: float | None = None, owner=None):
         self.db = Path(db).resolve()
+        self._owner = weakref.ref(owner) if owner is not None else (lambda: True)
         self.every_s = float(EVERY_S if every_s is None else every_s)
         self.attempts = self.done = 0  # read by tests: tries, and checkpoints that ran
         self._stop = threading.Event()
@@ -30,7 +35,7 @@ class Checkpointer:
     def _run(self):
         con = None
         try:
-            while not self._stop.wait(self.every_s):
+            while not self._stop.wait(self.every_s) and self._owner() is not None:
                 self.attempts += 1
                 try:
                     if con is None:

@@ -31,7 +31,7 @@ class RunWriter:
         self._checkpointer = None
         if background_checkpoints:
             self.con.execute("PRAGMA wal_autocheckpoint = 0")
-            self._checkpointer = Checkpointer(run_dir / "metrics.db")
+            self._checkpointer = Checkpointer(run_dir / "metrics.db", owner=self)
         self._thinner = units.Thinner(self.con)  # keeps blob tables small (core/store/units.py)
         self._last: dict[str, int] = {}  # per scalar key: the highest step written (see _scalars)
         self._levels: dict[str, int] = {}  # per scalar key: its lowest pyramid level, once known
