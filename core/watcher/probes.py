@@ -97,17 +97,20 @@ class ActivationProbes:
             if compiling():
                 return eager(module, inputs, output)
             fast = L.fast
-            # The common call, inlined: a ReLU's own output on a batch that is not sampled, nothing
-            # else set. Inside a training loop the step's own work leaves the caches cold, and this
-            # hook's Python cost more than its one BLAS product did, so the path is only its checks.
-            if (fast is not None and L.calls % self.stats_every and self.enabled and module.training
-                    and self._exact is None and self.mask is None and isinstance(output, torch.Tensor)
-                    and output.shape == fast[0] and output.is_contiguous() and not _in_backward()):
+            # The common call, inlined: a ReLU's own fp32 output of the shape seen before, nothing
+            # else set. Inside a training loop the step's own work leaves the caches cold, and the
+            # hook's Python cost more than its one BLAS product did, so this path is only its checks.
+            if (fast is not None and self.enabled and module.training and self._exact is None and self.mask is None
+                    and isinstance(output, torch.Tensor) and output.shape == fast[0] and output.is_contiguous()
+                    and not _in_backward()):
                 t0 = clock()
+                y2 = output if fast[3] else output.view(fast[2], -1)
                 grad = grad_on()
-                set_grad(False)  # our sum must not join the graph; a no_grad() context costs ~7 us here
+                set_grad(False)  # our sums must not join the graph; a no_grad() context costs ~7 us here
                 try:
-                    L.d_sum.addmm_(fast[1], output if fast[3] else output.view(fast[2], -1))
+                    L.d_sum = row_sum_into(L.d_sum, fast[1], y2)
+                    if L.calls % self.stats_every == 0:
+                        self._sample_relu(L, inputs, y2, fast)
                 finally:
                     set_grad(grad)
                 L.d_count_host += fast[2]
@@ -132,12 +135,6 @@ class ActivationProbes:
             L.calls += 1  # not sampled, and nothing of this layer needs every forward: a counter
             self.hook_seconds += time.perf_counter() - t0
             return
-        fast = L.fast
-        if (fast is not None and self._exact is None and self.mask is None and isinstance(output, torch.Tensor)
-                and output.shape == fast[0] and output.is_contiguous()):
-            self._fast(L, inputs, output, fast)  # a sampled batch of a ReLU
-            self.hook_seconds += time.perf_counter() - t0
-            return
         if L.t.role == "pre":
             x = output.detach()
             y = None
@@ -158,38 +155,24 @@ class ActivationProbes:
         self.hook_seconds += time.perf_counter() - t0
 
     def _fast_path(self, L: _Layer, x: torch.Tensor, y: torch.Tensor | None):
-        """(shape, ones row, samples) when the next calls of this shape may take `_fast`: a ReLU
-        module's own fp32 output on the CPU, contiguous, units last, no mask, eager sums."""
+        """(shape, ones row, rows, 2-D?) when the next calls of this shape may take the hook's inlined
+        path: a ReLU module's own fp32 output on the CPU, contiguous, units last, no mask, eager sums."""
         if (L.t.role != "act" or y is None or y.shape != x.shape or y.dim() not in (2, 3) or L.rule != "sum"
                 or y.dtype != torch.float32 or y.device.type != "cpu" or not y.is_contiguous()
                 or self._pad_mask(x) is not None or self._fused.enabled(y.device.type) or y.shape[-1] != L.units):
             return None
         rows = y.numel() // L.units
-        if L.d_sum is not None and L.d_sum.dim() == 1:
-            L.d_sum = L.d_sum.view(1, -1)  # the inlined path adds into it as a row
         return y.shape, torch.ones(1, rows, dtype=y.dtype), rows, y.dim() == 2
 
-    def _fast(self, L: _Layer, inputs, output: torch.Tensor, fast):
-        """A ReLU's every forward in two BLAS products at most: the window sum of its output, and on
-        a sampled batch its per-unit activity, plus the histogram's subsample (binned at the flush).
-        Python and dispatch are most of a small layer's cost here, so nothing else runs."""
-        _, ones, rows, _ = fast
-        y2 = output if output.dim() == 2 else output.view(rows, -1)
-        grad = torch.is_grad_enabled()
-        set_grad(False)  # our sums must not join the graph; a no_grad() context costs ~7 us here
-        try:
-            L.d_sum = row_sum_into(L.d_sum, ones, y2)
-            if L.calls % self.stats_every == 0:
-                # ReLU: alive <=> y != 0, so the 0/1 sign is the activity (the flush derives zeros).
-                L.active = row_sum_into(L.active, ones, self._bufs.sign(y2))
-                if self.histograms:
-                    self._stage_hist(L, inputs[0] if inputs else output, L.units)
-                L.s_count_host += rows
-                L.sampled += 1
-        finally:
-            set_grad(grad)
-        L.d_count_host += rows
-        L.calls += 1
+    def _sample_relu(self, L: _Layer, inputs, y2: torch.Tensor, fast):
+        """A sampled batch on the inlined path (grad mode off): the per-unit activity as a second
+        product (ReLU: alive <=> y != 0, so the 0/1 sign is it; the flush derives the zeros), and
+        the histogram's subsample (binned at the flush)."""
+        L.active = row_sum_into(L.active, fast[1], self._bufs.sign(y2))
+        if self.histograms:
+            self._stage_hist(L, inputs[0] if inputs else y2, L.units)
+        L.s_count_host += fast[2]
+        L.sampled += 1
 
     def _stage_hist(self, L: _Layer, x: torch.Tensor, units: int):
         L.staged.append(self._hist.take(x, units))
