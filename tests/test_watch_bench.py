@@ -1,9 +1,11 @@
-"""bench/watch_overhead.py runs and prints parseable ratio lines (no timing is asserted)."""
+"""bench/watch_overhead.py and bench/watch_breakdown.py run and print parseable lines (no timing is asserted)."""
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,3 +52,24 @@ def test_paired_mode_times_two_copies_and_writes_its_ratio(tmp_path):
     assert abs(res["ratio_paired"] - float(m.group(1))) < 5e-4  # printed to 3 decimals
     lo, hi = res["ratio_paired_quartiles"]
     assert 0 < lo <= res["ratio_paired"] <= hi
+
+
+def test_breakdown_prints_every_part_and_writes_json(tmp_path):
+    out = tmp_path / "b.json"
+    r = subprocess.run([sys.executable, "bench/watch_breakdown.py", "--model", "mlp", "--intervals", "2", "--log-every", "8",
+                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())["us"]
+    for part in ("hook per forward, not sampled", "hook per forward, sampled", "w.step without a flush", "flush",
+                 "fold histograms", "window math", "store write", "commit"):
+        assert res[part] > 0, part
+        assert re.search(rf"{re.escape(part)}\s+[0-9.]+", r.stdout), part
+    assert res["store write"] < res["flush"]  # a part of it
+
+
+@pytest.mark.parametrize("argv,msg", [(["--model", "gpt5"], "unknown model 'gpt5'"),
+                                      (["--intervals", "0"], "--intervals must be >= 1")])
+def test_breakdown_refuses_bad_arguments(argv, msg):
+    r = subprocess.run([sys.executable, "bench/watch_breakdown.py", *argv], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and msg in r.stderr
