@@ -1,9 +1,9 @@
 """WAL checkpoints on a thread of their own, so a training step never waits on one.
 
 In WAL mode a commit appends its pages to metrics.db-wal, and by default the committing connection
-copies them back into the database and syncs it every 1000 pages: about 7 ms once in ~50 flushes
-of the seed MLP's watch on the dev box (far longer on a slow or network disk), on the training
-thread. A trainer's writer turns that off (`wal_autocheckpoint = 0`) and a `Checkpointer` runs a
+copies them back into the database and syncs it every 1000 pages (once in about 50 flushes of the
+seed MLP's watch): milliseconds of copying and a sync, far longer on a slow or network disk, on
+the training thread. A trainer's writer turns that off (`wal_autocheckpoint = 0`) and a `Checkpointer` runs a
 PASSIVE checkpoint every `EVERY_S` seconds from its own connection instead: it waits for no reader
 or writer, and readers see every committed row either way (from the WAL until it is copied). A
 failed try (a full disk, a removed folder, a lock) is skipped; the next comes `EVERY_S` later. Its
