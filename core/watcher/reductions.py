@@ -11,9 +11,12 @@ training step never waits on the GPU because of them.
   counts are sums of 0/1 float indicators (`indicator`, `nonzero`), not comparisons and boolean
   reductions: on the CPU a float pass runs about 5x faster than a comparison, and a boolean
   reduction over the outer dims is as slow again. Sums of 0/1 in fp32 are exact below 2**24.
+- `row_sum_into`: a ReLU's per-unit sum as one BLAS product (`ones @ y`, added in place): the
+  probes' inlined hook path on the CPU.
 - `Histogram`: a fixed-size systematic subsample of the elements (a strided view, so nothing is
   gathered by index and no global atomics fight over a few bins), binned with `torch.histc` on
-  CUDA (shared-memory binning) and `torch.bincount` on the CPU, scaled back to element counts.
+  CUDA (shared-memory binning) and `torch.bincount` on the CPU, scaled back to element counts;
+  `take` copies a batch's subsample and `bin` bins several at once (the probes' flush).
 - `Fused`: the same window sum as one `torch.compile`d kernel (GPU default: one read of the
   activation where eager takes two passes); any compile failure falls back to eager, once.
 """
