@@ -35,6 +35,22 @@ def test_scores_are_two_bytes_a_unit_on_the_rows_range_with_nan_and_inf_kept():
     assert units.decode(units.encode([2.0, 2.0])) == [2.0, 2.0]
 
 
+def test_a_finite_row_and_the_same_row_with_a_nan_encode_their_finite_values_alike():
+    # Finite rows take a shorter path than rows with a NaN or an infinity: both must quantise alike.
+    rng = np.random.default_rng(2)
+    s = rng.gamma(2.0, 0.5, 1000)
+    with_nan = s.copy()
+    with_nan[int(np.argsort(s)[500])] = np.nan  # a middle value: the row's min and max stay
+    a, b = np.array(units.decode(units.encode(s))), np.array(units.decode(units.encode(with_nan)))
+    keep = ~np.isnan(with_nan)
+    assert np.isnan(b[~keep]).all() and (a[keep] == b[keep]).all()
+    act = rng.random(1000)
+    act_nan = act.copy()
+    act_nan[3] = np.nan  # no longer a u8 row: two bytes a unit, on the row's range
+    assert len(units.encode(act)) == 4 + 1000 and len(units.encode(act_nan)) == 4 + 16 + 2000
+    assert units.encode(np.array([])) == units.encode([]) and units.decode(units.encode([])) == []
+
+
 def test_old_json_rows_still_read_and_bad_blobs_are_refused():
     assert units.decode(json.dumps([0.1234, 5.0])) == [0.1234, 5.0]
     with pytest.raises(ValueError, match="unknown encoding"):
