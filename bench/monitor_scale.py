@@ -3,8 +3,8 @@
 Builds one run of N scalar rows (--keys keys, one row per key per step, with a loss spike and a
 dead-rate jump in it) plus a histogram and a unit-activity row per layer every 100 steps, bulk
 inserted with executemany in large transactions, then the min/max pyramid with
-core.series.build_blocks (what the trainer's writer keeps incrementally). Then, as the monitor
-page does for one browser tab:
+core/store/blocks.py's build_blocks (what the trainer's writer keeps incrementally). Then, as the
+monitor page does for one browser tab:
 
   first poll   SeriesFollower.poll() on a fresh follower: every key at 700 points, newest blobs
   refresh      one more log interval written by a RunWriter, then poll() (median of --refreshes)
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import numpy as np
 import pandas  # noqa: F401  (loaded in the dashboard long before a poll: not part of its time)
 
-from actlab.store import series, units
+from actlab.store import blocks, series, units
 from actlab.store.runs import RunFollower, RunStore
 
 KEYS = ["loss/train", "acc/train", "lr", "samples_per_s", "dead/act1", "zero_frac/act1", "revived/act1",
@@ -84,7 +84,7 @@ def build(store: RunStore, name: str, rows: int, n_keys: int, chunk_steps: int =
                              for st in blobs])
         print(f"  wrote {min(steps, s0 + chunk_steps) * len(keys):,} rows ({time.perf_counter() - t:.0f} s)", flush=True)
     t2 = time.perf_counter()
-    series.build_blocks(con)
+    blocks.build_blocks(con)
     print(f"  pyramid built from the raw rows in {time.perf_counter() - t2:.0f} s", flush=True)
     return {"writer": w, "keys": keys, "steps": steps, "spike_step": spike_step, "jump_step": jump_step,
             "build_s": time.perf_counter() - t}

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from actlab.store import series
+from actlab.store import blocks, series
 from actlab.store.runs import RunStore
 
 
@@ -39,7 +39,7 @@ def test_query_keeps_every_spike_and_only_real_rows(tmp_path, pyramid):
         c = sqlite3.connect(store.path("r") / "metrics.db")
         c.execute("DROP TABLE scalar_blocks")
         c.commit(), c.close()
-    assert series.has_blocks(r.con) is pyramid
+    assert blocks.has_blocks(r.con) is pyramid
     for lo, hi, points in [(0, 5999, 100), (13, 4777, 37), (2400, 2600, 30), (0, 5999, 700)]:
         s, v = series.query(r.con, ["a"], lo, hi, points)["a"]
         assert len(s) <= 2 * points + 2 and np.all(np.diff(s) >= 0)
@@ -65,7 +65,7 @@ def test_writer_pyramid_equals_a_rebuild_and_skips_non_finite(tmp_path):
     import sqlite3
     con = sqlite3.connect(store.path("r") / "metrics.db")
     incremental = sorted(con.execute("SELECT * FROM scalar_blocks").fetchall())
-    assert series.build_blocks(con, chunk=777) == 5999  # the NaN row (stored NULL) is not folded
+    assert blocks.build_blocks(con, chunk=777) == 5999  # the NaN row (stored NULL) is not folded
     rebuilt = sorted(con.execute("SELECT * FROM scalar_blocks").fetchall())
     con.close()
     assert incremental == rebuilt
@@ -139,7 +139,7 @@ def test_pyramid_follows_replaced_values_and_a_resume_trim(tmp_path):
     w.close()
     con = sqlite3.connect(store.path("r") / "metrics.db")
     live = sorted(con.execute("SELECT * FROM scalar_blocks").fetchall())
-    series.build_blocks(con)
+    blocks.build_blocks(con)
     assert live == sorted(con.execute("SELECT * FROM scalar_blocks").fetchall())
     con.close()
     r = store.open("r")
@@ -160,10 +160,80 @@ def test_blocks_narrower_than_a_keys_log_interval_are_not_kept_and_queries_still
     r = store.open("r")
     levels = dict(r.con.execute("SELECT level, COUNT(*) FROM scalar_blocks WHERE key = 'sparse' GROUP BY level"))
     assert levels.get(1, 0) <= 1 and levels.get(2, 0) <= 1  # only the first row's (its gap was not known yet)
-    assert levels[3] > 1 and series.min_level(r.con, "sparse") == 3
+    assert levels[3] > 1 and blocks.min_level(r.con, "sparse") == 3
     for lo, hi, points in [(0, 29950, 100), (0, 29950, 700), (1000, 20000, 40), (14000, 16000, 10)]:
         s, v = series.query(r.con, ["sparse"], lo, hi, points)["sparse"]
         assert np.allclose(a[s // 50], v) and s[0] >= lo and s[-1] <= hi
         inside = [i for i in (3, 300, 599) if lo <= 50 * i <= hi]
         assert {50 * i for i in inside} <= set(s.tolist())  # every spike in range is drawn
     r.close()
+
+
+def _blocks(con, with_n=True, low=1):
+    cols = "*" if with_n else "key, level, block, min_step, min_value, max_step, max_value"
+    return sorted(con.execute(f"SELECT {cols} FROM scalar_blocks WHERE level >= ?", (low,)).fetchall())
+
+
+def _rebuilt(con, with_n=True, low=1):
+    """The pyramid rebuilt from the raw rows, on a copy of the database."""
+    import sqlite3
+    copy = sqlite3.connect(":memory:")
+    con.backup(copy)
+    blocks.build_blocks(copy)
+    return _blocks(copy, with_n, low)
+
+
+def test_rows_that_move_no_extreme_write_nothing_and_the_pyramid_is_exact_mid_run(tmp_path):
+    rng = np.random.default_rng(7)
+    store = RunStore(tmp_path)
+    w = store.create("r", {})
+    upserts = []
+    w.con.set_trace_callback(lambda sql: upserts.append(sql) if sql.startswith("INSERT INTO scalar_blocks") else None)
+    for i in range(1200):  # a flush every 50 steps: levels 3..7, as a watch writes them
+        w.log_scalars(50 * i, {"loss": float(rng.normal()), "lr": 1e-3})
+        if i in (37, 600, 1199):  # mid-run, before the writer closes: every extreme is on disk already
+            assert _blocks(w.con, False, low=3) == _rebuilt(w.con, False, low=3)
+    # lr never moves an extreme after its first row in a block; the loss rarely does
+    assert len(upserts) < 0.3 * 1200 * 5 * 2, len(upserts)
+    upserts.clear()
+    w.log_scalars(50 * 1200, {"lr": 1e-3})  # inside every open block's range: counted only
+    assert upserts == []
+    w.close()
+    import sqlite3
+    con = sqlite3.connect(store.path("r") / "metrics.db")
+    assert _blocks(con, low=3) == _rebuilt(con, low=3)  # the counts too, once the writer closed
+    con.close()
+
+
+def test_a_writer_on_a_resumed_run_never_trusts_blocks_it_did_not_write(tmp_path):
+    store = RunStore(tmp_path)
+    w = store.create("r", {})
+    for s in range(0, 1000, 10):
+        w.log_scalars(s, {"a": -5.0 if s == 500 else 1.0})
+    w.close()
+    w = store.create("r", {}, resume=True)
+    for s in range(1000, 1100, 10):  # inside the blocks of the first writer, with extremes it never saw
+        w.log_scalars(s, {"a": 10.0 if s == 1050 else -1.0})
+    assert _blocks(w.con, False, low=2) == _rebuilt(w.con, False, low=2)
+    w.close()
+    import sqlite3
+    con = sqlite3.connect(store.path("r") / "metrics.db")
+    assert _blocks(con, low=2) == _rebuilt(con, low=2)
+    con.close()
+
+
+def test_open_blocks_count_every_row_once_when_a_keys_lowest_level_rises():
+    ob, out, closed = blocks.OpenBlocks(), [], []
+    for s in range(4):  # one upsert per level for the first row, then rows inside its range: counted
+        ob.fold("k", 1, s, 1.0, out, closed)
+    assert [r[1] for r in out] == list(blocks.LEVELS) and closed == []
+    ob.fold("k", 2, 4, 1.0, out, closed)  # the key's gap became known (thinning): level 1 is left
+    assert closed == [(3, "k", 1, 0)]  # level 1's block 0 holds 4 rows: 1 upserted, 3 counted
+    ob.fold("k", 2, 5, 7.0, out, closed)  # a new max: one upsert per level, carrying the counted rows
+    assert out[-6:] == [("k", lvl, 5 // 8 ** lvl, 5, 5, 7.0, 5, 7.0) for lvl in range(2, 8)]
+    ob.fold("k", 2, 64, 1.0, out, closed)  # level 2's next block; inside the range of the others
+    assert out[-1] == ("k", 2, 1, 1, 64, 1.0, 64, 1.0) and closed == [(3, "k", 1, 0)]  # old block: 0 pending
+    assert sorted(ob.pending()) == [(1, "k", lvl, 0) for lvl in range(3, 8)] and ob.pending() == []
+    ob.fold("k", 2, 65, 1.0, out, closed)  # inside every range: counted only
+    assert sorted(ob.pending(["k"])) == [(1, "k", 2, 1)] + [(1, "k", lvl, 0) for lvl in range(3, 8)]
+    assert ob.pending(["other"]) == [] and ob.pending() == []

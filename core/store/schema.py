@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from . import series
+from . import blocks
 
 # A running trainer beats at every log interval; silence this long means it is gone.
 STALE_AFTER_S = 120.0
@@ -46,8 +46,8 @@ CREATE TABLE IF NOT EXISTS events (
     units INTEGER, reason TEXT, command_id TEXT, details TEXT, wall_time REAL NOT NULL);
 """
 SCHEMA += CONTROL_SCHEMA
-# The min/max pyramid the monitor reads at chart resolution (core/store/series.py owns it).
-SCHEMA += series.SCHEMA
+# The min/max pyramid the monitor reads at chart resolution (core/store/blocks.py owns it).
+SCHEMA += blocks.SCHEMA
 
 # One value per (run, step, key). Kept out of SCHEMA: a store written before it existed may hold
 # duplicates (a resume used to append), which must go before the index can be built.
@@ -133,7 +133,7 @@ def take_over(con: sqlite3.Connection, pid: int, now: float, resume_step: int | 
         if resume_step is not None:
             for table in TAIL_TABLES:
                 con.execute(f"DELETE FROM {table} WHERE step > ?", (int(resume_step),))
-            series.trim_after(con, int(resume_step))
+            blocks.trim_after(con, int(resume_step))
         con.execute(
             "INSERT OR REPLACE INTO status(id, state, reason, pid, heartbeat, started) VALUES (1, 'running', NULL, ?, ?, ?)",
             (pid, now, now))
@@ -141,4 +141,4 @@ def take_over(con: sqlite3.Connection, pid: int, now: float, resume_step: int | 
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    series.ensure_blocks(con)  # a resumed run from before the pyramid: build it once
+    blocks.ensure_blocks(con)  # a resumed run from before the pyramid: build it once

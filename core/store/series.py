@@ -7,12 +7,11 @@ that is the highest (or lowest) within two bucket widths either side of it alway
 width on the raw path), so a one-step loss spike or a dead-rate jump never vanishes, at any zoom.
 
 To stay fast at 10M rows the writer keeps a pyramid of min/max blocks next to the raw rows
-(table `scalar_blocks`, one row per key, level and block of 8**level steps), updated in the same
-transaction as the scalars (`add_rows`). A query picks the coarsest level whose blocks are still
-narrower than one bucket, reads those blocks through the primary key, and reads raw rows only for
-the partial blocks at the two ends of the range. A run written before the pyramid existed is read
-with a plain GROUP BY over the (key, step) index: correct, just slower on big runs
-(`build_blocks` adds the pyramid to such a run).
+(core/store/blocks.py). A query picks the coarsest level whose blocks are still narrower than one
+bucket, reads those blocks through the primary key, and reads raw rows only for the partial blocks
+at the two ends of the range. A run written before the pyramid existed is read with a plain
+GROUP BY over the (key, step) index: correct, just slower on big runs (`blocks.build_blocks` adds
+the pyramid to such a run).
 
 `SeriesFollower` is what a live monitor holds per run: the downsampled frame (at most ~2·P rows
 per key, never the whole run), the newest histograms, and on refresh only the rows written since.
@@ -21,166 +20,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
 
 import numpy as np
 
+from .blocks import BASE, LEVELS, has_blocks, min_level
 from .units import decode as decode_units
-
-BASE = 8
-LEVELS = range(1, 8)  # block widths 8 .. 2,097,152 steps
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS scalar_blocks (
-    key TEXT NOT NULL, level INTEGER NOT NULL, block INTEGER NOT NULL, n INTEGER NOT NULL,
-    min_step INTEGER NOT NULL, min_value REAL NOT NULL, max_step INTEGER NOT NULL, max_value REAL NOT NULL,
-    PRIMARY KEY (key, level, block)) WITHOUT ROWID;
-"""
-
-_UPSERT = """
-INSERT INTO scalar_blocks(key, level, block, n, min_step, min_value, max_step, max_value) VALUES (?,?,?,?,?,?,?,?)
-ON CONFLICT(key, level, block) DO UPDATE SET n = n + excluded.n,
-    min_step = CASE WHEN excluded.min_value < min_value THEN excluded.min_step ELSE min_step END,
-    min_value = MIN(min_value, excluded.min_value),
-    max_step = CASE WHEN excluded.max_value > max_value THEN excluded.max_step ELSE max_step END,
-    max_value = MAX(max_value, excluded.max_value)
-"""
-
-
-def existing(con: sqlite3.Connection, pairs: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
-    """The (key, step) pairs that already have a row: an index seek each. Call before a write that
-    may replace them (INSERT OR REPLACE), and pass the result to add_rows."""
-    return [(k, int(s)) for k, s in pairs
-            if con.execute("SELECT 1 FROM scalars WHERE key = ? AND step = ?", (k, int(s))).fetchone()]
-
-
-def add_rows(con: sqlite3.Connection, rows: Iterable[tuple[str, int, float | None]],
-             rewritten: Iterable[tuple[str, int]] = (), levels: dict[str, int] | None = None) -> None:
-    """Fold (key, step, value) rows into the pyramid; call inside the writer's transaction, after
-    the rows are written. Rows with no value (non-finite, stored as NULL) are not drawn and not
-    folded. A rewritten (key, step) may have held its blocks' extreme, so those blocks are
-    recomputed from the raw rows (rare: a trainer writes each step once). `levels`: the writer's
-    cache of `min_level` per key, filled here once a key has the two rows that fix it."""
-    rows = [r for r in rows if r[2] is not None]
-    low = {}
-    for k in {r[0] for r in rows}:
-        got = levels.get(k) if levels is not None else None
-        if got is None:
-            gap = first_gap(con, k)
-            got = level_for_gap(gap)
-            if gap is not None and levels is not None:
-                levels[k] = got
-        low[k] = got
-    out = [(k, lvl, int(s) // BASE ** lvl, 1, int(s), v, int(s), v)
-           for k, s, v in rows for lvl in LEVELS if lvl >= low[k]]
-    if out:
-        con.executemany(_UPSERT, out)
-    for k, s in rewritten:
-        for lvl in LEVELS:
-            _recompute(con, k, lvl, s // BASE ** lvl)
-
-
-def min_level(con: sqlite3.Connection, key: str) -> int:
-    """The lowest level kept for `key`: blocks narrower than twice the gap between its first two
-    rows would mostly copy one raw row each (a key logged every 50 steps has no 8- or 64-step
-    blocks: at 2000 flushes of a bert-base watch they were most of the database). `query` reads raw
-    rows below it (fewer than 2 * BASE per bucket). The gap can only grow (thinning may drop the
-    second row), so a level is never read where it was not kept."""
-    return level_for_gap(first_gap(con, key))
-
-
-def first_gap(con: sqlite3.Connection, key: str) -> int | None:
-    """Steps between the key's first two rows (None: it has fewer than two)."""
-    first = con.execute("SELECT step FROM scalars WHERE key = ? ORDER BY step LIMIT 2", (key,)).fetchall()
-    return first[1][0] - first[0][0] if len(first) == 2 else None
-
-
-def level_for_gap(gap: int | None) -> int:
-    if gap is None:
-        return LEVELS[0]
-    return next((lvl for lvl in LEVELS if BASE ** lvl >= 2 * gap), LEVELS[-1])
-
-
-def _recompute(con: sqlite3.Connection, key: str, level: int, block: int) -> None:
-    """One block from the raw rows in its step range (an index range scan)."""
-    w = BASE ** level
-    args = (key, block * w, block * w + w - 1)
-    where = "FROM scalars WHERE key = ? AND step BETWEEN ? AND ? AND value IS NOT NULL"
-    n = con.execute(f"SELECT COUNT(*) {where}", args).fetchone()[0]
-    if not n:
-        con.execute("DELETE FROM scalar_blocks WHERE key = ? AND level = ? AND block = ?", (key, level, block))
-        return
-    lo = con.execute(f"SELECT step, MIN(value) {where}", args).fetchone()
-    hi = con.execute(f"SELECT step, MAX(value) {where}", args).fetchone()
-    con.execute("INSERT OR REPLACE INTO scalar_blocks(key, level, block, n, min_step, min_value, max_step, max_value) "
-                "VALUES (?,?,?,?,?,?,?,?)", (key, level, block, n, lo[0], lo[1], hi[0], hi[1]))
-
-
-def trim_after(con: sqlite3.Connection, step: int) -> None:
-    """After the raw rows past `step` were deleted (a resume from a checkpoint): drop the blocks
-    that now lie wholly past it and recompute the one per level that straddles it."""
-    if not has_blocks(con):
-        return
-    for lvl in LEVELS:
-        b = step // BASE ** lvl
-        con.execute("DELETE FROM scalar_blocks WHERE level = ? AND block > ?", (lvl, b))
-        for (k,) in con.execute("SELECT key FROM scalar_blocks WHERE level = ? AND block = ?", (lvl, b)).fetchall():
-            _recompute(con, k, lvl, b)
-
-
-def has_blocks(con: sqlite3.Connection) -> bool:
-    return con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='scalar_blocks'").fetchone() is not None
-
-
-def ensure_blocks(con: sqlite3.Connection) -> None:
-    """Build the pyramid if the run has scalar rows but no blocks (written before it existed)."""
-    con.executescript(SCHEMA)
-    if con.execute("SELECT EXISTS(SELECT 1 FROM scalars WHERE value IS NOT NULL)").fetchone()[0] and \
-            not con.execute("SELECT EXISTS(SELECT 1 FROM scalar_blocks)").fetchone()[0]:
-        build_blocks(con)
-
-
-def build_blocks(con: sqlite3.Connection, chunk: int = 500_000) -> int:
-    """(Re)build the pyramid from the raw rows, streaming in (key, step) order; returns rows read.
-    For runs written before the pyramid existed, and for the scale benchmark's bulk load."""
-    con.executescript(SCHEMA)
-    with con:
-        con.execute("DELETE FROM scalar_blocks")
-        cur = con.execute("SELECT key, step, value FROM scalars WHERE value IS NOT NULL ORDER BY key, step")
-        total = 0
-        while batch := cur.fetchmany(chunk):
-            total += len(batch)
-            keys = np.array([r[0] for r in batch], dtype=object)
-            steps = np.fromiter((r[1] for r in batch), np.int64, len(batch))
-            values = np.fromiter((r[2] for r in batch), np.float64, len(batch))
-            key_ids, key_names = _codes(keys)
-            for lvl in LEVELS:
-                blocks = steps // BASE ** lvl
-                # Groups are runs of equal (key, block): rows arrive sorted by key then step.
-                starts = np.flatnonzero(np.r_[True, (key_ids[1:] != key_ids[:-1]) | (blocks[1:] != blocks[:-1])])
-                lo_i, hi_i = _argext(values, starts)
-                counts = np.diff(np.r_[starts, len(values)])
-                con.executemany(_UPSERT, zip(key_names[key_ids[starts]].tolist(), [lvl] * len(starts),
-                                             blocks[starts].tolist(), counts.tolist(), steps[lo_i].tolist(),
-                                             values[lo_i].tolist(), steps[hi_i].tolist(), values[hi_i].tolist()))
-    return total
-
-
-def _codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    names, ids = np.unique(keys.astype(str), return_inverse=True)
-    return ids, names.astype(object)
-
-
-def _argext(values: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the minimum and of the maximum within each group [starts[i], starts[i+1]); ties go
-    to the earliest row, as in the writer's incremental upsert (strict comparisons)."""
-    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))
-    order = np.arange(len(values))
-    by_min = np.lexsort((order, values, group))
-    by_max = np.lexsort((order, -values, group))
-    first = np.r_[0, np.flatnonzero(group[by_min][1:] != group[by_min][:-1]) + 1]
-    return by_min[first], by_max[first]
-
 
 def _minmax_buckets(steps: np.ndarray, values: np.ndarray, lo: int, hi: int, points: int) -> np.ndarray:
     """Indices of the min and max point per bucket of [lo, hi], plus the first and last point;

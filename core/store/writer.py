@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import commands, series, units
+from . import blocks, commands, units
 from .checkpoint import Checkpointer
-from .schema import STATES, connect
+from .schema import STATES, STORE_ERRORS, connect
 
 
 def _finite_or_none(v) -> float | None:
@@ -35,6 +35,7 @@ class RunWriter:
         self._thinner = units.Thinner(self.con)  # keeps blob tables small (core/store/units.py)
         self._last: dict[str, int] = {}  # per scalar key: the highest step written (see _scalars)
         self._levels: dict[str, int] = {}  # per scalar key: its lowest pyramid level, once known
+        self._open_blocks = blocks.OpenBlocks()  # rows that move no block's extreme are only counted
         self._edges_cache: dict[tuple, str] = {}
 
     def log_scalars(self, step: int, values: dict[str, float], epoch: float | None = None, wall_time: float | None = None):
@@ -67,15 +68,15 @@ class RunWriter:
         step = int(step)
         rows = [(self.name, step, epoch, k, _finite_or_none(v), t) for k, v in values.items()]
         # Rows that replace an existing (key, step) are found first: their old value may be a
-        # block's extreme in the pyramid, which then has to be recomputed (core/store/series.py).
+        # block's extreme in the pyramid, which then has to be recomputed (core/store/blocks.py).
         # Only a step at or below what this writer last wrote for the key can be one.
         maybe = [k for k in values if step <= self._last_step(k)]
-        rewritten = series.existing(self.con, [(k, step) for k in maybe]) if maybe else []
+        rewritten = blocks.existing(self.con, [(k, step) for k in maybe]) if maybe else []
         for k in maybe:  # a step before the key's first rows (a resumed run) can narrow its first gap
             self._levels.pop(k, None)
         self.con.executemany(
             "INSERT OR REPLACE INTO scalars(run, step, epoch, key, value, wall_time) VALUES (?,?,?,?,?,?)", rows)
-        series.add_rows(self.con, [(r[3], r[1], r[4]) for r in rows], rewritten, self._levels)
+        blocks.add_rows(self.con, [(r[3], r[1], r[4]) for r in rows], rewritten, self._levels, self._open_blocks)
         for k in values:
             self._last[k] = max(step, self._last[k])
             if k.startswith(units.THINNED_SCALARS) and self._thinner.added("scalars", k):
@@ -141,9 +142,15 @@ class RunWriter:
         self.con.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
 
     def close(self):
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-        self.con.close()  # the last connection to close checkpoints what is left
+        try:
+            with self.con:  # the pyramid's pending row counts (blocks.OpenBlocks)
+                blocks.write_pending(self.con, self._open_blocks)
+        except STORE_ERRORS:
+            pass  # a failing store: the counts lag, and no query reads them
+        finally:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+            self.con.close()  # the last connection to close checkpoints what is left
 
     def __enter__(self) -> RunWriter:
         return self
