@@ -116,7 +116,9 @@ def test_store_written_before_the_unique_index_is_migrated_last_value_wins(tmp_p
     d.mkdir()
     (d / "run.json").write_text(json.dumps({"name": "old", "config": {}}))
     con = sqlite3.connect(d / "metrics.db")
-    con.executescript(_SCHEMA)
+    legacy = _SCHEMA.replace("CREATE UNIQUE INDEX IF NOT EXISTS scalars_key", "CREATE INDEX IF NOT EXISTS scalars_key")
+    assert legacy != _SCHEMA  # the (key, step) index as stores before 2026-12 had it: not unique
+    con.executescript(legacy)
     con.execute("INSERT INTO status VALUES (1, 'finished', NULL, 1, 0, 0)")
     # What a resume used to leave: step 4 twice, the resumed value written last.
     con.executemany("INSERT INTO scalars(run, step, epoch, key, value, wall_time) VALUES ('old', ?, 0, 'loss', ?, 0)",
@@ -130,6 +132,35 @@ def test_store_written_before_the_unique_index_is_migrated_last_value_wins(tmp_p
     w.close()
     df = RunStore(tmp_path).open("old").scalars()[0]
     assert list(zip(df.step, df.value)) == [(2, 1.0), (4, 0.5), (6, 0.3)]
+
+
+def test_a_new_store_has_one_index_on_its_scalars_and_a_two_index_store_from_before_still_replaces(tmp_path):
+    import sqlite3
+
+    from actlab.store.runs import _SCHEMA
+
+    store = RunStore(tmp_path)
+    store.create("new", {}).close()
+    con = sqlite3.connect(store.path("new") / "metrics.db")
+    assert [(r[1], r[2]) for r in con.execute("PRAGMA index_list(scalars)")] == [("scalars_key", 1)]
+    con.close()
+    d = tmp_path / "before"  # the layout of stores from before 2026-12
+    d.mkdir()
+    (d / "run.json").write_text(json.dumps({"name": "before", "config": {}}))
+    con = sqlite3.connect(d / "metrics.db")
+    con.executescript(_SCHEMA.replace("CREATE UNIQUE INDEX IF NOT EXISTS scalars_key", "CREATE INDEX IF NOT EXISTS scalars_key"))
+    con.execute("CREATE UNIQUE INDEX scalars_one_value ON scalars(run, key, step)")
+    con.execute("INSERT INTO status VALUES (1, 'finished', NULL, 1, 0, 0)")
+    con.commit()
+    con.close()
+    w = store.create("before", {}, resume=True)
+    w.log_scalars(1, {"x": 1.0})
+    w.log_scalars(1, {"x": 2.0})
+    w.close()
+    assert list(zip(*store.open("before").scalars()[0][["step", "value"]].to_numpy().T)) == [(1, 2.0)]
+    con = sqlite3.connect(d / "metrics.db")
+    assert sorted(r[1] for r in con.execute("PRAGMA index_list(scalars)")) == ["scalars_key", "scalars_one_value"]
+    con.close()
 
 
 def test_new_run_names_are_short_and_plain_old_ones_stay_readable(tmp_path):

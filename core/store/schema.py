@@ -22,7 +22,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS scalars (
     id INTEGER PRIMARY KEY, run TEXT NOT NULL, step INTEGER NOT NULL, epoch REAL,
     key TEXT NOT NULL, value REAL, wall_time REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS scalars_key ON scalars(key, step);
+CREATE UNIQUE INDEX IF NOT EXISTS scalars_key ON scalars(key, step);
 CREATE TABLE IF NOT EXISTS histograms (
     id INTEGER PRIMARY KEY, run TEXT NOT NULL, step INTEGER NOT NULL, epoch REAL,
     key TEXT NOT NULL, edges TEXT NOT NULL, counts TEXT NOT NULL, wall_time REAL NOT NULL);
@@ -49,8 +49,10 @@ SCHEMA += CONTROL_SCHEMA
 # The min/max pyramid the monitor reads at chart resolution (core/store/blocks.py owns it).
 SCHEMA += blocks.SCHEMA
 
-# One value per (run, step, key). Kept out of SCHEMA: a store written before it existed may hold
-# duplicates (a resume used to append), which must go before the index can be built.
+# One value per (key, step): a database holds one run, and `scalars_key`, the index every reader
+# seeks on, is unique. Stores written before 2026-12 have it non-unique, with this unique index on
+# (run, key, step) beside it, which `ensure_one_value` builds where it is missing: a store from before
+# either may hold duplicates (a resume used to append), which must go first.
 ONE_VALUE_INDEX = "scalars_one_value"
 # The tables a resume trims back to its checkpoint's step.
 TAIL_TABLES = ("scalars", "histograms", "unit_activity")
@@ -69,10 +71,16 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     return con
 
 
+def has_one_value(con: sqlite3.Connection) -> bool:
+    """Whether the scalars have a unique index: `scalars_key` (stores since 2026-12) or the older one."""
+    return any(unique and name in ("scalars_key", ONE_VALUE_INDEX)
+               for _, name, unique, *_ in con.execute("PRAGMA index_list(scalars)"))
+
+
 def ensure_one_value(con: sqlite3.Connection) -> None:
-    """Build the unique index, first dropping older duplicates (the last one written stays, as a
-    resumed trainer's value would have won). A no-op once the index exists."""
-    if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (ONE_VALUE_INDEX,)).fetchone():
+    """Build the unique index of an older store, first dropping its duplicates (the last one
+    written stays, as a resumed trainer's value would have won). A no-op once one exists."""
+    if has_one_value(con):
         return
     con.execute("BEGIN IMMEDIATE")
     try:
