@@ -25,8 +25,8 @@ flushes, which here spans an unwatched block too: about half what a watched-only
 the watcher's own host time per watched step split into hooks and w.step. `--out FILE` writes it all as JSON with the
 device named (the GPU's name on CUDA). `--profile MODEL` instead prints where a watched step's time
 goes (cProfile by own time, then torch.profiler by self time). `--paired` also times two copies of each
-model, one watched, stepped alternately (less noise on a shared box; see measure_paired). Nothing here
-asserts a time.
+model, one watched, stepped alternately (less noise on a shared box; see measure_paired). `--strip
+flush|hooks|all` times the watcher with parts taken out (see `strip`). Nothing here asserts a time.
 """
 from __future__ import annotations
 
@@ -140,11 +140,34 @@ CASES = {"mlp": mlp_case, "bert": bert_case, "bert-base": bert_base_case,
          "bert-base-nopad": lambda d, a: bert_base_case(d, a, pad=False), "resnet": resnet_case}
 
 
+STRIP = {"none": "the whole watcher",
+         "flush": "no flush (staged histogram subsamples are binned in the hook instead)",
+         "hooks": "forward hooks that return at once, and no flush",
+         "all": "no hooks and no flush: w.step() and the optimizer pre-hook only"}
+
+
+def strip(w, what: str) -> None:
+    """Take parts of the watcher out (`--strip`), to see what each costs beyond its own clock: the
+    hook's dispatch, the caches its work and the flush's leave cold. A diagnostic: such a watcher
+    records nothing."""
+    if what == "none":
+        return
+    w.flush = lambda step=None: None
+    if what in ("hooks", "all"):
+        w.probes.remove()
+        if what == "hooks":
+            w.probes._hook = lambda name: (lambda module, inputs, output: None)
+        else:
+            w.probes.attach = lambda: None  # w.detached() re-attaches on exit
+        w.probes.attach()
+
+
 def measure(name, model, step, args, device, runs_dir) -> dict:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     w = watch(model, run=f"bench-{name}", log_every=args.log_every, runs_dir=runs_dir, verbose=False,
               fused=args.fused)
 
+    strip(w, args.strip)
     own = {"hooks": 0.0, "step": 0.0, "steps": 0}  # the watcher's own host time in the timed watched blocks
 
     def block(watched: bool, timed: bool = False) -> tuple[float, float]:
@@ -183,6 +206,9 @@ def measure(name, model, step, args, device, runs_dir) -> dict:
     res["ratio_of_medians"] = res["step_ms_watched"] / res["step_ms_unwatched"]
     n = max(own["steps"], 1)
     res["own_us_per_step"] = {"hooks": 1e6 * own["hooks"] / n, "w.step (with its flushes)": 1e6 * own["step"] / n}
+    res["strip"] = args.strip
+    if args.strip != "none":
+        print(f"{name}: watched with --strip {args.strip}: {STRIP[args.strip]}")
     print(f"{name}: median step watched {res['step_ms_watched']:.3f} ms, unwatched {res['step_ms_unwatched']:.3f} ms")
     line = (f"{name}: ratio watched/unwatched = {res['ratio_per_round']:.3f} (median per-round; ratio of medians "
             f"{res['ratio_of_medians']:.3f})")
@@ -209,6 +235,7 @@ def measure_paired(name, args, device, runs_dir) -> dict:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     w = watch(model_a, run=f"bench-{name}-paired", log_every=args.log_every, runs_dir=runs_dir, verbose=False,
               fused=args.fused)
+    strip(w, args.strip)
 
     def timed(fn) -> float:
         sync()
@@ -292,6 +319,8 @@ def main() -> int:
                     help="the probes' torch.compile'd window sum (auto: on CUDA only)")
     ap.add_argument("--paired", action="store_true",
                     help="also time two copies of each model, one watched, stepped alternately (measure_paired)")
+    ap.add_argument("--strip", choices=tuple(STRIP), default="none",
+                    help="time the watcher with parts taken out: " + "; ".join(f"{k}: {v}" for k, v in STRIP.items()))
     ap.add_argument("--profile", metavar="MODEL", help="print where a watched step's time goes instead of timing")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()

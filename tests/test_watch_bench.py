@@ -54,6 +54,23 @@ def test_paired_mode_times_two_copies_and_writes_its_ratio(tmp_path):
     assert 0 < lo <= res["ratio_paired"] <= hi
 
 
+@pytest.mark.parametrize("what", ["hooks", "all"])
+def test_strip_times_the_watcher_with_parts_taken_out(tmp_path, what):
+    out = tmp_path / "s.json"
+    r = subprocess.run([sys.executable, "bench/watch_overhead.py", "--models", "mlp", "--rounds", "2", "--block", "3",
+                        "--warmup", "1", "--log-every", "2", "--device", "cpu", "--strip", what, "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert f"mlp: watched with --strip {what}: " in r.stdout and "mlp: ratio watched/unwatched = " in r.stdout
+    res = json.loads(out.read_text())["results"]["mlp"]
+    # Hooks that return at once (or none) add no hook time, and no flush wrote a row.
+    assert res["strip"] == what and res["own_us_per_step"]["hooks"] == 0.0 and res["flushes"] == 0
+    assert res["step_ms_watched"] > 0 and res["own_us_per_step"]["w.step (with its flushes)"] > 0
+    bad = subprocess.run([sys.executable, "bench/watch_overhead.py", "--strip", "probes"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "invalid choice: 'probes'" in bad.stderr
+
+
 def test_breakdown_prints_every_part_and_writes_json(tmp_path):
     out = tmp_path / "b.json"
     r = subprocess.run([sys.executable, "bench/watch_breakdown.py", "--model", "mlp", "--intervals", "2", "--log-every", "8",
