@@ -10,11 +10,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _overhead(*flags: str, timeout: int = 180) -> subprocess.CompletedProcess:
+    """bench/watch_overhead.py with these flags (a tiny CPU run: a few rounds of a few steps)."""
+    return subprocess.run([sys.executable, "bench/watch_overhead.py", *flags], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+_TINY = ("--models", "mlp", "--log-every", "2", "--device", "cpu")
+
+
 def test_watch_overhead_prints_ratio_lines_and_writes_json(tmp_path):
     out = tmp_path / "r.json"
-    r = subprocess.run([sys.executable, "bench/watch_overhead.py", "--models", "mlp,resnet", "--rounds", "2", "--block", "3",
-                        "--warmup", "0", "--log-every", "2", "--device", "cpu", "--out", str(out)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=180)
+    r = _overhead("--models", "mlp,resnet", "--rounds", "2", "--block", "3", "--warmup", "0", "--log-every", "2",
+                  "--device", "cpu", "--out", str(out))
     assert r.returncode == 0, r.stderr
     m = re.search(r"mlp: ratio watched/unwatched = ([0-9.]+).*cpu-time ratio = ([0-9.]+).*"
                   r"watch/overhead_pct \(median of (\d+) flushes\) = ([0-9.]+)%", r.stdout)
@@ -34,16 +42,13 @@ def test_watch_overhead_prints_ratio_lines_and_writes_json(tmp_path):
 
 
 def test_watch_overhead_refuses_an_unknown_model():
-    r = subprocess.run([sys.executable, "bench/watch_overhead.py", "--models", "mlp,gpt5"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
+    r = _overhead("--models", "mlp,gpt5", timeout=60)
     assert r.returncode == 2 and "unknown model(s) gpt5" in r.stderr
 
 
 def test_paired_mode_times_two_copies_and_writes_its_ratio(tmp_path):
     out = tmp_path / "p.json"
-    r = subprocess.run([sys.executable, "bench/watch_overhead.py", "--models", "mlp", "--rounds", "3", "--block", "4",
-                        "--warmup", "1", "--log-every", "2", "--device", "cpu", "--paired", "--out", str(out)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=180)
+    r = _overhead(*_TINY, "--rounds", "3", "--block", "4", "--warmup", "1", "--paired", "--out", str(out))
     assert r.returncode == 0, r.stderr
     m = re.search(r"mlp: paired copies ratio watched/unwatched = ([0-9.]+) \(median of 3 rounds of 4 step pairs; "
                   r"quartiles ([0-9.]+) / ([0-9.]+)\)", r.stdout)
@@ -57,17 +62,14 @@ def test_paired_mode_times_two_copies_and_writes_its_ratio(tmp_path):
 @pytest.mark.parametrize("what", ["hooks", "all"])
 def test_strip_times_the_watcher_with_parts_taken_out(tmp_path, what):
     out = tmp_path / "s.json"
-    r = subprocess.run([sys.executable, "bench/watch_overhead.py", "--models", "mlp", "--rounds", "2", "--block", "3",
-                        "--warmup", "1", "--log-every", "2", "--device", "cpu", "--strip", what, "--out", str(out)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=180)
+    r = _overhead(*_TINY, "--rounds", "2", "--block", "3", "--warmup", "1", "--strip", what, "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert f"mlp: watched with --strip {what}: " in r.stdout and "mlp: ratio watched/unwatched = " in r.stdout
     res = json.loads(out.read_text())["results"]["mlp"]
     # Hooks that return at once (or none) add no hook time, and no flush wrote a row.
     assert res["strip"] == what and res["own_us_per_step"]["hooks"] == 0.0 and res["flushes"] == 0
     assert res["step_ms_watched"] > 0 and res["own_us_per_step"]["w.step (with its flushes)"] > 0
-    bad = subprocess.run([sys.executable, "bench/watch_overhead.py", "--strip", "probes"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    bad = _overhead("--strip", "probes", timeout=60)
     assert bad.returncode == 2 and "invalid choice: 'probes'" in bad.stderr
 
 
