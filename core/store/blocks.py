@@ -116,8 +116,7 @@ def write_pending(con: sqlite3.Connection, open_blocks: OpenBlocks) -> None:
 
 
 def add_rows(con: sqlite3.Connection, rows: Iterable[tuple[str, int, float | None]],
-             rewritten: Iterable[tuple[str, int]] = (), levels: dict[str, int] | None = None,
-             open_blocks: OpenBlocks | None = None) -> None:
+             rewritten: Iterable[tuple[str, int]], levels: dict[str, int], open_blocks: OpenBlocks) -> None:
     """Fold (key, step, value) rows into the pyramid; call inside the writer's transaction, after
     the rows are written. Rows with no value (non-finite, stored as NULL) are not drawn and not
     folded. A rewritten (key, step) may have held its blocks' extreme, so those blocks are
@@ -125,29 +124,24 @@ def add_rows(con: sqlite3.Connection, rows: Iterable[tuple[str, int, float | Non
     cache of `min_level` per key, filled here once a key has the two rows that fix it.
     `open_blocks`: the writer's OpenBlocks (rows that move no extreme are only counted)."""
     rows = [r for r in rows if r[2] is not None]
-    rewritten = list(rewritten)
     low = {}
     for k in {r[0] for r in rows}:
-        got = levels.get(k) if levels is not None else None
+        got = levels.get(k)
         if got is None:
             gap = first_gap(con, k)
             got = level_for_gap(gap)
-            if gap is not None and levels is not None:
+            if gap is not None:
                 levels[k] = got
         low[k] = got
-    if open_blocks is None:
-        out = [(k, lvl, int(s) // BASE ** lvl, 1, int(s), v, int(s), v)
-               for k, s, v in rows for lvl in LEVELS if lvl >= low[k]]
-        closed = []
-    else:
-        out, closed = [], []
-        for k, s, v in rows:
-            open_blocks.fold(k, low[k], int(s), v, out, closed)
+    out, closed = [], []
+    for k, s, v in rows:
+        open_blocks.fold(k, low[k], int(s), v, out, closed)
     if out:
         con.executemany(_UPSERT, out)
     if closed:
         con.executemany(_ADD_N, closed)
-    if rewritten and open_blocks is not None:
+    rewritten = list(rewritten)
+    if rewritten:
         # The recompute may narrow a block below the range the writer knows: count what is
         # pending, then start those keys afresh.
         keys = {k for k, _ in rewritten}

@@ -180,7 +180,7 @@ class Histogram:
                 v = torch.where(keep, v, self.lo - 1.0)  # histc ignores values outside [lo, hi]
             return torch.histc(v, self.bins, self.lo, self.hi)
         # Clamped to [0, bins - 1] first, the cast's truncation is the floor. int32, not int64:
-        # half the bytes written and read, and bincount takes it (a third faster on the CPU).
+        # half the bytes written and read, and bincount takes it.
         idx = v.sub_(self.lo).mul_(self.bins / (self.hi - self.lo)).clamp_(0, self.bins - 1).to(torch.int32)
         wts = keep.to(torch.float32) if keep is not None else None
         if v.device.type == "cpu":
