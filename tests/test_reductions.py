@@ -86,13 +86,24 @@ def test_channels_last_conv_map_is_sampled_without_a_copy_of_its_own_order():
     assert (h.double() / h.sum() - ref / ref.sum()).abs().max() < 0.02
 
 
-def test_onehot_binning_equals_bincount():
-    # The CUDA path under deterministic algorithms bins by a one-hot product; same counts as bincount.
-    v = torch.tensor([0.0, 1.0, 1.0, 3.0, 63.0])
-    keep = torch.tensor([True, True, False, True, True])
-    idx = v.long()
-    onehot = (idx.unsqueeze(1) == torch.arange(64)).float()
-    assert torch.equal(keep.float() @ onehot, torch.bincount(idx, weights=keep.float(), minlength=64).float())
+@pytest.mark.parametrize("method", ["histc", "onehot"])
+def test_cuda_binning_methods_count_what_bincount_counts(method):
+    # The CUDA paths (histc; a one-hot product under deterministic algorithms) run on the CPU too:
+    # same counts as the CPU's bincount, on values outside the range, at its edges, NaN, infinities
+    # and padded elements.
+    g = torch.Generator().manual_seed(7)
+    v = torch.cat([4 * torch.randn(5000, generator=g),
+                   torch.tensor([-6.0, 6.0, 0.0, -7.5, 9.0, float("nan"), float("inf"), -float("inf"), 5.99])])
+    keep = torch.rand(len(v), generator=g) > 0.25
+    h = Histogram(64, -6, 6)
+    for k in (None, keep):
+        ref = h.bin(v, k, 1, method="bincount")
+        got = h.bin(v, k, 1, method=method)
+        assert torch.equal(got, ref), (method, k is None)
+        assert ref.sum() == (len(v) if k is None else int(keep.sum()))
+    assert torch.equal(h.bin(v, None, 3, method=method), 3 * h.bin(v, None, 1))  # a subsample's stride scales
+    with pytest.raises(ValueError, match="unknown binning method 'hist'"):
+        h.bin(v, None, 1, method="hist")
 
 
 def test_abs_sum_matches_reference_with_and_without_padding():

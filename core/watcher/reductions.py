@@ -165,16 +165,25 @@ class Histogram:
         stride = self._stride(n, units, x.shape[-1] if x.is_contiguous() else units)
         return flat[self._rng.randrange(stride)::stride].to(torch.float32, copy=True), stride
 
-    def bin(self, v: torch.Tensor, keep: torch.Tensor | None, stride: int, own: bool = False) -> torch.Tensor:
+    def bin(self, v: torch.Tensor, keep: torch.Tensor | None, stride: int, own: bool = False,
+            method: str | None = None) -> torch.Tensor:
         """Counts of the fp32 `v` (where `keep`), each standing for `stride` elements. `own`: v is
-        ours to overwrite (a copy from `take`), else binning works on a copy."""
+        ours to overwrite (a copy from `take`), else binning works on a copy. `method`: see `_bin`."""
         nan_to_num = v.nan_to_num_ if own else v.nan_to_num
         v = nan_to_num(nan=self.hi, posinf=self.hi, neginf=self.lo)  # from here on, ours to change
-        h = self._bin(v, keep)
+        h = self._bin(v, keep, method)
         return h.mul_(stride) if stride != 1 else h
 
-    def _bin(self, v: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-        if v.device.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
+    def _bin(self, v: torch.Tensor, keep: torch.Tensor | None, method: str | None = None) -> torch.Tensor:
+        """`method`: "histc" (CUDA: shared-memory binning), "bincount" (the CPU) or "onehot" (CUDA under
+        deterministic algorithms, where histc and bincount refuse); None picks by v's device. Every
+        method runs on any device, so the CUDA ones are tested on the CPU too."""
+        if method is None:
+            if v.device.type != "cuda":
+                method = "bincount"
+            else:
+                method = "onehot" if torch.are_deterministic_algorithms_enabled() else "histc"
+        if method == "histc":
             v = v.clamp_(self.lo, self.hi)
             if keep is not None:
                 v = torch.where(keep, v, self.lo - 1.0)  # histc ignores values outside [lo, hi]
@@ -183,9 +192,10 @@ class Histogram:
         # half the bytes written and read, and bincount takes it.
         idx = v.sub_(self.lo).mul_(self.bins / (self.hi - self.lo)).clamp_(0, self.bins - 1).to(torch.int32)
         wts = keep.to(torch.float32) if keep is not None else None
-        if v.device.type == "cpu":
+        if method == "bincount":
             return torch.bincount(idx, weights=wts, minlength=self.bins).to(torch.float32)
-        # CUDA under deterministic algorithms (histc and bincount would refuse): a one-hot product.
+        if method != "onehot":
+            raise ValueError(f"unknown binning method {method!r}: histc, bincount or onehot")
         onehot = (idx.unsqueeze(1) == torch.arange(self.bins, device=v.device)).to(torch.float32)
         return (wts if wts is not None else torch.ones_like(v)) @ onehot
 
