@@ -18,7 +18,7 @@ Models (random weights, built from configs, nothing downloaded):
                    note when torchvision is not installed
 
 Prints median step times and lines containing `ratio` (watched / unwatched: the median over
-rounds of each round's ratio, and the ratio of the medians), on the CPU also the ratio of process
+rounds of each round's ratio with its 95% bootstrap interval, and the ratio of the medians), on the CPU also the ratio of process
 CPU time (steadier than wall time on a shared machine), the watcher's own
 `watch/overhead_pct` as it recorded it in the store (its denominator is the wall time between two
 flushes, which here spans an unwatched block too: about half what a watched-only run records), and
@@ -42,6 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from actlab.store.runs import RunStore
@@ -162,6 +163,18 @@ def strip(w, what: str) -> None:
         w.probes.attach()
 
 
+def median_ci(values: list[float], level: float = 0.95, resamples: int = 4000) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the median over rounds (rounds are resampled whole; seeded,
+    so a result file can be recomputed): how far the printed ratio could move in a rerun of the
+    same length on a host this noisy."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < 2:
+        return float(v[0]), float(v[0])
+    meds = np.median(np.random.default_rng(0).choice(v, size=(resamples, len(v))), axis=1)
+    lo, hi = np.quantile(meds, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def measure(name, model, step, args, device, runs_dir) -> dict:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     w = watch(model, run=f"bench-{name}", log_every=args.log_every, runs_dir=runs_dir, verbose=False,
@@ -202,6 +215,7 @@ def measure(name, model, step, args, device, runs_dir) -> dict:
     wall_on, wall_off = [a for a, _ in on], [a for a, _ in off]
     res = {"step_ms_watched": 1e3 * statistics.median(wall_on), "step_ms_unwatched": 1e3 * statistics.median(wall_off),
            "ratio_per_round": statistics.median(a / b for a, b in zip(wall_on, wall_off)),
+           "ratio_per_round_ci95": median_ci([a / b for a, b in zip(wall_on, wall_off)]), "rounds": len(wall_on),
            "watch_overhead_pct": float(df["value"].median()) if len(df) else None, "flushes": len(df)}
     res["ratio_of_medians"] = res["step_ms_watched"] / res["step_ms_unwatched"]
     n = max(own["steps"], 1)
@@ -210,8 +224,9 @@ def measure(name, model, step, args, device, runs_dir) -> dict:
     if args.strip != "none":
         print(f"{name}: watched with --strip {args.strip}: {STRIP[args.strip]}")
     print(f"{name}: median step watched {res['step_ms_watched']:.3f} ms, unwatched {res['step_ms_unwatched']:.3f} ms")
-    line = (f"{name}: ratio watched/unwatched = {res['ratio_per_round']:.3f} (median per-round; ratio of medians "
-            f"{res['ratio_of_medians']:.3f})")
+    lo, hi = res["ratio_per_round_ci95"]
+    line = (f"{name}: ratio watched/unwatched = {res['ratio_per_round']:.3f} (median per-round, 95% CI {lo:.3f}-{hi:.3f} "
+            f"over {len(wall_on)} rounds; ratio of medians {res['ratio_of_medians']:.3f})")
     if device.type == "cpu":
         cpu_on, cpu_off = [c for _, c in on], [c for _, c in off]
         res["cpu_ratio_per_round"] = statistics.median(a / b for a, b in zip(cpu_on, cpu_off))
@@ -260,9 +275,11 @@ def measure_paired(name, args, device, runs_dir) -> dict:
         ratios.append(on / off)
     w.close()
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    lo, hi = median_ci(ratios)
     print(f"{name}: paired copies ratio watched/unwatched = {statistics.median(ratios):.3f} (median of {len(ratios)} "
-          f"rounds of {args.block} step pairs; quartiles {q[0]:.3f} / {q[2]:.3f})")
-    return {"ratio_paired": statistics.median(ratios), "ratio_paired_quartiles": [q[0], q[2]]}
+          f"rounds of {args.block} step pairs; quartiles {q[0]:.3f} / {q[2]:.3f}; 95% CI {lo:.3f}-{hi:.3f})")
+    return {"ratio_paired": statistics.median(ratios), "ratio_paired_quartiles": [q[0], q[2]],
+            "ratio_paired_ci95": [lo, hi]}
 
 
 def profile(name, model, step, args, runs_dir) -> None:

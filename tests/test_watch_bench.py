@@ -32,6 +32,9 @@ def test_watch_overhead_prints_ratio_lines_and_writes_json(tmp_path):
     assert data["device"] == "cpu" and "CPU" in data["device_name"]
     res = data["results"]["mlp"]
     assert res["step_ms_watched"] > 0 and res["step_ms_unwatched"] > 0 and res["flushes"] >= 2
+    lo, hi = res["ratio_per_round_ci95"]
+    assert res["rounds"] == 2 and lo <= res["ratio_per_round"] <= hi
+    assert f"95% CI {lo:.3f}-{hi:.3f} over 2 rounds" in r.stdout
     try:
         import torchvision  # noqa: F401
     except ImportError:  # no torchvision: one line saying so, and the JSON says so too
@@ -39,6 +42,25 @@ def test_watch_overhead_prints_ratio_lines_and_writes_json(tmp_path):
         assert "torchvision" in data["skipped"]["resnet"]
     else:
         assert data["results"]["resnet"]["step_ms_watched"] > 0
+
+
+def test_median_ci_brackets_the_median_and_narrows_with_more_rounds():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from watch_overhead import median_ci
+    finally:
+        sys.path.pop(0)
+    import random
+    import statistics
+
+    rng = random.Random(1)
+    short = [1.03 + rng.gauss(0, 0.01) for _ in range(21)]
+    long = [1.03 + rng.gauss(0, 0.01) for _ in range(401)]
+    for v in (short, long):
+        lo, hi = median_ci(v)
+        assert lo <= statistics.median(v) <= hi and lo < hi
+    assert median_ci(long)[1] - median_ci(long)[0] < (median_ci(short)[1] - median_ci(short)[0]) / 2
+    assert median_ci([1.5]) == (1.5, 1.5) and median_ci(short) == median_ci(short)  # seeded
 
 
 def test_watch_overhead_refuses_an_unknown_model():
@@ -51,12 +73,14 @@ def test_paired_mode_times_two_copies_and_writes_its_ratio(tmp_path):
     r = _overhead(*_TINY, "--rounds", "3", "--block", "4", "--warmup", "1", "--paired", "--out", str(out))
     assert r.returncode == 0, r.stderr
     m = re.search(r"mlp: paired copies ratio watched/unwatched = ([0-9.]+) \(median of 3 rounds of 4 step pairs; "
-                  r"quartiles ([0-9.]+) / ([0-9.]+)\)", r.stdout)
+                  r"quartiles ([0-9.]+) / ([0-9.]+);", r.stdout)
     assert m, r.stdout
     res = json.loads(out.read_text())["results"]["mlp"]
     assert abs(res["ratio_paired"] - float(m.group(1))) < 5e-4  # printed to 3 decimals
     lo, hi = res["ratio_paired_quartiles"]
     assert 0 < lo <= res["ratio_paired"] <= hi
+    c_lo, c_hi = res["ratio_paired_ci95"]
+    assert 0 < c_lo <= res["ratio_paired"] <= c_hi and f"95% CI {c_lo:.3f}-{c_hi:.3f})" in r.stdout
 
 
 @pytest.mark.parametrize("what", ["hooks", "all"])
