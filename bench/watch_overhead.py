@@ -163,16 +163,23 @@ def strip(w, what: str) -> None:
         w.probes.attach()
 
 
-def median_ci(values: list[float], level: float = 0.95, resamples: int = 4000) -> tuple[float, float]:
+MIN_CI_ROUNDS = 10  # below this a bootstrap of the median is mostly the spread of a few values
+
+
+def median_ci(values: list[float], level: float = 0.95, resamples: int = 4000) -> tuple[float, float] | None:
     """Percentile-bootstrap interval of the median over rounds (rounds are resampled whole; seeded,
     so a result file can be recomputed): how far the printed ratio could move in a rerun of the
-    same length on a host this noisy."""
+    same length on a host this noisy. None for fewer than MIN_CI_ROUNDS rounds."""
+    if len(values) < MIN_CI_ROUNDS:
+        return None
     v = np.asarray(values, dtype=np.float64)
-    if len(v) < 2:
-        return float(v[0]), float(v[0])
     meds = np.median(np.random.default_rng(0).choice(v, size=(resamples, len(v))), axis=1)
     lo, hi = np.quantile(meds, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def _ci_text(ci: tuple[float, float] | None, rounds: int) -> str:
+    return f"95% CI {ci[0]:.3f}-{ci[1]:.3f} over {rounds} rounds" if ci else f"{rounds} rounds: too few for a 95% CI"
 
 
 def measure(name, model, step, args, device, runs_dir) -> dict:
@@ -224,9 +231,9 @@ def measure(name, model, step, args, device, runs_dir) -> dict:
     if args.strip != "none":
         print(f"{name}: watched with --strip {args.strip}: {STRIP[args.strip]}")
     print(f"{name}: median step watched {res['step_ms_watched']:.3f} ms, unwatched {res['step_ms_unwatched']:.3f} ms")
-    lo, hi = res["ratio_per_round_ci95"]
-    line = (f"{name}: ratio watched/unwatched = {res['ratio_per_round']:.3f} (median per-round, 95% CI {lo:.3f}-{hi:.3f} "
-            f"over {len(wall_on)} rounds; ratio of medians {res['ratio_of_medians']:.3f})")
+    line = (f"{name}: ratio watched/unwatched = {res['ratio_per_round']:.3f} (median per-round, "
+            f"{_ci_text(res['ratio_per_round_ci95'], len(wall_on))}; ratio of medians "
+            f"{res['ratio_of_medians']:.3f})")
     if device.type == "cpu":
         cpu_on, cpu_off = [c for _, c in on], [c for _, c in off]
         res["cpu_ratio_per_round"] = statistics.median(a / b for a, b in zip(cpu_on, cpu_off))
@@ -275,11 +282,10 @@ def measure_paired(name, args, device, runs_dir) -> dict:
         ratios.append(on / off)
     w.close()
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    lo, hi = median_ci(ratios)
+    ci = median_ci(ratios)
     print(f"{name}: paired copies ratio watched/unwatched = {statistics.median(ratios):.3f} (median of {len(ratios)} "
-          f"rounds of {args.block} step pairs; quartiles {q[0]:.3f} / {q[2]:.3f}; 95% CI {lo:.3f}-{hi:.3f})")
-    return {"ratio_paired": statistics.median(ratios), "ratio_paired_quartiles": [q[0], q[2]],
-            "ratio_paired_ci95": [lo, hi]}
+          f"rounds of {args.block} step pairs; quartiles {q[0]:.3f} / {q[2]:.3f}; {_ci_text(ci, len(ratios))})")
+    return {"ratio_paired": statistics.median(ratios), "ratio_paired_quartiles": [q[0], q[2]], "ratio_paired_ci95": ci}
 
 
 def profile(name, model, step, args, runs_dir) -> None:

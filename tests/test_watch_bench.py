@@ -32,9 +32,9 @@ def test_watch_overhead_prints_ratio_lines_and_writes_json(tmp_path):
     assert data["device"] == "cpu" and "CPU" in data["device_name"]
     res = data["results"]["mlp"]
     assert res["step_ms_watched"] > 0 and res["step_ms_unwatched"] > 0 and res["flushes"] >= 2
-    lo, hi = res["ratio_per_round_ci95"]
-    assert res["rounds"] == 2 and lo <= res["ratio_per_round"] <= hi
-    assert f"95% CI {lo:.3f}-{hi:.3f} over 2 rounds" in r.stdout
+    # Two rounds are too few for an interval: the bench says so rather than print the two values' spread.
+    assert res["rounds"] == 2 and res["ratio_per_round_ci95"] is None
+    assert "(median per-round, 2 rounds: too few for a 95% CI; ratio of medians" in r.stdout
     try:
         import torchvision  # noqa: F401
     except ImportError:  # no torchvision: one line saying so, and the JSON says so too
@@ -60,7 +60,8 @@ def test_median_ci_brackets_the_median_and_narrows_with_more_rounds():
         lo, hi = median_ci(v)
         assert lo <= statistics.median(v) <= hi and lo < hi
     assert median_ci(long)[1] - median_ci(long)[0] < (median_ci(short)[1] - median_ci(short)[0]) / 2
-    assert median_ci([1.5]) == (1.5, 1.5) and median_ci(short) == median_ci(short)  # seeded
+    assert median_ci(short) == median_ci(short)  # seeded
+    assert median_ci(short[:9]) is None and median_ci(short[:10]) is not None
 
 
 def test_watch_overhead_refuses_an_unknown_model():
@@ -79,8 +80,7 @@ def test_paired_mode_times_two_copies_and_writes_its_ratio(tmp_path):
     assert abs(res["ratio_paired"] - float(m.group(1))) < 5e-4  # printed to 3 decimals
     lo, hi = res["ratio_paired_quartiles"]
     assert 0 < lo <= res["ratio_paired"] <= hi
-    c_lo, c_hi = res["ratio_paired_ci95"]
-    assert 0 < c_lo <= res["ratio_paired"] <= c_hi and f"95% CI {c_lo:.3f}-{c_hi:.3f})" in r.stdout
+    assert res["ratio_paired_ci95"] is None and "; 3 rounds: too few for a 95% CI)" in r.stdout
 
 
 @pytest.mark.parametrize("what", ["hooks", "all"])
