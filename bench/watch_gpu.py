@@ -38,13 +38,13 @@ TESTS = ("tests/test_reductions.py", "tests/test_probes.py", "tests/test_watch_c
          "tests/test_watch.py::test_cuda_half_dead", "tests/test_train_mnist.py::test_cuda_bf16_compile_run")
 
 
-def child_env() -> dict:
-    """os.environ with `actlab` importable from this checkout, the kit on the path, and no hub access."""
-    pkg = Path(tempfile.mkdtemp(prefix="actlab-path-"))
+def child_env(pkg: Path) -> dict:
+    """os.environ with `actlab` importable from this checkout (a link in the folder `pkg`), the kit
+    on the path, no hub access, and unbuffered output (a step stopped at its cap keeps what it printed)."""
     (pkg / "actlab").symlink_to(ROOT / "core", target_is_directory=True)
     paths = [str(pkg), str(KIT) if KIT.is_dir() else "", os.environ.get("PYTHONPATH", "")]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p),
-            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def commands(args, out: Path, tag: str) -> dict[str, list[str]]:
@@ -115,15 +115,17 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     report = {"kind": "bench:watch_gpu", "device": args.device, "device_name": name, "torch": torch.__version__,
               "cuda": torch.version.cuda, "argv": sys.argv[1:], "kit": KIT.is_dir(), "steps": {}}
-    env, cmds, end = child_env(), commands(args, out, tag), time.perf_counter() + args.budget_s
+    cmds, end = commands(args, out, tag), time.perf_counter() + args.budget_s
     path = out / f"watch_gpu_{tag}.json"
-    for step in only:
-        left = end - time.perf_counter()
-        if left < 10:
-            report["steps"][step] = {"rc": "not run", "reason": f"{left:.0f} s of --budget-s left"}
-        else:
-            report["steps"][step] = run_step(step, cmds[step], min(CAPS[step], left), env, out / f"{step}_{tag}.txt")
-        path.write_text(json.dumps(report, indent=1) + "\n")  # after each step: a killed call keeps the rest
+    with tempfile.TemporaryDirectory(prefix="actlab-path-") as pkg:
+        env = child_env(Path(pkg))
+        for step in only:
+            left = end - time.perf_counter()
+            if left < 10:
+                report["steps"][step] = {"rc": "not run", "reason": f"{left:.0f} s of --budget-s left"}
+            else:
+                report["steps"][step] = run_step(step, cmds[step], min(CAPS[step], left), env, out / f"{step}_{tag}.txt")
+            path.write_text(json.dumps(report, indent=1) + "\n")  # after each step: a killed call keeps the rest
     print(f"wrote {path}")
     return 0 if all(s.get("rc") == 0 for s in report["steps"].values()) else 1
 

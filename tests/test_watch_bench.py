@@ -172,3 +172,13 @@ def test_watch_gpu_refuses_bad_flags_and_reports_steps_its_budget_left_out(tmp_p
     r = _watch_gpu("--device", "cpu", "--budget-s", "5", "--only", "overhead,tests", "--out-dir", str(tmp_path))
     rep = json.loads((tmp_path / "watch_gpu_cpu.json").read_text())
     assert r.returncode == 1 and [s["rc"] for s in rep["steps"].values()] == ["not run", "not run"]
+
+
+def test_watch_gpu_caps_a_step_that_overruns_and_keeps_its_output(tmp_path):
+    # 1000 rounds of the small CPU run take longer than the 12 s the budget leaves: the step is
+    # stopped, marked, and what it printed is kept; the report is still written.
+    r = _watch_gpu("--device", "cpu", "--budget-s", "12", "--only", "overhead", "--rounds", "1000",
+                   "--out-dir", str(tmp_path))
+    step = json.loads((tmp_path / "watch_gpu_cpu.json").read_text())["steps"]["overhead"]
+    assert r.returncode == 1 and step["rc"] == "timeout" and 11 <= step["seconds"] < 60
+    assert "device=cpu" in (tmp_path / "overhead_cpu.txt").read_text()
