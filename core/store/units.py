@@ -50,17 +50,22 @@ def encode(values) -> bytes:
     if lo >= 0.0 and hi <= 1.0:
         return _MAGIC + _U8 + np.rint(a * _U8_STEPS).astype(np.uint8).tobytes()
     if math.isfinite(lo) and math.isfinite(hi):
-        span = hi - lo
-        q = np.rint((a - lo) / span * _U16_TOP).astype("<u2") if span > 0 else np.zeros(a.size, "<u2")
-        return _MAGIC + _U16 + np.array([lo, hi], dtype="<f8").tobytes() + q.tobytes()
-    finite = np.isfinite(a)
+        return _u16(a, lo, hi)
     if np.isinf(a).any():
         return _MAGIC + _F32 + a.astype("<f4").tobytes()
+    finite = np.isfinite(a)  # NaN marks units with no figure
     lo, hi = (float(a[finite].min()), float(a[finite].max())) if finite.any() else (0.0, 0.0)
+    return _u16(a, lo, hi, finite)
+
+
+def _u16(a: np.ndarray, lo: float, hi: float, finite: np.ndarray | None = None) -> bytes:
+    """The row quantised on its own range [lo, hi]; where `finite` is False, the NaN mark."""
     span = hi - lo
-    q = np.rint((np.where(finite, a, lo) - lo) / span * _U16_TOP) if span > 0 else np.zeros(a.size)
-    q = np.where(finite, q, _U16_TOP + 1).astype("<u2")
-    return _MAGIC + _U16 + np.array([lo, hi], dtype="<f8").tobytes() + q.tobytes()
+    x = a if finite is None else np.where(finite, a, lo)
+    q = np.rint((x - lo) / span * _U16_TOP) if span > 0 else np.zeros(a.size)
+    if finite is not None:
+        q = np.where(finite, q, _U16_TOP + 1)
+    return _MAGIC + _U16 + np.array([lo, hi], dtype="<f8").tobytes() + q.astype("<u2").tobytes()
 
 
 def decode(v) -> list[float]:
