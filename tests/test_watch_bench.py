@@ -1,4 +1,4 @@
-"""bench/watch_overhead.py and bench/watch_breakdown.py run and print parseable lines (no timing is asserted)."""
+"""bench/watch_overhead.py, watch_breakdown.py and watch_floor.py run and print parseable lines (no timing is asserted)."""
 import json
 import re
 import subprocess
@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -182,3 +184,40 @@ def test_watch_gpu_caps_a_step_that_overruns_and_keeps_its_output(tmp_path):
     step = json.loads((tmp_path / "watch_gpu_cpu.json").read_text())["steps"]["overhead"]
     assert r.returncode == 1 and step["rc"] == "timeout" and 11 <= step["seconds"] < 60
     assert "device=cpu" in (tmp_path / "overhead_cpu.txt").read_text()
+
+
+def test_watch_floor_prints_every_arm_and_writes_json(tmp_path):
+    out = tmp_path / "f.json"
+    r = subprocess.run([sys.executable, "bench/watch_floor.py", "--model", "mlp", "--rounds", "3", "--warmup", "0",
+                        "--log-every", "4", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["model"] == "mlp" and res["layers"] == 1 and res["rounds"] == 3
+    for arm in ("no-op hook", "floor", "opt hook", "watch"):
+        assert res["arms"][arm]["ratio"] > 0 and res["arms"][arm]["ratio_ci95"] is None  # 3 rounds: no interval
+        assert re.search(rf"mlp: {re.escape(arm)}\s+ratio to bare = [0-9.]+ \(3 rounds: too few", r.stdout), arm
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (2, 3, 5), (2, 5, 3, 3)])
+def test_watch_floor_hook_adds_each_units_sum(shape):
+    """The floor arm does the work it stands for: the per-unit sum of every output, added up."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from watch_floor import _floor_hook
+
+    acc, m = {}, nn.Identity()
+    m.register_forward_hook(_floor_hook(acc, "x"))
+    xs = [torch.randn(shape, requires_grad=True) for _ in range(2)]
+    for x in xs:
+        m(x)
+    dims = (0, 2, 3) if len(shape) == 4 else tuple(range(len(shape) - 1))
+    want = sum(x.detach().sum(dims) for x in xs)
+    assert torch.allclose(acc["x"].reshape(-1), want, atol=1e-5)
+    assert not acc["x"].requires_grad
+
+
+@pytest.mark.parametrize("argv,msg", [(["--model", "gpt5"], "unknown model 'gpt5'"),
+                                      (["--rounds", "0"], "--rounds and --log-every must be >= 1")])
+def test_watch_floor_refuses_bad_arguments(argv, msg):
+    r = subprocess.run([sys.executable, "bench/watch_floor.py", *argv], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and msg in r.stderr
