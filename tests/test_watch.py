@@ -223,58 +223,6 @@ def test_grad_norms_from_the_optimizer_even_when_grads_are_zeroed_before_step(ru
         assert v[f"grad_norm/{n}"] == pytest.approx(e, rel=1e-5)
 
 
-def _ours_registered(w) -> bool:
-    from torch.optim.optimizer import _global_optimizer_pre_hooks
-
-    return any(getattr(h, "__self__", None) is w for h in _global_optimizer_pre_hooks.values())
-
-
-@pytest.mark.parametrize("log_every", [1, 3])
-def test_the_optimizer_hook_is_there_only_for_the_step_that_ends_an_interval(runs_dir, log_every):
-    """Every flush gets the norms from just before its optimizer step (grads zeroed after step()),
-    and between those steps no global optimizer hook of ours is called by any optimizer."""
-    torch.manual_seed(0)
-    m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
-    opt = torch.optim.SGD(m.parameters(), lr=0.1)
-    expect, registered = {}, []
-    with watch(m, run=f"arm{log_every}", log_every=log_every, verbose=False) as w:
-        for i in range(1, 10):
-            registered.append(_ours_registered(w))
-            m(torch.randn(6, 3)).pow(2).sum().backward()
-            if i % log_every == 0:
-                expect[i] = {n: torch.linalg.vector_norm(p.grad).item() for n, p in m.named_parameters()}
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            rec = w.step()
-            if rec is not None:
-                for n, e in expect[i].items():
-                    assert rec.scalars[f"grad_norm/{n}"] == pytest.approx(e, rel=1e-5), (i, n)
-        with w.detached():
-            assert not _ours_registered(w)
-    assert registered == [i % log_every == 0 for i in range(1, 10)]
-    assert not _ours_registered(w)  # closed
-    assert sorted(expect) == list(range(log_every, 10, log_every))
-
-
-def test_a_flush_by_hand_just_before_the_last_step_keeps_the_optimizer_hook(runs_dir):
-    torch.manual_seed(0)
-    m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
-    opt = torch.optim.SGD(m.parameters(), lr=0.1)
-    with watch(m, run="byhand", log_every=4, verbose=False) as w:
-        for i in range(1, 5):
-            if i == 4:
-                w.flush()  # e.g. a trainer's epoch end
-                assert _ours_registered(w)
-            m(torch.randn(6, 3)).pow(2).sum().backward()
-            if i == 4:
-                expect = {n: torch.linalg.vector_norm(p.grad).item() for n, p in m.named_parameters()}
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            rec = w.step()
-    for n, e in expect.items():
-        assert rec.scalars[f"grad_norm/{n}"] == pytest.approx(e, rel=1e-5)
-
-
 def test_plugins_see_typed_records_between_steps(runs_dir):
     m = HalfDead()
     seen = []

@@ -159,36 +159,18 @@ class Watcher:
 
     # ---------------------------------------------------------------- hooks
     def _attach(self):
-        self._attached = True
         self.probes.attach()
         if self._padding is not None:
             self._padding.attach()
-        self._arm_grad_hook()
-        self._recompile()
-
-    def _arm_grad_hook(self):
-        """Gradient norms are read just before the optimizer step that ends a log interval (any
-        optimizer over this model's parameters, whether or not the loop zeroes grads before calling
-        step()), by a global optimizer pre-hook. It is registered only for that step: a global hook
-        is called by every optimizer step in the process, and even one that returns at once is a
-        measurable share of a small model's step (bench/watch_floor.py)."""
-        log_every = self.config.probe.log_every
-        if (self._opt_handle is None and self.config.probe.grads and self._attached
-                and (log_every == 1 or (self.step_count + 1) % log_every == 0)):
+        if self.config.probe.grads and self._opt_handle is None:
+            # Gradient norms: read just before the optimizer step that ends a log interval (any optimizer
+            # over this model's parameters, whether or not the loop zeroes grads before calling step()).
             from torch.optim.optimizer import register_optimizer_step_pre_hook
 
             self._opt_handle = register_optimizer_step_pre_hook(self._opt_pre_hook)
-
-    def _disarm_grad_hook(self):
-        # Never from inside the hook: torch is iterating over the global hooks then (recycler.py).
-        # Kept while the next step still ends an interval (a flush called by hand just before it).
-        log_every = self.config.probe.log_every
-        if self._opt_handle is not None and log_every != 1 and (self.step_count + 1) % log_every != 0:
-            self._opt_handle.remove()
-            self._opt_handle = None
+        self._recompile()
 
     def remove_hooks(self):
-        self._attached = False
         self.probes.remove()
         if self._padding is not None:
             self._padding.remove()
@@ -222,11 +204,8 @@ class Watcher:
             if v is not None:
                 self._add(k, v)
         self.plugins.call("on_step", self, self.step_count)
-        log_every = self.config.probe.log_every
-        if (self.step_count + 1) % log_every == 0:
-            self._arm_grad_hook()  # the next optimizer step ends the interval
         self._busy += time.perf_counter() - t0
-        if self.step_count % log_every == 0:
+        if self.step_count % self.config.probe.log_every == 0:
             return self.flush()
         return None
 
@@ -303,7 +282,6 @@ class Watcher:
             self._grad_names, self._grad_norms = grad_norms(self.model.named_parameters())
         layers, hists, values = self._layer_stats()
         scalars = {**self._loop_scalars(), **values}
-        self._disarm_grad_hook()  # the norms are read; armed again for the next interval's last step
         now = time.perf_counter()
         busy = self._busy + (now - t0) + (self.probes.hook_seconds - self._hook_base)
         scalars["watch/overhead_pct"] = 100.0 * busy / max(now - self._t_flush, 1e-9)
