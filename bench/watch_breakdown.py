@@ -14,18 +14,16 @@ bench/watch_overhead.py. Nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 from actlab.watcher import watch, window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from watch_overhead import CASES, device_name  # noqa: E402
+from watch_overhead import CASES, one_model_args, one_model_setup, write_result  # noqa: E402
 
 
 class _TimedConnection:
@@ -113,31 +111,16 @@ def breakdown(name: str, args, device) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="mlp", help=f"one of {', '.join(CASES)}")
+    one_model_args(ap)
     ap.add_argument("--intervals", type=int, default=60)
     ap.add_argument("--log-every", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (host times only: the device runs async)")
-    ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
-    if args.model not in CASES:
-        ap.error(f"unknown model {args.model!r}; choose from {', '.join(CASES)}")
     if args.intervals < 1 or args.log_every < 4:
         ap.error("--intervals must be >= 1 and --log-every >= 4")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    cuda = device.type == "cuda"
-    args.amp, args.fused = "auto", "auto"
-    args.bb_batch, args.bb_seq, args.resnet_batch = (32, 128, 128) if cuda else (2, 64, 8)
-    torch.manual_seed(0)
+    device = one_model_setup(ap, args)
     res = breakdown(args.model, args, device)
     if args.out:
-        Path(args.out).write_text(json.dumps({"kind": "bench:watch_breakdown", "device": str(device),
-                                              "device_name": device_name(device), "torch": torch.__version__,
-                                              "threads": torch.get_num_threads(), "argv": sys.argv[1:],
-                                              "model": args.model, "us": res}, indent=1) + "\n")
-        print(f"wrote {args.out}")
+        write_result(args.out, "bench:watch_breakdown", device, model=args.model, us=res)
     return 0
 
 

@@ -20,7 +20,6 @@ Models as in bench/watch_overhead.py. Nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from actlab.watcher.reductions import set_grad
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from watch_overhead import CASES, _ci_text, device_name, median_ci  # noqa: E402
+from watch_overhead import CASES, _ci_text, device_name, median_ci, one_model_args, one_model_setup, write_result  # noqa: E402
 
 ARMS = ("bare", "no-op hook", "floor", "opt hook", "watch")
 
@@ -114,34 +113,19 @@ def measure(name: str, args, device) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="mlp", help=f"one of {', '.join(CASES)}")
+    one_model_args(ap)
     ap.add_argument("--rounds", type=int, default=120)
     ap.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     ap.add_argument("--log-every", type=int, default=50, help="the watcher's flush interval = steps per block")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
-    if args.model not in CASES:
-        ap.error(f"unknown model {args.model!r}; choose from {', '.join(CASES)}")
     if args.rounds < 1 or args.log_every < 1 or args.warmup < 0:
         ap.error("--rounds and --log-every must be >= 1, --warmup >= 0")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    cuda = device.type == "cuda"
-    args.amp, args.fused = "auto", "auto"
-    args.bb_batch, args.bb_seq, args.resnet_batch = (32, 128, 128) if cuda else (2, 64, 8)
-    torch.manual_seed(0)
+    device = one_model_setup(ap, args)
     print(f"device={device} ({device_name(device)}) torch={torch.__version__} threads={torch.get_num_threads()} "
           f"model={args.model} block={args.log_every} rounds={args.rounds}")
     res = measure(args.model, args, device)
     if args.out:
-        Path(args.out).write_text(json.dumps({"kind": "bench:watch_floor", "device": str(device),
-                                              "device_name": device_name(device), "torch": torch.__version__,
-                                              "threads": torch.get_num_threads(), "argv": sys.argv[1:],
-                                              "model": args.model, **res}, indent=1) + "\n")
-        print(f"wrote {args.out}")
+        write_result(args.out, "bench:watch_floor", device, model=args.model, **res)
     return 0
 
 

@@ -331,6 +331,38 @@ def device_name(device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
 
 
+def one_model_args(ap: argparse.ArgumentParser) -> None:
+    """--model, --threads, --device and --out of the benches that time one model (watch_breakdown.py,
+    watch_floor.py); `one_model_setup` checks and applies them."""
+    ap.add_argument("--model", default="mlp", help=f"one of {', '.join(CASES)}")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--out", help="write the results as JSON here")
+
+
+def one_model_setup(ap: argparse.ArgumentParser, args) -> torch.device:
+    """Threads, device and case sizes for one model's bench: the issue's GPU sizes on CUDA, small
+    ones on the CPU."""
+    if args.model not in CASES:
+        ap.error(f"unknown model {args.model!r}; choose from {', '.join(CASES)}")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    args.amp, args.fused = "auto", "auto"
+    args.bb_batch, args.bb_seq, args.resnet_batch = (32, 128, 128) if cuda else (2, 64, 8)
+    torch.manual_seed(0)
+    return device
+
+
+def write_result(path: str, kind: str, device, **fields) -> None:
+    """A result file naming the machine, torch and the command's arguments."""
+    Path(path).write_text(json.dumps({"kind": kind, "device": str(device), "device_name": device_name(device),
+                                      "torch": torch.__version__, "threads": torch.get_num_threads(),
+                                      "argv": sys.argv[1:], **fields}, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", "--only", dest="models", default="mlp,bert",

@@ -135,10 +135,13 @@ def test_breakdown_prints_every_part_and_writes_json(tmp_path):
     assert res["store write"] < res["flush"]  # a part of it
 
 
-@pytest.mark.parametrize("argv,msg", [(["--model", "gpt5"], "unknown model 'gpt5'"),
-                                      (["--intervals", "0"], "--intervals must be >= 1")])
-def test_breakdown_refuses_bad_arguments(argv, msg):
-    r = subprocess.run([sys.executable, "bench/watch_breakdown.py", *argv], cwd=ROOT, capture_output=True, text=True,
+@pytest.mark.parametrize("script,argv,msg", [
+    ("watch_breakdown.py", ["--model", "gpt5"], "unknown model 'gpt5'"),
+    ("watch_breakdown.py", ["--intervals", "0"], "--intervals must be >= 1"),
+    ("watch_floor.py", ["--model", "gpt5"], "unknown model 'gpt5'"),
+    ("watch_floor.py", ["--rounds", "0"], "--rounds and --log-every must be >= 1")])
+def test_one_model_benches_refuse_bad_arguments(script, argv, msg):
+    r = subprocess.run([sys.executable, f"bench/{script}", *argv], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and msg in r.stderr
 
@@ -213,11 +216,3 @@ def test_watch_floor_hook_adds_each_units_sum(shape):
     want = sum(x.detach().sum(dims) for x in xs)
     assert torch.allclose(acc["x"].reshape(-1), want, atol=1e-5)
     assert not acc["x"].requires_grad
-
-
-@pytest.mark.parametrize("argv,msg", [(["--model", "gpt5"], "unknown model 'gpt5'"),
-                                      (["--rounds", "0"], "--rounds and --log-every must be >= 1")])
-def test_watch_floor_refuses_bad_arguments(argv, msg):
-    r = subprocess.run([sys.executable, "bench/watch_floor.py", *argv], cwd=ROOT, capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 2 and msg in r.stderr
