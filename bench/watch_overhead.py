@@ -187,7 +187,7 @@ def median_ci(values: list[float], level: float = 0.95, resamples: int = 4000) -
     return float(lo), float(hi)
 
 
-def _ci_text(ci: tuple[float, float] | None, rounds: int) -> str:
+def ci_text(ci: tuple[float, float] | None, rounds: int) -> str:
     return f"95% CI {ci[0]:.3f}-{ci[1]:.3f} over {rounds} rounds" if ci else f"{rounds} rounds: too few for a 95% CI"
 
 
@@ -230,9 +230,9 @@ def measure(name, model, step, args, device, runs_dir) -> dict:
     with RunStore(runs_dir).open(f"bench-{name}") as r:  # key_rows, not scalars(): no pandas on a bare GPU box
         pcts = [v for _, _, v, _ in r.key_rows("watch/overhead_pct") if v is not None]
     wall_on, wall_off = [a for a, _ in on], [a for a, _ in off]
+    ratios = [a / b for a, b in zip(wall_on, wall_off)]
     res = {"step_ms_watched": 1e3 * statistics.median(wall_on), "step_ms_unwatched": 1e3 * statistics.median(wall_off),
-           "ratio_per_round": statistics.median(a / b for a, b in zip(wall_on, wall_off)),
-           "ratio_per_round_ci95": median_ci([a / b for a, b in zip(wall_on, wall_off)]), "rounds": len(wall_on),
+           "ratio_per_round": statistics.median(ratios), "ratio_per_round_ci95": median_ci(ratios), "rounds": len(ratios),
            "watch_overhead_pct": statistics.median(pcts) if pcts else None, "flushes": len(pcts)}
     res["ratio_of_medians"] = res["step_ms_watched"] / res["step_ms_unwatched"]
     n = max(own["steps"], 1)
@@ -242,7 +242,7 @@ def measure(name, model, step, args, device, runs_dir) -> dict:
         print(f"{name}: watched with --strip {args.strip}: {STRIP[args.strip]}")
     print(f"{name}: median step watched {res['step_ms_watched']:.3f} ms, unwatched {res['step_ms_unwatched']:.3f} ms")
     line = (f"{name}: ratio watched/unwatched = {res['ratio_per_round']:.3f} (median per-round, "
-            f"{_ci_text(res['ratio_per_round_ci95'], len(wall_on))}; ratio of medians "
+            f"{ci_text(res['ratio_per_round_ci95'], len(wall_on))}; ratio of medians "
             f"{res['ratio_of_medians']:.3f})")
     if device.type == "cpu":
         cpu_on, cpu_off = [c for _, c in on], [c for _, c in off]
@@ -294,7 +294,7 @@ def measure_paired(name, args, device, runs_dir) -> dict:
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     ci = median_ci(ratios)
     print(f"{name}: paired copies ratio watched/unwatched = {statistics.median(ratios):.3f} (median of {len(ratios)} "
-          f"rounds of {args.block} step pairs; quartiles {q[0]:.3f} / {q[2]:.3f}; {_ci_text(ci, len(ratios))})")
+          f"rounds of {args.block} step pairs; quartiles {q[0]:.3f} / {q[2]:.3f}; {ci_text(ci, len(ratios))})")
     return {"ratio_paired": statistics.median(ratios), "ratio_paired_quartiles": [q[0], q[2]], "ratio_paired_ci95": ci}
 
 
